@@ -1,0 +1,3 @@
+from quanttui.cli import main
+
+raise SystemExit(main())

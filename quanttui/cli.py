@@ -1,0 +1,230 @@
+"""Command line: parse arguments and config, pick a mode, map failures to exit codes.
+
+The plain form `quanttui SYMBOL_X SYMBOL_Y [options]` starts the live app; a first word
+that names a subcommand (`record`, `snapshot`, ...) selects that mode instead. Usage
+errors exit 2 with one line on stderr; runtime failures the user can fix (bad database,
+unknown symbol, too little data) exit 1 or 2 with one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from quanttui import __version__
+from quanttui.config import HEDGES, TIMEFRAMES, Config, ConfigError, load_config
+
+SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
+
+
+class UsageError(Exception):
+    """Bad command-line input: exit code 2."""
+
+
+class UserError(Exception):
+    """A failure the user can fix, reported in one line with `code` as exit status."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def symbol(text: str) -> str:
+    """Upper-case and validate one symbol such as `BTCUSDT`."""
+    sym = text.strip().upper()
+    if not SYMBOL_RE.match(sym):
+        raise UsageError(f"invalid symbol {text!r}: expected 2-20 letters or digits, e.g. BTCUSDT")
+    return sym
+
+
+def pair(x: str, y: str) -> tuple[str, str]:
+    sx, sy = symbol(x), symbol(y)
+    if sx == sy:
+        raise UsageError(f"the two symbols must differ (got {sx} twice)")
+    return sx, sy
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="PATH", help="user config file (TOML)")
+
+
+def _add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", metavar="PATH", help="SQLite database file")
+
+
+def _add_net(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ws-url", metavar="URL", help="websocket base (routed), e.g. ws://host/market")
+    p.add_argument("--rest-url", metavar="URL", help="REST base, e.g. https://fapi.binance.com")
+
+
+def _add_analytics(p: argparse.ArgumentParser, *, z: bool = True) -> None:
+    p.add_argument("--timeframe", choices=list(TIMEFRAMES), help="bar size")
+    p.add_argument("--window", type=int, metavar="W", help="rolling window in bars")
+    p.add_argument("--hedge", choices=list(HEDGES), help="hedge-ratio estimator")
+    if z:
+        p.add_argument("--entry-z", type=float, metavar="Z", help="entry |z| threshold")
+        p.add_argument("--exit-z", type=float, metavar="Z", help="exit |z| threshold")
+
+
+def _add_pair(p: argparse.ArgumentParser) -> None:
+    p.add_argument("symbol_x", metavar="SYMBOL_X", help="reference leg X, e.g. BTCUSDT")
+    p.add_argument("symbol_y", metavar="SYMBOL_Y", help="traded leg Y, regressed on X")
+
+
+def _live_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="quanttui",
+        description=(
+            "Live pairs-trading monitor for Binance USD-M futures. "
+            "SYMBOL_Y is regressed on SYMBOL_X: y = a + b*x."
+        ),
+        epilog=(
+            "subcommands: quanttui {record,snapshot,export,import,backtest,demo} --help. "
+            "Try 'quanttui demo' first: it needs no network."
+        ),
+    )
+    p.add_argument("--version", action="version", version=f"quanttui {__version__}")
+    _add_pair(p)
+    _add_config(p)
+    _add_db(p)
+    _add_net(p)
+    _add_analytics(p)
+    p.add_argument("--export-dir", metavar="DIR", help="directory for CSV exports")
+    p.add_argument("--headless", action="store_true", help="no UI: print alerts as JSON lines")
+    p.add_argument(
+        "--alert",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="extra alert rule, e.g. 'corr < 0.6' (repeatable)",
+    )
+    return p
+
+
+def _record_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="quanttui record", description="Record aggTrades into the database, no UI.")
+    p.add_argument("symbols", nargs="+", metavar="SYMBOL")
+    _add_config(p)
+    _add_db(p)
+    _add_net(p)
+    p.add_argument("--status-every", type=float, default=5.0, metavar="S", help=argparse.SUPPRESS)
+    return p
+
+
+def _snapshot_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="quanttui snapshot", description="Compute the pair's metrics from stored data."
+    )
+    _add_pair(p)
+    _add_config(p)
+    _add_db(p)
+    _add_analytics(p, z=False)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def _backtest_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="quanttui backtest", description="Backtest the z-score strategy on stored data."
+    )
+    _add_pair(p)
+    _add_config(p)
+    _add_db(p)
+    _add_analytics(p)
+    p.add_argument("--stop-z", type=float, metavar="Z", help="stop-out |z| (default: none)")
+    p.add_argument("--fee-bps", type=float, default=4.0, metavar="BPS", help="fee per leg, bps")
+    p.add_argument("--from", dest="from_", metavar="ISO", help="first bar time (UTC)")
+    p.add_argument("--to", metavar="ISO", help="last bar time (UTC)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--out", metavar="DIR", help="also write trades.csv and equity.csv here")
+    return p
+
+
+def _build_config(args: argparse.Namespace) -> Config:
+    get = lambda name: getattr(args, name, None)  # noqa: E731
+    overrides: dict[tuple[str, str], Any] = {
+        ("analytics", "timeframe"): get("timeframe"),
+        ("analytics", "window"): get("window"),
+        ("analytics", "hedge"): get("hedge"),
+        ("analytics", "entry_z"): get("entry_z"),
+        ("analytics", "exit_z"): get("exit_z"),
+        ("storage", "db"): get("db"),
+        ("export", "dir"): get("export_dir"),
+        ("feed", "ws_url"): get("ws_url"),
+        ("feed", "rest_url"): get("rest_url"),
+    }
+    return load_config(get("config"), overrides)
+
+
+def _run_live(args: argparse.Namespace) -> int:
+    sx, sy = pair(args.symbol_x, args.symbol_y)
+    cfg = _build_config(args)
+    from quanttui.app.app import QuantApp
+
+    app = QuantApp(cfg, sx, sy)
+    app.run()
+    return app.return_code or 0
+
+
+def _run_record(args: argparse.Namespace) -> int:
+    syms = [symbol(s) for s in args.symbols]
+    if len(set(syms)) != len(syms):
+        raise UsageError("each symbol may be given once")
+    cfg = _build_config(args)
+    from quanttui.modes import record
+
+    return record.run(cfg, syms, status_every=args.status_every)
+
+
+def _run_snapshot(args: argparse.Namespace) -> int:
+    sx, sy = pair(args.symbol_x, args.symbol_y)
+    cfg = _build_config(args)
+    from quanttui.modes import offline
+
+    return offline.snapshot(cfg, sx, sy, as_json=args.json)
+
+
+def _run_backtest(args: argparse.Namespace) -> int:
+    sx, sy = pair(args.symbol_x, args.symbol_y)
+    cfg = _build_config(args)
+    if args.stop_z is not None and args.stop_z <= cfg.analytics.entry_z:
+        raise UsageError("--stop-z must exceed the entry z")
+    if args.fee_bps < 0:
+        raise UsageError("--fee-bps must be >= 0")
+    from quanttui.modes import offline
+
+    return offline.backtest(cfg, sx, sy, args)
+
+
+_SUBCOMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..., int]]] = {}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in _SUBCOMMANDS:
+            make, run = _SUBCOMMANDS[argv[0]]
+            args = make().parse_args(argv[1:])
+        else:
+            args = _live_parser().parse_args(argv)
+            run = _run_live
+        return run(args)
+    except UsageError as exc:
+        print(f"quanttui: error: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print(f"quanttui: config error: {exc}", file=sys.stderr)
+        return 2
+    except UserError as exc:
+        print(f"quanttui: error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130

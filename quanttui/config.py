@@ -1,0 +1,259 @@
+"""Layered settings: built-in defaults, then the user's TOML file, then CLI flags.
+
+The built-in `config.toml` is both the defaults and the schema: a key that is not in it
+is unknown, and a value must have the type of its default (an int is accepted where a
+float is expected). Range checks live in `_CHECKS`. Every failure raises `ConfigError`
+naming the file, the key and the reason, which the CLI turns into exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+TIMEFRAMES: dict[str, int] = {"1s": 1_000, "1m": 60_000, "5m": 300_000}
+HEDGES: tuple[str, ...] = ("ols", "log", "kalman")
+
+
+class ConfigError(ValueError):
+    """A setting is unknown, mistyped or out of range."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedConfig:
+    ws_url: str
+    rest_url: str
+    stream: str
+    stale_after_s: float
+    reconnect_base_s: float
+    reconnect_max_s: float
+    max_connection_age_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    db: str
+    flush_interval_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsConfig:
+    timeframe: str
+    window: int
+    hedge: str
+    entry_z: float
+    exit_z: float
+    kalman_delta: float
+    kalman_obs_var: float
+
+    @property
+    def timeframe_ms(self) -> int:
+        return TIMEFRAMES[self.timeframe]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsConfig:
+    rules: tuple[str, ...]
+    cooldown_s: float
+    hysteresis: float
+    bell: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ExportConfig:
+    dir: str
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    feed: FeedConfig
+    storage: StorageConfig
+    analytics: AnalyticsConfig
+    alerts: AlertsConfig
+    export: ExportConfig
+    sources: tuple[str, ...] = field(default=())
+
+    @property
+    def db_path(self) -> Path:
+        return Path(self.storage.db).expanduser() if self.storage.db else default_db_path()
+
+
+_SECTIONS = {
+    "feed": FeedConfig,
+    "storage": StorageConfig,
+    "analytics": AnalyticsConfig,
+    "alerts": AlertsConfig,
+    "export": ExportConfig,
+}
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else "must be > 0"
+
+
+def _non_negative(v: float) -> str | None:
+    return None if v >= 0 else "must be >= 0"
+
+
+def _choice(*options: str):
+    def check(v: str) -> str | None:
+        return None if v in options else f"must be one of {', '.join(options)}"
+
+    return check
+
+
+def _url(*schemes: str):
+    def check(v: str) -> str | None:
+        return None if v.startswith(schemes) else f"must start with {' or '.join(schemes)}"
+
+    return check
+
+
+def _window(v: int) -> str | None:
+    return None if 10 <= v <= 100_000 else "must be between 10 and 100000"
+
+
+def _delta(v: float) -> str | None:
+    return None if 0 < v < 1 else "must be between 0 and 1 (exclusive)"
+
+
+def _flush(v: int) -> str | None:
+    return None if 1 <= v <= 250 else "must be between 1 and 250"
+
+
+_CHECKS = {
+    ("feed", "ws_url"): _url("ws://", "wss://"),
+    ("feed", "rest_url"): _url("http://", "https://"),
+    ("feed", "stream"): _choice("aggTrade"),
+    ("feed", "stale_after_s"): _positive,
+    ("feed", "reconnect_base_s"): _positive,
+    ("feed", "reconnect_max_s"): _positive,
+    ("feed", "max_connection_age_s"): _positive,
+    ("storage", "flush_interval_ms"): _flush,
+    ("analytics", "timeframe"): _choice(*TIMEFRAMES),
+    ("analytics", "window"): _window,
+    ("analytics", "hedge"): _choice(*HEDGES),
+    ("analytics", "entry_z"): _positive,
+    ("analytics", "exit_z"): _non_negative,
+    ("analytics", "kalman_delta"): _delta,
+    ("analytics", "kalman_obs_var"): _positive,
+    ("alerts", "cooldown_s"): _non_negative,
+    ("alerts", "hysteresis"): _non_negative,
+}
+
+
+def builtin_defaults_text() -> str:
+    return resources.files("quanttui").joinpath("config.toml").read_text(encoding="utf-8")
+
+
+def _platform_dir(kind: str) -> Path:
+    home = Path.home()
+    if sys.platform == "darwin":
+        return home / "Library" / "Application Support" / "quanttui"
+    if sys.platform == "win32":
+        base = os.environ.get("APPDATA" if kind == "config" else "LOCALAPPDATA")
+        return Path(base or home) / "quanttui"
+    env = "XDG_CONFIG_HOME" if kind == "config" else "XDG_DATA_HOME"
+    fallback = home / (".config" if kind == "config" else ".local/share")
+    return Path(os.environ.get(env) or fallback) / "quanttui"
+
+
+def default_config_path() -> Path:
+    return _platform_dir("config") / "config.toml"
+
+
+def default_db_path() -> Path:
+    return _platform_dir("data") / "quanttui.db"
+
+
+def _type_name(v: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array"}.get(
+        type(v), type(v).__name__
+    )
+
+
+def _coerce(source: str, section: str, key: str, value: Any, default: Any) -> Any:
+    where = f"{source}: [{section}] {key}"
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, list):
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ConfigError(f"{where}: expected {_type_name(default)}, got {_type_name(value)}")
+    check = _CHECKS.get((section, key))
+    problem = check(value) if check else None
+    if problem:
+        raise ConfigError(f"{where}: {value!r} {problem}")
+    return value
+
+
+def _merge(source: str, base: dict[str, dict[str, Any]], layer: dict[str, Any]) -> None:
+    for section, values in layer.items():
+        if section not in base:
+            raise ConfigError(f"{source}: unknown section [{section}]")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table")
+        for key, value in values.items():
+            if key not in base[section]:
+                known = ", ".join(sorted(base[section]))
+                raise ConfigError(f"{source}: unknown key [{section}] {key} (known: {known})")
+            base[section][key] = _coerce(source, section, key, value, base[section][key])
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: dict[tuple[str, str], Any] | None = None,
+    *,
+    use_user_file: bool = True,
+) -> Config:
+    """Build the effective `Config`.
+
+    `path` is an explicit user file (which must exist); otherwise the platform config file
+    is read if present. `overrides` maps `(section, key)` to CLI values, applied last and
+    validated like file values.
+    """
+    values: dict[str, dict[str, Any]] = tomllib.loads(builtin_defaults_text())
+    sources = ["built-in defaults"]
+    user = Path(path).expanduser() if path else default_config_path()
+    if path or (use_user_file and user.is_file()):
+        _merge(str(user), values, _read_toml(user))
+        sources.append(str(user))
+    for (section, key), value in (overrides or {}).items():
+        if value is not None:
+            _merge("command line", values, {section: {key: value}})
+    if values["feed"]["reconnect_base_s"] > values["feed"]["reconnect_max_s"]:
+        raise ConfigError(f"{sources[-1]}: [feed] reconnect_base_s must not exceed reconnect_max_s")
+    if values["analytics"]["exit_z"] >= values["analytics"]["entry_z"]:
+        raise ConfigError(f"{sources[-1]}: [analytics] exit_z must be below entry_z")
+    built = {}
+    for name, cls in _SECTIONS.items():
+        section = dict(values[name])
+        if name == "alerts":
+            section["rules"] = tuple(section["rules"])
+        built[name] = cls(**section)
+    return Config(**built, sources=tuple(sources))

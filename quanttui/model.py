@@ -1,0 +1,184 @@
+"""Core value types shared by every layer.
+
+They are frozen and slotted: a `Tick` crosses tasks and threads (feed, writer, bar
+builder, analytics worker), and immutability is what makes that sharing safe without
+locks. Times are integer epoch milliseconds in UTC everywhere; conversion to text happens
+only at the edges (`iso_utc`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+
+def iso_utc(ms: int) -> str:
+    """Epoch milliseconds as ISO-8601 UTC with millisecond precision, e.g. `2025-12-15T08:43:15.300Z`."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def parse_iso_ms(text: str) -> int:
+    """Parse ISO-8601 text to epoch ms; a text without an offset is taken as UTC."""
+    dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return round(dt.timestamp() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One aggregated trade. `ts_ms` is the trade time `T`, never the event time `E`."""
+
+    symbol: str
+    trade_id: int
+    ts_ms: int
+    price: float
+    qty: float
+    is_buyer_maker: bool
+    recv_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """OHLCV of one leg over `[ts_ms, ts_ms + timeframe)`. `filled` marks a bucket with no
+    trade, whose OHLC is the previous close carried forward and whose volume is 0."""
+
+    ts_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    trades: int
+    filled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PairBar:
+    """Both legs' bars for one bucket of the shared grid."""
+
+    ts_ms: int
+    x: Bar
+    y: Bar
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    ts_ms: int
+    pair: str
+    rule: str
+    metric: str
+    value: float
+    threshold: float
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "time": iso_utc(self.ts_ms),
+            "pair": self.pair,
+            "rule": self.rule,
+            "metric": self.metric,
+            "value": self.value,
+            "threshold": self.threshold,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """The recent history the charts draw, oldest first; `nan` where a metric is undefined."""
+
+    ts_ms: tuple[int, ...] = ()
+    close_x: tuple[float, ...] = ()
+    close_y: tuple[float, ...] = ()
+    spread: tuple[float, ...] = ()
+    spread_mean: tuple[float, ...] = ()
+    zscore: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Every metric at the last closed bar, plus the series for the charts.
+
+    A metric is `None` while its window is not yet full. `flags` holds warnings such as
+    `return_beta_unreliable` or `insufficient_data`.
+    """
+
+    symbol_x: str
+    symbol_y: str
+    timeframe: str
+    window: int
+    hedge: str
+    bars: int
+    time_ms: int | None = None
+    close_x: float | None = None
+    close_y: float | None = None
+    alpha: float | None = None
+    beta: float | None = None
+    r2: float | None = None
+    beta_se: float | None = None
+    spread: float | None = None
+    spread_mean: float | None = None
+    zscore: float | None = None
+    corr: float | None = None
+    adf_stat: float | None = None
+    adf_p: float | None = None
+    adf_lag: int | None = None
+    adf_crit: dict[str, float] | None = None
+    coint_p: float | None = None
+    half_life_bars: float | None = None
+    half_life_s: float | None = None
+    return_beta: float | None = None
+    return_r2: float | None = None
+    return_beta_se: float | None = None
+    flags: tuple[str, ...] = ()
+    series: Series = field(default_factory=Series)
+
+    @property
+    def pair(self) -> str:
+        return f"{self.symbol_x}/{self.symbol_y}"
+
+    def metrics(self) -> dict[str, float]:
+        """The numeric metrics that alert rules may name; undefined ones are left out."""
+        out: dict[str, float] = {}
+        for name in METRIC_NAMES:
+            value = getattr(self, _METRIC_ALIASES.get(name, name))
+            if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                out[name] = float(value)
+        return out
+
+    def as_json(self) -> dict[str, object]:
+        keys = (
+            "symbol_x symbol_y timeframe window hedge bars time close_x close_y alpha beta r2 "
+            "beta_se spread zscore corr adf_stat adf_p coint_p half_life_bars return_beta "
+            "return_r2 flags"
+        ).split()
+        data = asdict(self)
+        data["time"] = iso_utc(self.time_ms) if self.time_ms is not None else None
+        data["flags"] = list(self.flags)
+        return {k: data[k] for k in keys}
+
+
+_METRIC_ALIASES = {"price_x": "close_x", "price_y": "close_y"}
+METRIC_NAMES: tuple[str, ...] = (
+    "price_x",
+    "price_y",
+    "close_x",
+    "close_y",
+    "alpha",
+    "beta",
+    "r2",
+    "beta_se",
+    "spread",
+    "spread_mean",
+    "zscore",
+    "corr",
+    "adf_stat",
+    "adf_p",
+    "coint_p",
+    "half_life_bars",
+    "half_life_s",
+    "return_beta",
+    "return_r2",
+    "return_beta_se",
+    "bars",
+)
