@@ -16,20 +16,9 @@ from typing import Any, NoReturn
 
 from quanttui import __version__
 from quanttui.config import HEDGES, TIMEFRAMES, Config, ConfigError, load_config
+from quanttui.errors import UsageError, UserError
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
-
-
-class UsageError(Exception):
-    """Bad command-line input: exit code 2."""
-
-
-class UserError(Exception):
-    """A failure the user can fix, reported in one line with `code` as exit status."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class _Parser(argparse.ArgumentParser):
@@ -204,7 +193,9 @@ def _run_backtest(args: argparse.Namespace) -> int:
     return offline.backtest(cfg, sx, sy, args)
 
 
-_SUBCOMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..., int]]] = {}
+_SUBCOMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..., int]]] = {
+    "snapshot": (_snapshot_parser, _run_snapshot),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

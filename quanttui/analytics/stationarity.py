@@ -8,6 +8,7 @@ once per closed bar.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,9 +40,10 @@ def adf(spreads: Sequence[float]) -> tuple[float, float, int, dict[str, float]]:
     """
     from statsmodels.tsa.stattools import adfuller
 
-    stat, p, lag, _nobs, crit, _ic = adfuller(
-        np.asarray(spreads, float), regression="c", autolag="AIC"
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # statsmodels 0.15 result_object notice
+        res = adfuller(np.asarray(spreads, float), regression="c", autolag="AIC")
+    stat, p, lag, _nobs, crit = res[:5]
     return float(stat), float(p), int(lag), {k: float(v) for k, v in crit.items()}
 
 

@@ -1,0 +1,43 @@
+"""Readers for recorded trades from other tools.
+
+The NDJSON recordings in the wild (one object per line with `symbol`, `ts` as ISO-8601
+UTC, `price`, `size`) carry no trade id, so rows get a synthetic id: their 1-based
+position among the file's rows of the same symbol. Re-reading a file therefore yields the
+same ids, which keeps imports idempotent. Zero-price rows (Binance's `"p":"0","q":"0"`
+events) are kept as recorded; the bar builder ignores them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+
+from quanttui.model import Tick, parse_iso_ms
+
+
+class RecordingError(ValueError):
+    """A recording line cannot be parsed; carries the line number."""
+
+
+def read_ndjson(path: str | Path) -> Iterator[Tick]:
+    counters: dict[str, int] = {}
+    with Path(path).open("rb") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = orjson.loads(line)
+                sym = str(row["symbol"]).upper()
+                ts = row.get("ts", row.get("timestamp"))
+                ts_ms = int(ts) if isinstance(ts, int | float) else parse_iso_ms(str(ts))
+                price = float(row["price"])
+                qty = float(row.get("size", row.get("qty")))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise RecordingError(f"{path}:{lineno}: bad record ({exc})") from None
+            if not (math.isfinite(price) and math.isfinite(qty)) or price < 0 or qty < 0:
+                raise RecordingError(f"{path}:{lineno}: bad price or size")
+            n = counters[sym] = counters.get(sym, 0) + 1
+            yield Tick(sym, n, ts_ms, price, qty, False)

@@ -1,0 +1,50 @@
+"""Human-readable rows of a `Snapshot`, shared by the app's metrics table and the CLI.
+
+Values are formatted here once, so the screen and `quanttui snapshot` always agree.
+"""
+
+from __future__ import annotations
+
+from quanttui.model import Snapshot, iso_utc
+
+ADF_ALPHA = 0.05
+
+
+def _num(v: float | None, fmt: str = ".6g") -> str:
+    return "—" if v is None else format(v, fmt)
+
+
+def _p(v: float | None) -> str:
+    return "—" if v is None else f"{v:.4f}"
+
+
+def snapshot_rows(s: Snapshot) -> list[tuple[str, str, str]]:
+    """`(key, label, value)` rows in display order."""
+    stationary = (
+        "" if s.adf_p is None else (" stationary" if s.adf_p < ADF_ALPHA else " not stationary")
+    )
+    hl = "—"
+    if s.half_life_bars is not None and s.half_life_s is not None:
+        hl = f"{s.half_life_bars:.1f} bars ({s.half_life_s:.0f} s)"
+    unreliable = " (unreliable)" if "return_beta_unreliable" in s.flags else ""
+    return [
+        ("time", "Last bar", iso_utc(s.time_ms) if s.time_ms is not None else "—"),
+        ("price_x", f"{s.symbol_x}", _num(s.close_x, ",.8g")),
+        ("price_y", f"{s.symbol_y}", _num(s.close_y, ",.8g")),
+        ("beta", "Hedge b", _num(s.beta)),
+        ("alpha", "Intercept a", _num(s.alpha)),
+        ("r2", "R²", _num(s.r2, ".4f")),
+        ("beta_se", "se(b)", _num(s.beta_se, ".3g")),
+        ("spread", "Spread", _num(s.spread, ".5g")),
+        ("zscore", "z-score", _num(s.zscore, "+.3f")),
+        ("corr", "Corr (returns)", _num(s.corr, ".4f")),
+        ("adf", "ADF stat / p", f"{_num(s.adf_stat, '.3f')} / {_p(s.adf_p)}{stationary}"),
+        ("coint_p", "Coint p", _p(s.coint_p)),
+        ("half_life", "Half-life", hl),
+        (
+            "return_beta",
+            "Return b / R²",
+            f"{_num(s.return_beta, '.3f')} / {_num(s.return_r2, '.3f')}{unreliable}",
+        ),
+        ("bars", "Bars (window)", f"{s.bars:,} ({min(s.bars, s.window)}/{s.window})"),
+    ]

@@ -1,0 +1,131 @@
+"""Read side: load a pair's history as numpy arrays and bars.
+
+Synchronous `sqlite3` on its own connection, meant for worker threads (WAL lets readers
+run beside the writer). Every statement is parameterised, symbols included.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+
+from quanttui.analytics.bars import LegBars, PairBars, align, leg_bars
+from quanttui.config import TIMEFRAMES
+
+KLINE_INTERVALS = {"1m": 60_000, "5m": 300_000}
+
+
+def load_leg(
+    conn: sqlite3.Connection, symbol: str, start_ms: int | None = None, end_ms: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`(ts_ms, price, qty)` of one symbol's trades in `[start_ms, end_ms)`, ordered by
+    trade time then trade id."""
+    lo = -(2**62) if start_ms is None else start_ms
+    hi = 2**62 if end_ms is None else end_ms
+    cur = conn.execute(
+        "SELECT ts_ms, price, qty FROM ticks WHERE symbol = ? AND ts_ms >= ? AND ts_ms < ? "
+        "ORDER BY ts_ms, trade_id",
+        (symbol, lo, hi),
+    )
+    rows = cur.fetchall()
+    if not rows:
+        return np.empty(0, np.int64), np.empty(0), np.empty(0)
+    arr = np.array(rows, dtype=np.float64)
+    return arr[:, 0].astype(np.int64), arr[:, 1], arr[:, 2]
+
+
+def load_kline_bars(
+    conn: sqlite3.Connection, symbol: str, timeframe_ms: int, start_ms: int | None = None
+) -> LegBars:
+    """Stored 1m klines, re-bucketed to `timeframe_ms` (1m or 5m)."""
+    lo = -(2**62) if start_ms is None else start_ms
+    rows = conn.execute(
+        "SELECT open_ms, open, high, low, close, volume, trades FROM klines "
+        "WHERE symbol = ? AND interval = '1m' AND open_ms >= ? ORDER BY open_ms",
+        (symbol, lo),
+    ).fetchall()
+    if not rows:
+        return LegBars.empty()
+    a = np.array(rows, dtype=np.float64)
+    t = a[:, 0].astype(np.int64)
+    bucket = t - t % timeframe_ms
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    ends = np.r_[starts[1:], bucket.size] - 1
+    return LegBars(
+        ts_ms=bucket[starts],
+        open=a[starts, 1],
+        high=np.maximum.reduceat(a[:, 2], starts),
+        low=np.minimum.reduceat(a[:, 3], starts),
+        close=a[ends, 4],
+        volume=np.add.reduceat(a[:, 5], starts),
+        trades=np.add.reduceat(a[:, 6], starts).astype(np.int64),
+    )
+
+
+def merge_legs(ticks: LegBars, klines: LegBars) -> LegBars:
+    """Union of tick-built and kline bars; where both cover a bucket the tick bar wins."""
+    if klines.ts_ms.size == 0:
+        return ticks
+    if ticks.ts_ms.size == 0:
+        return klines
+    keep = ~np.isin(klines.ts_ms, ticks.ts_ms)
+    fields = LegBars.__dataclass_fields__
+    merged = {f: np.concatenate([getattr(ticks, f), getattr(klines, f)[keep]]) for f in fields}
+    order = np.argsort(merged["ts_ms"], kind="stable")
+    return LegBars(**{f: v[order] for f, v in merged.items()})
+
+
+def leg_history(
+    conn: sqlite3.Connection, symbol: str, timeframe: str, start_ms: int | None = None
+) -> LegBars:
+    tf = TIMEFRAMES[timeframe]
+    bars = leg_bars(*load_leg(conn, symbol, start_ms), tf)
+    if timeframe in KLINE_INTERVALS:
+        bars = merge_legs(bars, load_kline_bars(conn, symbol, tf, start_ms))
+    return bars
+
+
+def load_pair_bars(
+    conn: sqlite3.Connection,
+    symbol_x: str,
+    symbol_y: str,
+    timeframe: str,
+    end_ms: int | None = None,
+    start_ms: int | None = None,
+) -> PairBars:
+    """Both legs on the shared grid from stored ticks (and, at 1m/5m, stored klines where
+    no tick covers the bucket). `end_ms` excludes the bucket containing it (the bar still
+    open); without it the last stored bucket is included."""
+    tf = TIMEFRAMES[timeframe]
+    return align(
+        leg_history(conn, symbol_x, timeframe, start_ms),
+        leg_history(conn, symbol_y, timeframe, start_ms),
+        tf,
+        end_ms,
+    )
+
+
+def tick_counts(conn: sqlite3.Connection, symbols: list[str]) -> dict[str, int]:
+    return {
+        s: conn.execute("SELECT count(*) FROM ticks WHERE symbol = ?", (s,)).fetchone()[0]
+        for s in symbols
+    }
+
+
+def gap_counts(conn: sqlite3.Connection, symbols: list[str]) -> dict[str, int]:
+    marks = ",".join("?" * len(symbols))
+    rows = conn.execute(
+        f"SELECT status, count(*) FROM gaps WHERE symbol IN ({marks}) GROUP BY status",
+        symbols,
+    ).fetchall()
+    out = {"open": 0, "filled": 0}
+    out.update(dict(rows))
+    return out
+
+
+def symbols_with_data(conn: sqlite3.Connection) -> list[str]:
+    rows = conn.execute(
+        "SELECT DISTINCT symbol FROM ticks UNION SELECT DISTINCT symbol FROM klines ORDER BY 1"
+    ).fetchall()
+    return [r[0] for r in rows]
