@@ -194,6 +194,7 @@ def _run_backtest(args: argparse.Namespace) -> int:
 
 
 _SUBCOMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..., int]]] = {
+    "record": (_record_parser, _run_record),
     "snapshot": (_snapshot_parser, _run_snapshot),
 }
 

@@ -24,8 +24,11 @@ from quanttui.analytics.rolling import RollingCov
 RTOL = 1e-9
 
 
-def close(actual: np.ndarray, ref: np.ndarray, floor: float = 0.0) -> None:
-    np.testing.assert_allclose(actual, ref, rtol=RTOL, atol=RTOL * floor, equal_nan=True)
+def close(actual: np.ndarray, ref: np.ndarray, floor: float | np.ndarray = 0.0) -> None:
+    atol = RTOL * np.nan_to_num(np.asarray(floor, float))
+    ok = np.isclose(actual, ref, rtol=RTOL, atol=atol, equal_nan=True)
+    bad = np.flatnonzero(~ok)
+    assert bad.size == 0, f"mismatch at {bad[:5]}: got {actual[bad[:5]]}, want {ref[bad[:5]]}"
 
 
 def make_pair(
@@ -95,7 +98,10 @@ def test_engine_matches_statsmodels_and_pandas(seed, n, w, level, beta, coint) -
     x, y = make_pair(seed, n, level, beta, coint)
     got = engine_frame(x, y, w)
     ref = statsmodels_reference(x, y, w)
-    close(got["beta"], ref["beta"])
+    # beta = Cxy/Cxx carries an absolute error of order eps*sqrt(Cyy/Cxx) in any algorithm,
+    # so a beta near zero is judged on that scale.
+    beta_scale = (pd.Series(y).rolling(w).std() / pd.Series(x).rolling(w).std()).to_numpy()
+    close(got["beta"], ref["beta"], floor=beta_scale)
     close(got["r2"], ref["r2"], floor=1.0)  # statsmodels forms 1 - ssr/tss: absolute precision only
     np.testing.assert_allclose(got["beta_se"], ref["beta_se"], rtol=1e-7, equal_nan=True)
     spread_scale = float(np.nanstd(ref["spread"]))

@@ -1,0 +1,483 @@
+"""Binance USD-M futures: stream URL, strict aggTrade parser, REST client, and the feed loop.
+
+Protocol facts this module relies on (Binance USD-M, 2026):
+
+* Market streams are routed by path: aggTrade is served at
+  ``wss://fstream.binance.com/market/stream?streams=btcusdt@aggTrade/ethusdt@aggTrade``.
+  An unrouted ``/ws`` or ``/stream`` URL acknowledges and then stays silent forever, as
+  does an unknown symbol; the stale watchdog and the start-up exchangeInfo check are the
+  defences.
+* ``a`` (aggregate trade id) is consecutive per symbol, so a jump is a hole, which is
+  backfilled from ``GET /fapi/v1/aggTrades?symbol=S&fromId=N&limit=1000``.
+* The server cuts every connection after 24 h and pings every 3 min (the websockets
+  library answers pings). We rotate before the cut.
+* REST errors are ``{"code": -1121, "msg": "Invalid symbol."}``; 429 and 418 carry
+  ``Retry-After`` (seconds), which is honoured before any retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+import orjson
+import websockets
+from websockets.exceptions import WebSocketException
+
+from quanttui.config import FeedConfig
+from quanttui.model import Tick
+
+log = logging.getLogger(__name__)
+
+AGG_TRADES_LIMIT = 1000
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def stream_url(ws_base: str, symbols: Sequence[str], stream: str = "aggTrade") -> str:
+    """Combined-stream URL under the routed base, e.g.
+    ``wss://fstream.binance.com/market/stream?streams=btcusdt@aggTrade/ethusdt@aggTrade``."""
+    names = "/".join(f"{s.lower()}@{stream}" for s in symbols)
+    return f"{ws_base.rstrip('/')}/stream?streams={names}"
+
+
+class FrameError(ValueError):
+    """A frame that is not a well-formed aggTrade event; `reason` is a short counter key."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _int(d: dict, key: str) -> int:
+    v = d.get(key)
+    if type(v) is not int:
+        raise FrameError(f"bad {key}")
+    return v
+
+
+def _num(d: dict, key: str) -> float:
+    v = d.get(key)
+    if type(v) is not str:
+        raise FrameError(f"bad {key}")
+    try:
+        f = float(v)
+    except ValueError:
+        raise FrameError(f"bad {key}") from None
+    if not math.isfinite(f) or f < 0:
+        raise FrameError(f"bad {key}")
+    return f
+
+
+def parse_agg_trade(d: object, recv_ms: int = 0) -> Tick:
+    """One aggTrade object (from a stream frame's ``data`` or a REST row) to a `Tick`.
+
+    Stream payload (Binance USD-M, combined stream)::
+
+        {"stream": "btcusdt@aggTrade",
+         "data": {"e": "aggTrade", "E": 1765788195350, "s": "BTCUSDT", "a": 2983561190,
+                  "p": "89790.10", "q": "0.004", "nq": "0.004", "f": 6805063417,
+                  "l": 6805063417, "T": 1765788195300, "m": true}}
+
+    REST rows (``/fapi/v1/aggTrades``) have the same ``a p q f l T m`` fields and no
+    ``s``; pass the symbol in ``d["s"]``. ``ts_ms`` is the trade time ``T``.
+    """
+    if not isinstance(d, dict):
+        raise FrameError("not an object")
+    sym = d.get("s")
+    if type(sym) is not str or not sym.isalnum() or not 2 <= len(sym) <= 20:
+        raise FrameError("bad s")
+    m = d.get("m")
+    if type(m) is not bool:
+        raise FrameError("bad m")
+    ts = _int(d, "T")
+    if ts <= 0:
+        raise FrameError("bad T")
+    return Tick(sym.upper(), _int(d, "a"), ts, _num(d, "p"), _num(d, "q"), m, recv_ms)
+
+
+def parse_frame(raw: str | bytes, recv_ms: int = 0) -> Tick | None:
+    """A combined-stream frame to a `Tick`; `None` for a control reply such as the
+    ``{"result": null, "id": 1}`` acknowledgement of SUBSCRIBE. Raises `FrameError`."""
+    try:
+        msg = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise FrameError("not JSON") from None
+    if not isinstance(msg, dict):
+        raise FrameError("not an object")
+    if "id" in msg and ("result" in msg or "error" in msg):
+        return None
+    data = msg.get("data")
+    stream = msg.get("stream")
+    if not isinstance(data, dict) or type(stream) is not str:
+        raise FrameError("not a stream frame")
+    if data.get("e") != "aggTrade":
+        raise FrameError("unexpected event")
+    tick = parse_agg_trade(data, recv_ms)
+    if not stream.lower().startswith(tick.symbol.lower() + "@"):
+        raise FrameError("stream/symbol mismatch")
+    return tick
+
+
+class RestError(Exception):
+    """The exchange answered with an error (`code`, `msg`) or an unusable body."""
+
+    def __init__(self, status: int, code: int | None, msg: str) -> None:
+        super().__init__(f"HTTP {status}: {msg}" + (f" (code {code})" if code is not None else ""))
+        self.status = status
+        self.code = code
+
+
+class RestUnavailable(Exception):
+    """The REST endpoint cannot be reached."""
+
+
+class BinanceRest:
+    """Minimal async REST client that honours ``Retry-After`` on 429/418 and tracks the
+    ``X-MBX-USED-WEIGHT-1m`` header."""
+
+    def __init__(self, base_url: str, *, timeout: float = 10.0, max_retries: int = 5) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.max_retries = max_retries
+        self.used_weight = 0
+        self.requests = 0
+        self.throttled = 0
+        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def get(self, path: str, params: dict[str, object] | None = None) -> object:
+        for attempt in range(self.max_retries + 1):
+            try:
+                r = await self._client.get(path, params=params)
+            except httpx.HTTPError as exc:
+                raise RestUnavailable(
+                    f"{self.base_url}{path}: {exc.__class__.__name__}: {exc}"
+                ) from None
+            self.requests += 1
+            w = r.headers.get("X-MBX-USED-WEIGHT-1m")
+            if w and w.isdigit():
+                self.used_weight = int(w)
+            if r.status_code in (429, 418):
+                self.throttled += 1
+                wait = r.headers.get("Retry-After", "1")
+                delay = float(wait) if wait.replace(".", "", 1).isdigit() else 1.0
+                log.warning("REST %s throttled (%s); waiting %.1fs", path, r.status_code, delay)
+                if attempt == self.max_retries:
+                    break
+                await asyncio.sleep(delay)
+                continue
+            if r.status_code >= 500 and attempt < self.max_retries:
+                await asyncio.sleep(min(0.5 * 2**attempt, 8.0))
+                continue
+            try:
+                body = orjson.loads(r.content)
+            except orjson.JSONDecodeError:
+                raise RestError(r.status_code, None, "response is not JSON") from None
+            if r.status_code >= 400:
+                code = body.get("code") if isinstance(body, dict) else None
+                msg = body.get("msg") if isinstance(body, dict) else None
+                raise RestError(
+                    r.status_code, code if type(code) is int else None, str(msg or r.reason_phrase)
+                )
+            return body
+        raise RestError(429, None, f"still throttled after {self.max_retries} retries")
+
+    async def exchange_info(self) -> dict[str, dict]:
+        body = await self.get("/fapi/v1/exchangeInfo")
+        if not isinstance(body, dict) or not isinstance(body.get("symbols"), list):
+            raise RestError(200, None, "exchangeInfo without symbols[]")
+        return {s["symbol"]: s for s in body["symbols"] if isinstance(s, dict) and "symbol" in s}
+
+    async def agg_trades(
+        self,
+        symbol: str,
+        *,
+        from_id: int | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = AGG_TRADES_LIMIT,
+    ) -> list[Tick]:
+        params: dict[str, object] = {"symbol": symbol, "limit": limit}
+        if from_id is not None:
+            params["fromId"] = from_id
+        if start_ms is not None:
+            params["startTime"] = start_ms
+        if end_ms is not None:
+            params["endTime"] = end_ms
+        body = await self.get("/fapi/v1/aggTrades", params)
+        if not isinstance(body, list):
+            raise RestError(200, None, "aggTrades is not a list")
+        recv = now_ms()
+        out = []
+        for row in body:
+            if isinstance(row, dict):
+                row = {**row, "s": symbol}
+            out.append(parse_agg_trade(row, recv))
+        return out
+
+
+class SymbolError(Exception):
+    """A requested symbol is unknown to the exchange or not trading."""
+
+
+async def check_symbols(rest: BinanceRest, symbols: Sequence[str]) -> str | None:
+    """Raise `SymbolError` for an unknown or non-trading symbol. Returns a warning text
+    when the exchange cannot be asked (the caller carries on), else `None`."""
+    try:
+        info = await rest.exchange_info()
+    except (RestUnavailable, RestError) as exc:
+        return f"could not verify symbols against exchangeInfo: {exc}"
+    for s in symbols:
+        if s not in info:
+            raise SymbolError(f"unknown symbol {s} on {rest.base_url} (not in exchangeInfo)")
+        status = info[s].get("status")
+        if status != "TRADING":
+            raise SymbolError(f"symbol {s} is not trading (status {status})")
+    return None
+
+
+@dataclass(slots=True)
+class FeedStats:
+    frames: int = 0
+    ticks: int = 0
+    duplicates: int = 0
+    malformed: Counter[str] = field(default_factory=Counter)
+    connects: int = 0
+    reconnects: int = 0
+    stale_reconnects: int = 0
+    gaps_detected: int = 0
+    gaps_filled: int = 0
+    gaps_open: int = 0
+    backfilled: int = 0
+    last_frame_ms: int = 0
+    last_trade_ms: int = 0
+    state: str = "connecting"
+    detail: str = ""
+    per_symbol: Counter[str] = field(default_factory=Counter)
+
+
+TickSink = Callable[[list[Tick]], Awaitable[None]]
+GapSink = Callable[[str, int, int, str, int], Awaitable[None]]
+StateSink = Callable[[str, str], None]
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Capped exponential backoff with "equal jitter": ``d = min(cap, base * 2^attempt)``,
+    sleep uniformly in ``[d/2, d]``, so retries spread out but never hammer at zero delay."""
+    d = min(cap, base * (2**attempt))
+    return d / 2 + (rng or random).uniform(0, d / 2)
+
+
+class BinanceFeed:
+    """One combined-stream connection for all symbols, with reconnect, stale watchdog,
+    24 h rotation and gap backfill.
+
+    Every accepted trade goes to `on_ticks` exactly once per session: live frames whose
+    id is at or below the symbol's high-water mark are dropped as duplicates, and a jump
+    in ids queues the hole ``[hw+1, a-1]`` for REST backfill. Holes REST cannot fill are
+    reported to `on_gap` with status ``open``; filled ones with ``filled``.
+    """
+
+    def __init__(
+        self,
+        cfg: FeedConfig,
+        symbols: Sequence[str],
+        on_ticks: TickSink,
+        *,
+        on_gap: GapSink | None = None,
+        on_state: StateSink | None = None,
+        last_ids: dict[str, int] | None = None,
+        rest: BinanceRest | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.symbols = list(symbols)
+        self.url = stream_url(cfg.ws_url, self.symbols, cfg.stream)
+        self.on_ticks = on_ticks
+        self.on_gap = on_gap
+        self.on_state = on_state
+        self.stats = FeedStats()
+        self.hw: dict[str, int] = dict(last_ids or {})
+        self.rest = rest or BinanceRest(cfg.rest_url)
+        self._own_rest = rest is None
+        self._gaps: asyncio.Queue[tuple[str, int, int]] = asyncio.Queue()
+        self._stopping = asyncio.Event()
+        self._ws: websockets.ClientConnection | None = None
+
+    def _set_state(self, state: str, detail: str = "") -> None:
+        self.stats.state, self.stats.detail = state, detail
+        if self.on_state:
+            self.on_state(state, detail)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._ws is not None:
+            asyncio.ensure_future(self._ws.close())
+
+    async def _accept(self, ticks: list[Tick]) -> None:
+        """Apply high-water dedupe and gap detection, then hand ticks on."""
+        out = []
+        for t in ticks:
+            hw = self.hw.get(t.symbol)
+            if hw is not None:
+                if t.trade_id <= hw:
+                    self.stats.duplicates += 1
+                    continue
+                if t.trade_id > hw + 1:
+                    self.stats.gaps_detected += 1
+                    self._gaps.put_nowait((t.symbol, hw + 1, t.trade_id - 1))
+            self.hw[t.symbol] = t.trade_id
+            out.append(t)
+        if out:
+            self.stats.ticks += len(out)
+            self.stats.last_trade_ms = out[-1].ts_ms
+            for t in out:
+                self.stats.per_symbol[t.symbol] += 1
+            await self.on_ticks(out)
+
+    async def run(self) -> None:
+        backfiller = asyncio.create_task(self._backfill_loop(), name="gap-backfill")
+        try:
+            await self._connect_loop()
+        finally:
+            backfiller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await backfiller
+            if self._own_rest:
+                await self.rest.close()
+            self._set_state("stopped")
+
+    async def _connect_loop(self) -> None:
+        cfg = self.cfg
+        attempt = 0
+        while not self._stopping.is_set():
+            self._set_state("connecting" if self.stats.connects == 0 else "reconnecting")
+            reason = ""
+            try:
+                async with websockets.connect(
+                    self.url, open_timeout=10, max_size=2**20, ping_interval=60, ping_timeout=30
+                ) as ws:
+                    self._ws = ws
+                    self.stats.connects += 1
+                    if self.stats.connects > 1:
+                        self.stats.reconnects += 1
+                        for sym in list(self.hw):
+                            self._gaps.put_nowait((sym, self.hw[sym] + 1, -1))
+                    self._set_state("live")
+                    healthy = await self._read(ws)
+                    if healthy:
+                        attempt = 0
+                    reason = self.stats.detail
+            except (OSError, TimeoutError, WebSocketException) as exc:
+                reason = f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
+            finally:
+                self._ws = None
+            if self._stopping.is_set():
+                break
+            delay = (
+                0.0
+                if reason == "rotating"
+                else backoff_delay(attempt, cfg.reconnect_base_s, cfg.reconnect_max_s)
+            )
+            attempt += 1
+            self._set_state("offline" if self.stats.connects == 0 else "reconnecting", reason)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def _read(self, ws: websockets.ClientConnection) -> bool:
+        """Read frames until the connection ends, goes stale or must rotate. Returns
+        whether the connection was healthy (delivered at least one trade)."""
+        cfg = self.cfg
+        opened = time.monotonic()
+        healthy = False
+        while True:
+            left = cfg.max_connection_age_s - (time.monotonic() - opened)
+            if left <= 0:
+                self.stats.detail = "rotating"
+                await ws.close()
+                return healthy
+            try:
+                raw = await asyncio.wait_for(ws.recv(), min(cfg.stale_after_s, left))
+            except TimeoutError:
+                if time.monotonic() - opened >= cfg.max_connection_age_s:
+                    continue
+                self.stats.stale_reconnects += 1
+                self._set_state("stale", f"no frame for {cfg.stale_after_s:g}s")
+                await ws.close()
+                return healthy
+            except WebSocketException as exc:
+                self.stats.detail = f"closed: {exc}"
+                return healthy
+            recv = now_ms()
+            self.stats.frames += 1
+            self.stats.last_frame_ms = recv
+            try:
+                tick = parse_frame(raw, recv)
+            except FrameError as exc:
+                self.stats.malformed[exc.reason] += 1
+                log.warning("malformed frame (%s): %.200r", exc.reason, raw)
+                continue
+            if tick is None:
+                continue
+            if tick.symbol not in self.symbols:
+                self.stats.malformed["unrequested symbol"] += 1
+                continue
+            healthy = True
+            await self._accept([tick])
+
+    async def _backfill_loop(self) -> None:
+        while True:
+            sym, lo, hi = await self._gaps.get()
+            try:
+                await self._backfill(sym, lo, hi)
+            except (RestUnavailable, RestError, FrameError) as exc:
+                if hi >= lo:
+                    self.stats.gaps_open += 1
+                    log.warning("gap %s %d..%d not filled: %s", sym, lo, hi, exc)
+                    if self.on_gap:
+                        await self.on_gap(sym, lo, hi, "open", 0)
+
+    async def _backfill(self, sym: str, lo: int, hi: int) -> None:
+        """Fetch ids ``lo..hi`` (``hi = -1``: up to the newest, used after a reconnect)."""
+        probe = hi < 0
+        start, got = lo, 0
+        while probe or start <= hi:
+            limit = AGG_TRADES_LIMIT if probe else min(AGG_TRADES_LIMIT, hi - start + 1)
+            rows = await self.rest.agg_trades(sym, from_id=start, limit=limit)
+            rows = [r for r in rows if r.trade_id >= start and (probe or r.trade_id <= hi)]
+            if not rows:
+                break
+            got += len(rows)
+            self.stats.backfilled += len(rows)
+            if probe:
+                await self._accept(rows)
+            else:
+                self.stats.ticks += len(rows)
+                for t in rows:
+                    self.stats.per_symbol[t.symbol] += 1
+                await self.on_ticks(rows)
+            start = rows[-1].trade_id + 1
+            if probe and len(rows) < limit:
+                break
+        if probe:
+            return
+        if start > hi:
+            self.stats.gaps_filled += 1
+            if self.on_gap:
+                await self.on_gap(sym, lo, hi, "filled", got)
+        else:
+            self.stats.gaps_open += 1
+            log.warning("gap %s %d..%d: exchange returned only up to %d", sym, lo, hi, start - 1)
+            if self.on_gap:
+                await self.on_gap(sym, lo, hi, "open", got)

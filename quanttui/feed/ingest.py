@@ -1,0 +1,77 @@
+"""Ingestion session: exchange feed -> single writer, shared by `record`, `--headless` and
+the app. Gap outcomes are stored in the `gaps` table through the same writer, so there is
+exactly one writer per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from quanttui.config import Config
+from quanttui.feed.binance import BinanceFeed, BinanceRest, StateSink, check_symbols, now_ms
+from quanttui.model import Tick
+from quanttui.store.writer import TickWriter
+
+INSERT_GAP = (
+    "INSERT INTO gaps(symbol, first_id, last_id, detected_ms, status, filled, resolved_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class Ingestion:
+    def __init__(
+        self,
+        cfg: Config,
+        symbols: Sequence[str],
+        *,
+        db_path: str | Path | None = None,
+        on_ticks: Callable[[list[Tick]], Awaitable[None] | None] | None = None,
+        on_state: StateSink | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.symbols = list(symbols)
+        self.writer = TickWriter(db_path or cfg.db_path, cfg.storage.flush_interval_ms / 1000)
+        self.rest = BinanceRest(cfg.feed.rest_url)
+        self._extra = on_ticks
+        self.feed = BinanceFeed(
+            cfg.feed,
+            self.symbols,
+            self._on_ticks,
+            on_gap=self._on_gap,
+            on_state=on_state,
+            rest=self.rest,
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def check_symbols(self) -> str | None:
+        """Raises `SymbolError` for a bad symbol; returns a warning if REST is unreachable."""
+        return await check_symbols(self.rest, self.symbols)
+
+    async def _on_ticks(self, ticks: list[Tick]) -> None:
+        await self.writer.submit_many(ticks)
+        if self._extra is not None:
+            res = self._extra(ticks)
+            if res is not None:
+                await res
+
+    async def _on_gap(self, sym: str, lo: int, hi: int, status: str, filled: int) -> None:
+        t = now_ms()
+        await self.writer.execute(
+            INSERT_GAP, (sym, lo, hi, t, status, filled, t if status == "filled" else None)
+        )
+
+    async def start(self) -> None:
+        await self.writer.start()
+        self._task = asyncio.create_task(self.feed.run(), name="feed")
+
+    async def stop(self) -> None:
+        """Stop the feed, then flush and close the writer: nothing received is lost."""
+        self.feed.stop()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.writer.close()
+        await self.rest.close()
