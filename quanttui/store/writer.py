@@ -41,7 +41,7 @@ _STOP = object()
 
 class TickWriter:
     def __init__(
-        self, path: str | Path, flush_interval: float = 0.25, max_queue: int = 200_000
+        self, path: str | Path, flush_interval: float = 0.25, max_queue: int = 50_000
     ) -> None:
         self.path = prepare(path)
         self.flush_interval = flush_interval

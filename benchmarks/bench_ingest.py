@@ -1,0 +1,127 @@
+"""End-to-end ingestion throughput: fake exchange (own process) -> feed -> writer -> SQLite.
+
+Prints trades/s from first frame to the last committed row, the RSS of this process every
+100k trades (it must stay flat), and the ratio against a naive one-commit-per-tick writer
+measured in the same run. Usage: python benchmarks/bench_ingest.py [--trades 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from quanttui.config import load_config  # noqa: E402
+from quanttui.feed.ingest import Ingestion  # noqa: E402
+from quanttui.store.writer import INSERT_TICK, TickWriter  # noqa: E402
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class NaiveWriter(TickWriter):
+    """One INSERT and one COMMIT per tick: what the old dashboards did."""
+
+    async def submit_many(self, ticks) -> None:
+        db = self._db
+        for t in ticks:
+            self.received += 1
+            await db.execute(
+                INSERT_TICK, (t.symbol, t.trade_id, t.ts_ms, t.price, t.qty, int(t.is_buyer_maker))
+            )
+            await db.commit()
+            self.inserted += 1
+
+
+def run(n: int, naive: bool) -> tuple[float, list[float]]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.serve", "--trades", str(n)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    port = json.loads(server.stdout.readline())["port"]
+    try:
+        return asyncio.run(ingest(port, n, naive))
+    finally:
+        server.terminate()
+
+
+async def ingest(port: int, n: int, naive: bool) -> tuple[float, list[float]]:
+    tmp = tempfile.mkdtemp()
+    db = Path(tmp) / "bench.db"
+    cfg = load_config(
+        use_user_file=False,
+        overrides={
+            ("feed", "ws_url"): f"ws://127.0.0.1:{port}/market",
+            ("feed", "rest_url"): f"http://127.0.0.1:{port}",
+            ("storage", "db"): str(db),
+        },
+    )
+    ing = Ingestion(cfg, ["BTCUSDT", "ETHUSDT"])
+    if naive:
+        ing.writer = NaiveWriter(db)
+    rss: list[float] = []
+    first: list[float] = []
+    all_in = asyncio.Event()
+
+    async def mark(ticks) -> None:
+        if not first:
+            first.append(time.perf_counter())
+        if ing.feed.stats.ticks // 100_000 > len(rss):
+            rss.append(rss_mb())
+        if ing.feed.stats.ticks >= n:
+            all_in.set()
+
+    ing._extra = mark
+    await ing.start()
+    await all_in.wait()
+    await ing.stop()
+    end = time.perf_counter()
+    with sqlite3.connect(db) as c:
+        stored = c.execute("SELECT count(*) FROM ticks").fetchone()[0]
+    assert stored == n, (stored, n)
+    return n / (end - first[0]), rss
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--trades", type=int, default=1_000_000)
+    p.add_argument("--naive-trades", type=int, default=20_000)
+    p.add_argument("--repeat", type=int, default=3)
+    args = p.parse_args()
+    ours, mem = [], []
+    for _ in range(args.repeat):
+        rate, rss = run(args.trades, naive=False)
+        ours.append(rate)
+        mem = rss
+    naive = [run(args.naive_trades, naive=True)[0] for _ in range(args.repeat)]
+    m, b = statistics.median(ours), statistics.median(naive)
+    print(
+        f"batched writer: {m:,.0f} trades/s end-to-end (median of {args.repeat}, {args.trades:,} trades each)"
+    )
+    print(
+        f"one commit per tick: {b:,.0f} trades/s (median of {args.repeat}, {args.naive_trades:,} trades each)"
+    )
+    print(f"ratio: {m / b:.1f}x")
+    if mem:
+        print(f"RSS every 100k trades (MB): {', '.join(f'{r:.0f}' for r in mem)}")
+        print(f"RSS growth first->last checkpoint: {mem[-1] - mem[0]:+.1f} MB")
+
+
+if __name__ == "__main__":
+    main()

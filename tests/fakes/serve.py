@@ -1,0 +1,49 @@
+"""Run the fake exchange as its own process: `python -m tests.fakes.serve --trades N`.
+
+Prints `PORT <n>` on stdout once listening. Used by benchmarks and the tmux check, where
+the exchange must not share the client's event loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from tests.fakes.exchange import FakeExchange, Faults, synthetic_trades, trades_from_ticks
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--trades", type=int, default=100_000)
+    p.add_argument("--rate", type=float, default=0.0, help="trades/s, 0 = as fast as possible")
+    p.add_argument("--ndjson", help="replay a recording instead of synthetic trades")
+    p.add_argument("--loop", type=int, default=1, help="repeat the recording this many times")
+    p.add_argument("--disconnect-every", type=int)
+    args = p.parse_args()
+    if args.ndjson:
+        from quanttui.feed.recordings import read_ndjson
+
+        base = trades_from_ticks(read_ndjson(Path(args.ndjson)))
+        trades = []
+        span = base[-1].T - base[0].T + 1000
+        ids: dict[str, int] = {}
+        for k in range(args.loop):
+            for t in base:
+                ids[t.symbol] = ids.get(t.symbol, 1000) + 1
+                trades.append(type(t)(t.symbol, ids[t.symbol], t.p, t.q, t.T + k * span, t.m))
+    else:
+        trades = synthetic_trades(args.trades)
+    faults = Faults(disconnect_every=args.disconnect_every)
+    async with FakeExchange(trades, rate=args.rate or None, faults=faults) as ex:
+        print(json.dumps({"port": ex.port}), flush=True)
+        await ex.done.wait()
+        sys.stdout.write(json.dumps({"produced": len(ex.produced)}) + "\n")
+        sys.stdout.flush()
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
