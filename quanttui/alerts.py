@@ -146,10 +146,14 @@ class AlertEngine:
             if st.armed:
                 if rule.holds(v):
                     st.armed = False
-                    cooling = st.last_fired_ms is not None and ts_ms - st.last_fired_ms < self.cooldown_ms
+                    cooling = (
+                        st.last_fired_ms is not None and ts_ms - st.last_fired_ms < self.cooldown_ms
+                    )
                     if not cooling:
                         st.last_fired_ms = ts_ms
-                        fired.append(Alert(ts_ms, self.pair, rule.text, rule.metric, v, rule.threshold))
+                        fired.append(
+                            Alert(ts_ms, self.pair, rule.text, rule.metric, v, rule.threshold)
+                        )
             elif rule.rearmed(v, self.hysteresis):
                 st.armed = True
         return fired

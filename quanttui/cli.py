@@ -156,11 +156,36 @@ def _build_config(args: argparse.Namespace) -> Config:
 def _run_live(args: argparse.Namespace) -> int:
     sx, sy = pair(args.symbol_x, args.symbol_y)
     cfg = _build_config(args)
+    _check_rules(cfg, args.alert)
+    _prepare_db(cfg)
+    if args.headless:
+        from quanttui.modes import headless
+
+        return headless.run(cfg, sx, sy, extra_rules=args.alert)
     from quanttui.app.app import QuantApp
 
-    app = QuantApp(cfg, sx, sy)
+    app = QuantApp(cfg, sx, sy, extra_rules=args.alert)
     app.run()
     return app.return_code or 0
+
+
+def _check_rules(cfg: Config, extra: list[str]) -> None:
+    from quanttui.alerts import RuleError, parse_rule
+
+    for text in [*cfg.alerts.rules, *extra]:
+        try:
+            parse_rule(text, entry_z=cfg.analytics.entry_z, exit_z=cfg.analytics.exit_z)
+        except RuleError as exc:
+            raise UsageError(str(exc)) from None
+
+
+def _prepare_db(cfg: Config) -> None:
+    from quanttui.store.db import StoreError, prepare
+
+    try:
+        prepare(cfg.db_path)
+    except StoreError as exc:
+        raise UserError(str(exc), 2) from None
 
 
 def _run_record(args: argparse.Namespace) -> int:

@@ -1,30 +1,488 @@
-"""The Textual monitor: wires feed, storage and analytics together with workers and messages."""
+"""The Textual monitor: wires feed, storage and analytics together with workers and messages.
+
+Threads and tasks:
+
+* the ingestion session (feed + single writer) runs as tasks on the app's event loop;
+  each trade batch is stored and fed to the `LivePair` in memory (O(1) per bar);
+* a 5 Hz clock closes bars when time passes their end;
+* rebuilding from the database (start-up, timeframe/window/hedge change, swap) runs in a
+  thread worker and posts `PairRebuilt`; trades that arrive meanwhile are replayed into
+  the new pipeline from a bounded buffer, so nothing is skipped at the seam;
+* ADF and coint run in a thread worker at most once per closed bar and post
+  `StationarityComputed`;
+* drawing is throttled to 4 Hz and can be paused; ingestion never pauses.
+"""
 
 from __future__ import annotations
 
-from textual.app import App, ComposeResult
-from textual.binding import Binding
-from textual.widgets import Footer, Static
+import asyncio
+import contextlib
+import dataclasses
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Iterable
 
-from quanttui.config import Config
+from rich.text import Text
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+from textual.worker import Worker, WorkerState
+
+from quanttui.alerts import AlertEngine, RuleError, build_engine, parse_rule
+from quanttui.analytics.live import LivePair, PairParams
+from quanttui.analytics.snapshot import build_snapshot
+from quanttui.analytics.stationarity import Stationarity, stationarity, warm_up
+from quanttui.app.messages import (
+    AlertsFired,
+    ExportFinished,
+    PairRebuilt,
+    SnapshotReady,
+    StationarityComputed,
+)
+from quanttui.app.widgets.charts import Chart
+from quanttui.config import HEDGES, TIMEFRAMES, Config
+from quanttui.export import ExportError, export_pair
+from quanttui.feed.binance import SymbolError, now_ms
+from quanttui.feed.ingest import Ingestion
+from quanttui.model import Alert, Snapshot, Tick, iso_utc
+from quanttui.report import snapshot_rows
+from quanttui.store.db import connect
+
+WINDOWS = (20, 30, 60, 120, 200, 300, 500, 1000, 2000, 5000)
+STALE_LEG_S = 30.0
+INSERT_ALERT = (
+    "INSERT INTO alerts(ts_ms, pair, rule, metric, value, threshold) VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
 
 
 class QuantApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "quanttui"
-    BINDINGS = [Binding("q", "quit", "Quit")]
+    BINDINGS = [
+        Binding("e", "export", "Export CSV"),
+        Binding("t", "cycle_timeframe", "Timeframe"),
+        Binding("left_square_bracket", "window(-1)", "Window -", key_display="["),
+        Binding("right_square_bracket", "window(1)", "Window +", key_display="]"),
+        Binding("h", "cycle_hedge", "Hedge"),
+        Binding("s", "swap", "Swap legs"),
+        Binding("p", "toggle_pause", "Pause"),
+        Binding("c", "clear_alerts", "Clear alerts"),
+        Binding("question_mark", "show_help_panel", "Keys", key_display="?"),
+        Binding("q", "quit", "Quit"),
+    ]
+    ACTION_HELP = {
+        "export": "Write CSVs of ticks, bars, analytics and alerts",
+        "cycle_timeframe": "Cycle the bar size 1s / 1m / 5m and recompute",
+        "window(-1)": "Shorter rolling window and recompute",
+        "window(1)": "Longer rolling window and recompute",
+        "cycle_hedge": "Cycle hedge ratio OLS / log / Kalman and recompute",
+        "swap": "Swap the X and Y legs and recompute",
+        "toggle_pause": "Pause or resume drawing (ingestion goes on)",
+        "clear_alerts": "Clear the alert log",
+        "quit": "Flush the database and quit",
+    }
 
-    def __init__(self, config: Config, symbol_x: str, symbol_y: str) -> None:
+    paused: reactive[bool] = reactive(False, init=False)
+    """Drawing is frozen; trades are still stored and analysed."""
+    feed_state: reactive[str] = reactive("connecting", init=False)
+    """connecting, live, reconnecting, stale, offline or stopped."""
+
+    def __init__(
+        self,
+        config: Config,
+        symbol_x: str,
+        symbol_y: str,
+        *,
+        extra_rules: Iterable[str] = (),
+        mode_label: str = "LIVE",
+    ) -> None:
         super().__init__()
         self.config = config
-        self.symbol_x = symbol_x
-        self.symbol_y = symbol_y
-
-    def compose(self) -> ComposeResult:
-        a = self.config.analytics
-        yield Static(
-            f"{self.symbol_x} -> {self.symbol_y}  ({self.symbol_y} = a + b*{self.symbol_x})  "
-            f"{a.timeframe}  W={a.window}  {a.hedge}",
-            id="title",
+        a = config.analytics
+        self.params = PairParams(
+            symbol_x, symbol_y, a.timeframe, a.window, a.hedge, a.kalman_delta, a.kalman_obs_var
         )
+        self.mode_label = mode_label
+        self.rules_text = list(config.alerts.rules) + list(extra_rules)
+        self.alert_engine = self._make_alert_engine()
+        self.pair: LivePair | None = None
+        self.stat = Stationarity()
+        self.stat_ts: int | None = None
+        self.generation = 0
+        self.recent: deque[Tick] = deque(maxlen=200_000)
+        self.ingestion: Ingestion | None = None
+        self.feed_detail = ""
+        self.snapshot: Snapshot | None = None
+        self._dirty = False
+        self._last_leg_rx: dict[str, float] = {}
+        self._rate_window: deque[tuple[float, int]] = deque(maxlen=32)
+        self._ticks_total = 0
+        self._stopped = False
+
+    # ----------------------------------------------------------------- layout
+    def compose(self) -> ComposeResult:
+        yield Static(id="title")
+        yield Static(id="status")
+        with Horizontal(id="body"):
+            with Vertical(id="charts"):
+                yield Chart("prices (base 100)", id="chart-prices")
+                yield Chart("spread and mean", id="chart-spread")
+                yield Chart("z-score", id="chart-z")
+            with Vertical(id="side"):
+                yield DataTable(
+                    id="metrics", show_header=False, cursor_type="none", zebra_stripes=False
+                )
+                yield DataTable(id="alerts", cursor_type="none")
         yield Footer()
+
+    def _make_alert_engine(self) -> AlertEngine:
+        a, al = self.config.analytics, self.config.alerts
+        return build_engine(
+            self.params.pair,
+            self.rules_text,
+            entry_z=a.entry_z,
+            exit_z=a.exit_z,
+            hysteresis=al.hysteresis,
+            cooldown_s=al.cooldown_s,
+        )
+
+    def on_mount(self) -> None:
+        metrics = self.query_one("#metrics", DataTable)
+        metrics.add_column("metric", key="label", width=15)
+        metrics.add_column("value", key="value")
+        for key, label, value in snapshot_rows(self._empty_snapshot()):
+            metrics.add_row(Text(label), Text(value), key=key)
+        for key, label in (("ticks", "Ticks stored"), ("gaps", "Gaps open/filled")):
+            metrics.add_row(Text(label), Text("—"), key=key)
+        alerts = self.query_one("#alerts", DataTable)
+        alerts.add_column("time", key="time")
+        alerts.add_column("alert", key="alert")
+        self._update_title()
+        self._update_status()
+        self.ingestion = Ingestion(
+            self.config,
+            [self.params.symbol_x, self.params.symbol_y],
+            on_ticks=self._on_ticks,
+            on_state=self._on_feed_state,
+        )
+        self.run_worker(warm_up, thread=True, group="warmup", exit_on_error=False)
+        self.ingest()
+        self.request_rebuild()
+        self.set_interval(0.2, self._clock)
+        self.set_interval(0.25, self._render)
+        self.set_interval(1.0, self._update_status)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, lambda: self.call_later(self.action_quit))
+
+    def _empty_snapshot(self) -> Snapshot:
+        p = self.params
+        return Snapshot(p.symbol_x, p.symbol_y, p.timeframe, p.window, p.hedge, 0)
+
+    def _update_title(self) -> None:
+        p = self.params
+        t = Text()
+        t.append(f" {self.mode_label} ", style="reverse bold")
+        t.append(f" {p.symbol_x} -> {p.symbol_y} ", style="bold")
+        t.append(f" ({p.symbol_y} = a + b*{p.symbol_x})  ")
+        t.append(f"{p.timeframe}  W={p.window}  {p.hedge}", style="bold")
+        if self.paused:
+            t.append("  PAUSED", style="reverse")
+        self.query_one("#title", Static).update(t)
+
+    # ----------------------------------------------------------------- ingestion
+    @work(exclusive=True, group="feed", exit_on_error=False)
+    async def ingest(self) -> None:
+        ing = self.ingestion
+        assert ing is not None
+        await ing.start()
+        try:
+            warning = await ing.check_symbols()
+        except SymbolError as exc:
+            await self._shutdown()
+            self.exit(2, message=f"quanttui: error: {exc}")
+            return
+        if warning:
+            self.notify(warning, title="Symbols not verified", severity="warning", markup=False)
+
+    def _on_feed_state(self, state: str, detail: str) -> None:
+        self.feed_state = state
+        self.feed_detail = detail
+
+    def _on_ticks(self, ticks: list[Tick]) -> None:
+        self.recent.extend(ticks)
+        now = time.monotonic()
+        for t in ticks:
+            self._last_leg_rx[t.symbol] = now
+        self._ticks_total += len(ticks)
+        if self.pair is not None:
+            closed = self.pair.add(ticks)
+            if closed:
+                self._bars_closed()
+
+    def _clock(self) -> None:
+        if self.pair is not None and self.pair.advance(now_ms()):
+            self._bars_closed()
+
+    # ----------------------------------------------------------------- analytics
+    def request_rebuild(self) -> None:
+        self.generation += 1
+        self.pair = None
+        self.stat = Stationarity()
+        self.stat_ts = None
+        self._rebuild(self.params, self.generation)
+
+    @work(thread=True, exclusive=True, group="rebuild", exit_on_error=False)
+    def _rebuild(self, params: PairParams, generation: int) -> None:
+        end = now_ms()
+        end -= end % params.timeframe_ms
+        conn = connect(self.config.db_path, readonly=True)
+        try:
+            pair = LivePair.from_store(conn, params, end)
+        finally:
+            conn.close()
+        self.post_message(PairRebuilt(pair, generation, end))
+
+    def on_pair_rebuilt(self, msg: PairRebuilt) -> None:
+        if msg.generation != self.generation:
+            return
+        pair = msg.pair
+        pending = [t for t in self.recent if t.ts_ms >= msg.end_ms]
+        pending.sort(key=lambda t: (t.ts_ms, t.trade_id))
+        pair.add(pending)
+        pair.advance(now_ms())
+        self.pair = pair
+        self._bars_closed()
+
+    def _bars_closed(self) -> None:
+        pair = self.pair
+        if pair is None or pair.engine.last is None:
+            return
+        last = pair.engine.last.ts_ms
+        if self.stat_ts != last and len(pair.engine.window_spread) == pair.params.window:
+            e = pair.engine
+            self._stationarity(
+                list(e.window_spread), list(e.window_x), list(e.window_y), last, self.generation
+            )
+        self._publish()
+
+    @work(thread=True, exclusive=True, group="stationarity", exit_on_error=False)
+    def _stationarity(
+        self, s: list[float], x: list[float], y: list[float], ts: int, generation: int
+    ) -> None:
+        self.post_message(StationarityComputed(ts, generation, stationarity(s, x, y)))
+
+    def on_stationarity_computed(self, msg: StationarityComputed) -> None:
+        if msg.generation != self.generation:
+            return
+        self.stat, self.stat_ts = msg.result, msg.ts_ms
+        self._publish()
+
+    def _publish(self) -> None:
+        pair = self.pair
+        if pair is None:
+            return
+        p = pair.params
+        snap = build_snapshot(
+            pair.engine, p.symbol_x, p.symbol_y, p.timeframe, self.stat, run_tests=False
+        )
+        if snap.time_ms is not None:
+            fired = self.alert_engine.evaluate(snap.metrics(), snap.time_ms)
+            if fired:
+                self.post_message(AlertsFired(fired))
+        self.post_message(SnapshotReady(snap))
+
+    def on_snapshot_ready(self, msg: SnapshotReady) -> None:
+        self.snapshot = msg.snapshot
+        self._dirty = True
+
+    # ----------------------------------------------------------------- alerts
+    async def on_alerts_fired(self, msg: AlertsFired) -> None:
+        table = self.query_one("#alerts", DataTable)
+        for a in msg.alerts:
+            self._log_alert(table, a)
+            if self.ingestion is not None:
+                await self.ingestion.writer.execute(
+                    INSERT_ALERT, (a.ts_ms, a.pair, a.rule, a.metric, a.value, a.threshold)
+                )
+            self.notify(
+                f"{a.rule}: {a.value:.4g}",
+                title=f"Alert {a.pair}",
+                severity="warning",
+                markup=False,
+            )
+        if self.config.alerts.bell:
+            self.bell()
+
+    def _log_alert(self, table: DataTable, a: Alert) -> None:
+        table.add_row(Text(iso_utc(a.ts_ms)[11:19]), Text(f"{a.rule} ({a.value:.4g})"))
+        table.scroll_end(animate=False)
+
+    def add_rule(self, text: str) -> bool:
+        a = self.config.analytics
+        try:
+            rule = parse_rule(text, entry_z=a.entry_z, exit_z=a.exit_z)
+        except RuleError as exc:
+            self.notify(str(exc), title="Rule not added", severity="error", markup=False)
+            return False
+        self.alert_engine.add(rule)
+        self.rules_text.append(rule.text)
+        self.notify(f"rule added: {rule.text}", markup=False)
+        return True
+
+    # ----------------------------------------------------------------- drawing
+    def _render(self) -> None:
+        if not self._dirty or self.paused or self.snapshot is None:
+            return
+        self._dirty = False
+        snap = self.snapshot
+        with self.batch_update():
+            table = self.query_one("#metrics", DataTable)
+            for key, _label, value in snapshot_rows(snap):
+                table.update_cell(key, "value", Text(value))
+            table.update_cell("price_x", "label", Text(snap.symbol_x))
+            table.update_cell("price_y", "label", Text(snap.symbol_y))
+            for chart in self.query(Chart):
+                chart.draw(snap, self.config.analytics.entry_z)
+
+    def _update_status(self) -> None:
+        now = time.monotonic()
+        self._rate_window.append((now, self._ticks_total))
+        t0, n0 = self._rate_window[0]
+        rate = (self._ticks_total - n0) / (now - t0) if now > t0 else 0.0
+        state = self.feed_state
+        style = {"live": "bold green", "stale": "bold yellow", "reconnecting": "bold yellow"}.get(
+            state, "bold red"
+        )
+        if state == "connecting":
+            style = "bold"
+        t = Text()
+        t.append(f" {state.upper()} ", style=f"reverse {style}")
+        if self.feed_detail and state != "live":
+            t.append(f" {self.feed_detail[:60]}")
+        t.append(f"  {rate:,.0f} ticks/s")
+        for sym in (self.params.symbol_x, self.params.symbol_y):
+            seen = self._last_leg_rx.get(sym)
+            if seen is None:
+                t.append(f"  {sym}: no trades", style="yellow")
+            else:
+                age = now - seen
+                t.append(f"  {sym} {age:.1f}s", style="yellow" if age > STALE_LEG_S else "")
+                if age > STALE_LEG_S:
+                    t.append(" STALE", style="bold yellow")
+        path = self.config.db_path
+        size = sum(os.path.getsize(p) for p in (path, f"{path}-wal") if os.path.exists(p))
+        t.append(f"  DB {_human_bytes(size)}")
+        if self.pair is None:
+            t.append("  loading history…")
+        elif self.pair.engine.bars < self.params.window:
+            t.append(f"  filling window {self.pair.engine.bars}/{self.params.window}")
+        self.query_one("#status", Static).update(t)
+        if self.ingestion is not None:
+            st = self.ingestion.feed.stats
+            table = self.query_one("#metrics", DataTable)
+            table.update_cell("ticks", "value", Text(f"{self.ingestion.writer.inserted:,} new"))
+            table.update_cell("gaps", "value", Text(f"{st.gaps_open} / {st.gaps_filled}"))
+
+    def watch_paused(self, paused: bool) -> None:
+        self._update_title()
+        if not paused:
+            self._dirty = True
+
+    # ----------------------------------------------------------------- actions
+    def _change(self, **changes: object) -> None:
+        self.params = dataclasses.replace(self.params, **changes)
+        self.alert_engine = self._make_alert_engine()
+        self._update_title()
+        self.request_rebuild()
+
+    def action_cycle_timeframe(self) -> None:
+        tfs = list(TIMEFRAMES)
+        self._change(timeframe=tfs[(tfs.index(self.params.timeframe) + 1) % len(tfs)])
+
+    def action_window(self, step: int) -> None:
+        w = self.params.window
+        if step > 0:
+            nxt = next((v for v in WINDOWS if v > w), w)
+        else:
+            nxt = next((v for v in reversed(WINDOWS) if v < w), w)
+        if nxt != w:
+            self._change(window=nxt)
+
+    def action_cycle_hedge(self) -> None:
+        self._change(hedge=HEDGES[(HEDGES.index(self.params.hedge) + 1) % len(HEDGES)])
+
+    def action_swap(self) -> None:
+        self._change(symbol_x=self.params.symbol_y, symbol_y=self.params.symbol_x)
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+
+    def action_clear_alerts(self) -> None:
+        self.query_one("#alerts", DataTable).clear()
+
+    def action_export(self) -> None:
+        self.notify("exporting…", timeout=2)
+        self._export(self.params)
+
+    @work(thread=True, exclusive=True, group="export", exit_on_error=False)
+    def _export(self, params: PairParams) -> None:
+        try:
+            conn = connect(self.config.db_path, readonly=True)
+            try:
+                done = export_pair(conn, params, self.config.export.dir)
+            finally:
+                conn.close()
+        except ExportError as exc:
+            self.post_message(ExportFinished([], str(exc)))
+            return
+        self.post_message(ExportFinished([f"{p} ({n:,} rows)" for p, n in done.values()]))
+
+    def on_export_finished(self, msg: ExportFinished) -> None:
+        if msg.error:
+            self.notify(msg.error, title="Export failed", severity="error", markup=False)
+        else:
+            self.notify("\n".join(msg.paths), title="Exported", timeout=8, markup=False)
+
+    async def _shutdown(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.ingestion is not None:
+            await self.ingestion.stop()
+
+    async def action_quit(self) -> None:
+        await self._shutdown()
+        self.exit(0)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR:
+            err = event.worker.error
+            self.notify(
+                f"{event.worker.group}: {err}", title="Error", severity="error", markup=False
+            )
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for b in self.BINDINGS:
+            if isinstance(b, Binding) and b.action in self.ACTION_HELP:
+                yield SystemCommand(
+                    f"{b.description} ({b.key_display or b.key})",
+                    self.ACTION_HELP[b.action],
+                    lambda action=b.action: self.run_action(action),
+                )

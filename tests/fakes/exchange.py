@@ -92,6 +92,7 @@ class FakeExchange:
         faults: Faults | None = None,
         klines: dict[str, list[list]] | None = None,
         autostart_producer: bool = True,
+        restamp: bool = False,  # stamp each trade with the wall clock as it is produced
     ) -> None:
         self.trades = trades
         self.rate = rate
@@ -111,6 +112,7 @@ class FakeExchange:
         self._first_client = asyncio.Event()
         self.done = asyncio.Event()
         self.autostart_producer = autostart_producer
+        self.restamp = restamp
 
     @property
     def ws_base(self) -> str:
@@ -174,6 +176,8 @@ class FakeExchange:
                     await asyncio.sleep(delay)
             elif i % 500 == 0:
                 await asyncio.sleep(0)
+            if self.restamp:
+                tr.T = int(time.time() * 1000)
             self.produced.append(tr)
             self._by_symbol.setdefault(tr.symbol, []).append(tr)
             stream = f"{tr.symbol.lower()}@aggTrade"

@@ -22,6 +22,7 @@ async def main() -> None:
     p.add_argument("--ndjson", help="replay a recording instead of synthetic trades")
     p.add_argument("--loop", type=int, default=1, help="repeat the recording this many times")
     p.add_argument("--disconnect-every", type=int)
+    p.add_argument("--restamp", action="store_true", help="stamp trades with the wall clock")
     args = p.parse_args()
     if args.ndjson:
         from quanttui.feed.recordings import read_ndjson
@@ -37,7 +38,7 @@ async def main() -> None:
     else:
         trades = synthetic_trades(args.trades)
     faults = Faults(disconnect_every=args.disconnect_every)
-    async with FakeExchange(trades, rate=args.rate or None, faults=faults) as ex:
+    async with FakeExchange(trades, rate=args.rate or None, faults=faults, restamp=args.restamp) as ex:
         print(json.dumps({"port": ex.port}), flush=True)
         await ex.done.wait()
         sys.stdout.write(json.dumps({"produced": len(ex.produced)}) + "\n")

@@ -98,7 +98,9 @@ def test_cooldown_spaces_alerts(values: list[float], cool: int) -> None:
 
 
 def test_default_rule_and_extra_rules() -> None:
-    eng = build_engine("BTCUSDT/ETHUSDT", ["corr < 0.6"], entry_z=2.0, exit_z=0.0, hysteresis=0.5, cooldown_s=0)
+    eng = build_engine(
+        "BTCUSDT/ETHUSDT", ["corr < 0.6"], entry_z=2.0, exit_z=0.0, hysteresis=0.5, cooldown_s=0
+    )
     assert [r.text for r in eng.rules] == ["abs(zscore) >= 2", "corr < 0.6"]
     a = eng.evaluate({"zscore": -2.4, "corr": 0.9}, 1000)
     assert [(x.rule, x.value, x.threshold) for x in a] == [("abs(zscore) >= 2", 2.4, 2.0)]

@@ -1,0 +1,64 @@
+"""Three plotext line charts: normalised prices, spread with its mean, z with entry lines."""
+
+from __future__ import annotations
+
+import math
+
+from textual_plotext import PlotextPlot
+
+from quanttui.model import Snapshot
+
+
+def _finite(xs: list[float], ys: tuple[float, ...]) -> tuple[list[float], list[float]]:
+    pts = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None and math.isfinite(y)]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+class Chart(PlotextPlot):
+    DEFAULT_CSS = """
+    Chart { height: 1fr; min-height: 5; }
+    """
+
+    def __init__(self, title: str, **kw) -> None:
+        super().__init__(**kw)
+        self.title = title
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self._setup()
+        self.plt.title(self.title)
+
+    def _setup(self) -> None:
+        p = self.plt
+        p.clear_figure()
+        p.title(self.title)
+        p.xticks([])
+        p.frame(False)
+
+    def draw(self, snap: Snapshot, entry_z: float) -> None:
+        s = snap.series
+        if not s.ts_ms:
+            return
+        n = len(s.ts_ms)
+        xs = list(range(-n + 1, 1))
+        self._setup()
+        p = self.plt
+        kind = self.id
+        if kind == "chart-prices":
+            bx, by = s.close_x[0], s.close_y[0]
+            p.plot(xs, [100 * v / bx for v in s.close_x], label=snap.symbol_x, marker="braille")
+            p.plot(xs, [100 * v / by for v in s.close_y], label=snap.symbol_y, marker="braille")
+        elif kind == "chart-spread":
+            x1, y1 = _finite(xs, s.spread)
+            x2, y2 = _finite(xs, s.spread_mean)
+            if x1:
+                p.plot(x1, y1, label="spread", marker="braille")
+            if x2:
+                p.plot(x2, y2, label="mean", marker="braille")
+        else:
+            x1, y1 = _finite(xs, s.zscore)
+            if x1:
+                p.plot(x1, y1, label="z", marker="braille")
+                p.hline(entry_z)
+                p.hline(-entry_z)
+        self.refresh()

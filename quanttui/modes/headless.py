@@ -1,0 +1,145 @@
+"""`quanttui X Y --headless`: ingestion, analytics and alerts with no UI.
+
+One JSON line per alert on stdout (`{"time", "pair", "rule", "metric", "value",
+"threshold"}`), status on stderr. SIGINT, SIGTERM and SIGHUP flush and exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+import orjson
+
+from quanttui.alerts import build_engine
+from quanttui.analytics.live import LivePair, PairParams
+from quanttui.analytics.snapshot import build_snapshot
+from quanttui.analytics.stationarity import Stationarity, stationarity
+from quanttui.config import Config
+from quanttui.errors import UserError
+from quanttui.feed.binance import SymbolError, now_ms
+from quanttui.feed.ingest import Ingestion
+from quanttui.model import Tick
+from quanttui.modes import install_stop_signals
+from quanttui.store.db import connect
+
+INSERT_ALERT = (
+    "INSERT INTO alerts(ts_ms, pair, rule, metric, value, threshold) VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+class HeadlessPair:
+    """LivePair + alert rules + stationarity tests, shared by live and replay headless runs."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        params: PairParams,
+        extra_rules: Sequence[str],
+        store: Callable[[str, tuple], Awaitable[None]],
+    ) -> None:
+        a, al = cfg.analytics, cfg.alerts
+        self.params = params
+        self.alerts = build_engine(
+            params.pair,
+            [*al.rules, *extra_rules],
+            entry_z=a.entry_z,
+            exit_z=a.exit_z,
+            hysteresis=al.hysteresis,
+            cooldown_s=al.cooldown_s,
+        )
+        self.pair: LivePair | None = None
+        self.stat = Stationarity()
+        self._store = store
+        self.fired = 0
+
+    def load(self, db_path, end_ms: int) -> None:
+        conn = connect(db_path, readonly=True)
+        try:
+            self.pair = LivePair.from_store(conn, self.params, end_ms)
+        finally:
+            conn.close()
+
+    async def on_closed(self) -> None:
+        pair = self.pair
+        if pair is None or pair.engine.last is None:
+            return
+        e = pair.engine
+        if len(e.window_spread) == e.window:
+            self.stat = await asyncio.to_thread(
+                stationarity, list(e.window_spread), list(e.window_x), list(e.window_y)
+            )
+        else:
+            self.stat = Stationarity()
+        p = self.params
+        snap = build_snapshot(e, p.symbol_x, p.symbol_y, p.timeframe, self.stat, run_tests=False)
+        if snap.time_ms is None:
+            return
+        for a in self.alerts.evaluate(snap.metrics(), snap.time_ms):
+            self.fired += 1
+            sys.stdout.write(orjson.dumps(a.as_json()).decode() + "\n")
+            sys.stdout.flush()
+            await self._store(
+                INSERT_ALERT, (a.ts_ms, a.pair, a.rule, a.metric, a.value, a.threshold)
+            )
+
+    async def add(self, ticks: list[Tick]) -> None:
+        if self.pair is not None and self.pair.add(ticks):
+            await self.on_closed()
+
+    async def advance(self, now: int) -> None:
+        if self.pair is not None and self.pair.advance(now):
+            await self.on_closed()
+
+
+async def _headless(cfg: Config, sx: str, sy: str, extra_rules: Sequence[str]) -> int:
+    a = cfg.analytics
+    params = PairParams(sx, sy, a.timeframe, a.window, a.hedge, a.kalman_delta, a.kalman_obs_var)
+    hp: HeadlessPair
+    queue: asyncio.Queue[list[Tick]] = asyncio.Queue()
+    ing = Ingestion(
+        cfg,
+        [sx, sy],
+        on_ticks=queue.put_nowait,
+        on_state=lambda s, d: print(f"feed: {s} {d}".rstrip(), file=sys.stderr),
+    )
+    hp = HeadlessPair(cfg, params, extra_rules, ing.writer.execute)
+    try:
+        warning = await ing.check_symbols()
+    except SymbolError as exc:
+        await ing.rest.close()
+        raise UserError(str(exc), 2) from None
+    if warning:
+        print(f"quanttui: warning: {warning}", file=sys.stderr)
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    await ing.start()
+    end = now_ms()
+    await asyncio.to_thread(hp.load, ing.writer.path, end)
+    print(
+        f"headless {params.pair} {a.timeframe} W={a.window} {a.hedge}: {hp.pair.engine.bars} bars loaded",
+        file=sys.stderr,
+    )
+
+    async def consume() -> None:
+        while True:
+            ticks = await queue.get()
+            await hp.add([t for t in ticks if t.ts_ms >= end - end % params.timeframe_ms])
+
+    async def clock() -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            await hp.advance(now_ms())
+
+    tasks = [asyncio.create_task(consume()), asyncio.create_task(clock())]
+    await stop.wait()
+    for t in tasks:
+        t.cancel()
+    await ing.stop()
+    print(f"stopped: {ing.feed.stats.ticks:,} trades, {hp.fired} alerts", file=sys.stderr)
+    return 0
+
+
+def run(cfg: Config, sx: str, sy: str, *, extra_rules: Sequence[str] = ()) -> int:
+    return asyncio.run(_headless(cfg, sx, sy, extra_rules))
