@@ -66,7 +66,7 @@ def export_pair(
     if not os.access(out, os.W_OK):
         raise ExportError(f"export dir {out} is not writable")
 
-    bars = load_pair_bars(conn, sx, sy, tf)
+    bars = load_pair_bars(conn, sx, sy, tf, max_gap_bars=params.max_gap_bars)
     engine = PairAnalytics(
         params.window,
         params.hedge,

@@ -19,18 +19,23 @@ def _p(v: float | None) -> str:
 
 
 def snapshot_rows(s: Snapshot) -> list[tuple[str, str, str]]:
-    """`(key, label, value)` rows in display order."""
-    stationary = (
-        "" if s.adf_p is None else (" stationary" if s.adf_p < ADF_ALPHA else " not stationary")
-    )
+    """`(key, label, value)` rows in display order; values fit in 21 columns."""
+    adf_p = _p(s.adf_p)
+    if s.adf_p is not None:
+        adf_p += " stationary" if s.adf_p < ADF_ALPHA else " not stat."
     hl = "—"
     if s.half_life_bars is not None and s.half_life_s is not None:
-        hl = f"{s.half_life_bars:.1f} bars ({s.half_life_s:.0f} s)"
-    unreliable = " (unreliable)" if "return_beta_unreliable" in s.flags else ""
+        hl = f"{s.half_life_bars:.1f} bars ({s.half_life_s:,.0f}s)"
+    rb = "—"
+    if s.return_beta is not None:
+        rb = f"{s.return_beta:.3f} R² {_num(s.return_r2, '.2f')}"
+        if "return_beta_unreliable" in s.flags:
+            rb += " (?)"
+    time_text = "—" if s.time_ms is None else iso_utc(s.time_ms)[:19].replace("T", " ")
     return [
-        ("time", "Last bar", iso_utc(s.time_ms) if s.time_ms is not None else "—"),
-        ("price_x", f"{s.symbol_x}", _num(s.close_x, ",.8g")),
-        ("price_y", f"{s.symbol_y}", _num(s.close_y, ",.8g")),
+        ("time", "Last bar (UTC)", time_text),
+        ("price_x", s.symbol_x, _num(s.close_x, ",.8g")),
+        ("price_y", s.symbol_y, _num(s.close_y, ",.8g")),
         ("beta", "Hedge b", _num(s.beta)),
         ("alpha", "Intercept a", _num(s.alpha)),
         ("r2", "R²", _num(s.r2, ".4f")),
@@ -38,13 +43,10 @@ def snapshot_rows(s: Snapshot) -> list[tuple[str, str, str]]:
         ("spread", "Spread", _num(s.spread, ".5g")),
         ("zscore", "z-score", _num(s.zscore, "+.3f")),
         ("corr", "Corr (returns)", _num(s.corr, ".4f")),
-        ("adf", "ADF stat / p", f"{_num(s.adf_stat, '.3f')} / {_p(s.adf_p)}{stationary}"),
+        ("adf_stat", "ADF stat", _num(s.adf_stat, ".3f")),
+        ("adf_p", "ADF p", adf_p),
         ("coint_p", "Coint p", _p(s.coint_p)),
         ("half_life", "Half-life", hl),
-        (
-            "return_beta",
-            "Return b / R²",
-            f"{_num(s.return_beta, '.3f')} / {_num(s.return_r2, '.3f')}{unreliable}",
-        ),
+        ("return_beta", "Return b", rb),
         ("bars", "Bars (window)", f"{s.bars:,} ({min(s.bars, s.window)}/{s.window})"),
     ]

@@ -62,9 +62,13 @@ class BarBuilder:
     silently. A recompute from the database picks such trades up.
     """
 
-    def __init__(self, symbol_x: str, symbol_y: str, timeframe_ms: int) -> None:
+    def __init__(
+        self, symbol_x: str, symbol_y: str, timeframe_ms: int, max_gap_bars: int | None = None
+    ) -> None:
         if timeframe_ms <= 0:
             raise ValueError(f"timeframe_ms must be > 0, got {timeframe_ms}")
+        self.max_gap_bars = max_gap_bars
+        self.skipped = 0
         self.symbol_x = symbol_x
         self.symbol_y = symbol_y
         self.tf = timeframe_ms
@@ -113,6 +117,15 @@ class BarBuilder:
         out: list[PairBar] = []
         while self.current is not None and self.current < bucket:
             t = self.current
+            if (
+                self.max_gap_bars is not None
+                and (bucket - t) // self.tf > self.max_gap_bars
+                and self._x.trades == 0
+                and self._y.trades == 0
+            ):
+                self.skipped += (bucket - t) // self.tf
+                self.current = bucket
+                break
             bx = self._x.close_bar(t)
             by = self._y.close_bar(t)
             if bx is not None and by is not None:
@@ -224,19 +237,37 @@ def _on_grid(leg: LegBars, grid: np.ndarray) -> tuple[LegBars, np.ndarray]:
     )
 
 
-def align(x: LegBars, y: LegBars, timeframe_ms: int, end_ms: int | None = None) -> PairBars:
+def align(
+    x: LegBars,
+    y: LegBars,
+    timeframe_ms: int,
+    end_ms: int | None = None,
+    max_gap_bars: int | None = None,
+) -> PairBars:
     """Put two legs on the shared grid, from the first bucket both have traded in up to
-    (excluding) the bucket that contains `end_ms`, or through the last traded bucket."""
+    (excluding) the bucket that contains `end_ms`, or through the last traded bucket.
+
+    With `max_gap_bars`, a run of more than that many buckets in which neither leg
+    traded is left out of the grid, exactly as `BarBuilder` skips it."""
     if x.ts_ms.size == 0 or y.ts_ms.size == 0:
         empty = LegBars.empty()
         return PairBars(empty.ts_ms, empty, empty, np.empty(0, bool), np.empty(0, bool))
+    tf = timeframe_ms
     start = max(int(x.ts_ms[0]), int(y.ts_ms[0]))
-    stop = (
-        max(int(x.ts_ms[-1]), int(y.ts_ms[-1])) + timeframe_ms
-        if end_ms is None
-        else end_ms - end_ms % timeframe_ms
-    )
-    grid = np.arange(start, max(stop, start), timeframe_ms, dtype=np.int64)
+    stop = max(int(x.ts_ms[-1]), int(y.ts_ms[-1])) + tf if end_ms is None else end_ms - end_ms % tf
+    traded = np.union1d(x.ts_ms, y.ts_ms)
+    traded = traded[(traded >= start) & (traded < stop)]
+    if traded.size == 0:
+        grid = np.arange(start, max(stop, start), tf, dtype=np.int64)[:0]
+    else:
+        nxt = np.r_[traded[1:], stop]
+        runs = (nxt - traded) // tf  # the traded bucket plus the empty ones after it
+        if max_gap_bars is not None:
+            runs = np.where(runs - 1 > max_gap_bars, 1, runs)
+        offsets = np.arange(int(runs.sum()), dtype=np.int64) - np.repeat(
+            np.cumsum(runs) - runs, runs
+        )
+        grid = np.repeat(traded, runs) + offsets * tf
     gx, fx = _on_grid(x, grid)
     gy, fy = _on_grid(y, grid)
     return PairBars(grid, gx, gy, fx, fy)
@@ -247,7 +278,10 @@ def pair_bars(
     y: tuple[np.ndarray, np.ndarray, np.ndarray],
     timeframe_ms: int,
     end_ms: int | None = None,
+    max_gap_bars: int | None = None,
 ) -> PairBars:
     """Vectorised equivalent of feeding every trade to `BarBuilder` and advancing the clock
     to `end_ms`. Each leg is `(ts_ms, price, qty)` sorted by time then trade id."""
-    return align(leg_bars(*x, timeframe_ms), leg_bars(*y, timeframe_ms), timeframe_ms, end_ms)
+    return align(
+        leg_bars(*x, timeframe_ms), leg_bars(*y, timeframe_ms), timeframe_ms, end_ms, max_gap_bars
+    )

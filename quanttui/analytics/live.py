@@ -41,6 +41,11 @@ class PairParams:
     def pair(self) -> str:
         return f"{self.symbol_x}/{self.symbol_y}"
 
+    @property
+    def max_gap_bars(self) -> int:
+        """Longer silences of both legs than this are skipped, not filled (2W)."""
+        return 2 * self.window
+
 
 class LivePair:
     def __init__(self, params: PairParams, history: int = 600) -> None:
@@ -52,7 +57,9 @@ class LivePair:
             kalman_obs_var=params.kalman_obs_var,
             history=history,
         )
-        self.builder = BarBuilder(params.symbol_x, params.symbol_y, params.timeframe_ms)
+        self.builder = BarBuilder(
+            params.symbol_x, params.symbol_y, params.timeframe_ms, max_gap_bars=params.max_gap_bars
+        )
         self.last_bar: PairBar | None = None
 
     @classmethod
@@ -71,7 +78,14 @@ class LivePair:
         """History up to (excluding) the bucket containing `end_ms`."""
         from quanttui.store.queries import load_pair_bars
 
-        bars = load_pair_bars(conn, params.symbol_x, params.symbol_y, params.timeframe, end_ms)
+        bars = load_pair_bars(
+            conn,
+            params.symbol_x,
+            params.symbol_y,
+            params.timeframe,
+            end_ms,
+            max_gap_bars=params.max_gap_bars,
+        )
         lp = cls.from_bars(params, bars, history)
         if lp.builder.current is None:
             tf = params.timeframe_ms

@@ -7,8 +7,8 @@ once per closed bar.
 
 from __future__ import annotations
 
+import inspect
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,9 +40,12 @@ def adf(spreads: Sequence[float]) -> tuple[float, float, int, dict[str, float]]:
     """
     from statsmodels.tsa.stattools import adfuller
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # statsmodels 0.15 result_object notice
-        res = adfuller(np.asarray(spreads, float), regression="c", autolag="AIC")
+    kw = (
+        {"result_object": False}
+        if "result_object" in inspect.signature(adfuller).parameters
+        else {}
+    )
+    res = adfuller(np.asarray(spreads, float), regression="c", autolag="AIC", **kw)
     stat, p, lag, _nobs, crit = res[:5]
     return float(stat), float(p), int(lag), {k: float(v) for k, v in crit.items()}
 

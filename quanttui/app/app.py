@@ -53,6 +53,7 @@ from quanttui.feed.ingest import Ingestion
 from quanttui.model import Alert, Snapshot, Tick, iso_utc
 from quanttui.report import snapshot_rows
 from quanttui.store.db import connect
+from quanttui.store.queries import tick_counts
 
 WINDOWS = (20, 30, 60, 120, 200, 300, 500, 1000, 2000, 5000)
 STALE_LEG_S = 30.0
@@ -132,6 +133,7 @@ class QuantApp(App[int]):
         self._rate_window: deque[tuple[float, int]] = deque(maxlen=32)
         self._ticks_total = 0
         self._stopped = False
+        self._stored_base = 0
 
     # ----------------------------------------------------------------- layout
     def compose(self) -> ComposeResult:
@@ -162,11 +164,11 @@ class QuantApp(App[int]):
 
     def on_mount(self) -> None:
         metrics = self.query_one("#metrics", DataTable)
-        metrics.add_column("metric", key="label", width=15)
-        metrics.add_column("value", key="value")
+        metrics.add_column("metric", key="label", width=14)
+        metrics.add_column("value", key="value", width=21)
         for key, label, value in snapshot_rows(self._empty_snapshot()):
             metrics.add_row(Text(label), Text(value), key=key)
-        for key, label in (("ticks", "Ticks stored"), ("gaps", "Gaps open/filled")):
+        for key, label in (("ticks", "Ticks stored"), ("gaps", "Gaps open/fill")):
             metrics.add_row(Text(label), Text("—"), key=key)
         alerts = self.query_one("#alerts", DataTable)
         alerts.add_column("time", key="time")
@@ -254,14 +256,18 @@ class QuantApp(App[int]):
         conn = connect(self.config.db_path, readonly=True)
         try:
             pair = LivePair.from_store(conn, params, end)
+            stored = sum(tick_counts(conn, [params.symbol_x, params.symbol_y]).values())
         finally:
             conn.close()
-        self.post_message(PairRebuilt(pair, generation, end))
+        self.post_message(PairRebuilt(pair, generation, end, stored))
 
     def on_pair_rebuilt(self, msg: PairRebuilt) -> None:
         if msg.generation != self.generation:
             return
         pair = msg.pair
+        self._stored_base = msg.stored_ticks - (
+            self.ingestion.writer.inserted if self.ingestion else 0
+        )
         pending = [t for t in self.recent if t.ts_ms >= msg.end_ms]
         pending.sort(key=lambda t: (t.ts_ms, t.trade_id))
         pair.add(pending)
@@ -396,7 +402,8 @@ class QuantApp(App[int]):
         if self.ingestion is not None:
             st = self.ingestion.feed.stats
             table = self.query_one("#metrics", DataTable)
-            table.update_cell("ticks", "value", Text(f"{self.ingestion.writer.inserted:,} new"))
+            stored = self._stored_base + self.ingestion.writer.inserted
+            table.update_cell("ticks", "value", Text(f"{stored:,}"))
             table.update_cell("gaps", "value", Text(f"{st.gaps_open} / {st.gaps_filled}"))
 
     def watch_paused(self, paused: bool) -> None:

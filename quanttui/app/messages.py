@@ -37,6 +37,7 @@ class PairRebuilt(Message):
     pair: LivePair
     generation: int
     end_ms: int
+    stored_ticks: int
 
 
 @dataclass

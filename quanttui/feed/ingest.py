@@ -45,6 +45,7 @@ class Ingestion:
             rest=self.rest,
         )
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
 
     async def check_symbols(self) -> str | None:
         """Raises `SymbolError` for a bad symbol; returns a warning if REST is unreachable."""
@@ -64,11 +65,17 @@ class Ingestion:
         )
 
     async def start(self) -> None:
+        if self._closed:
+            return
         await self.writer.start()
         self._task = asyncio.create_task(self.feed.run(), name="feed")
 
     async def stop(self) -> None:
-        """Stop the feed, then flush and close the writer: nothing received is lost."""
+        """Stop the feed, then flush and close the writer: nothing received is lost.
+        Safe to call more than once, and before `start`."""
+        if self._closed:
+            return
+        self._closed = True
         self.feed.stop()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):

@@ -36,7 +36,7 @@ def snapshot(cfg: Config, sx: str, sy: str, *, as_json: bool) -> int:
     a = cfg.analytics
     conn = _open(cfg)
     try:
-        bars = load_pair_bars(conn, sx, sy, a.timeframe)
+        bars = load_pair_bars(conn, sx, sy, a.timeframe, max_gap_bars=2 * a.window)
     finally:
         conn.close()
     if len(bars) < a.window:

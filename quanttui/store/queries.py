@@ -103,6 +103,7 @@ def load_pair_bars(
     timeframe: str,
     end_ms: int | None = None,
     start_ms: int | None = None,
+    max_gap_bars: int | None = None,
 ) -> PairBars:
     """Both legs on the shared grid from stored ticks (and, at 1m/5m, stored klines where
     no tick covers the bucket). `end_ms` excludes the bucket containing it (the bar still
@@ -113,6 +114,7 @@ def load_pair_bars(
         leg_history(conn, symbol_y, timeframe, start_ms),
         tf,
         end_ms,
+        max_gap_bars,
     )
 
 

@@ -38,7 +38,9 @@ async def main() -> None:
     else:
         trades = synthetic_trades(args.trades)
     faults = Faults(disconnect_every=args.disconnect_every)
-    async with FakeExchange(trades, rate=args.rate or None, faults=faults, restamp=args.restamp) as ex:
+    async with FakeExchange(
+        trades, rate=args.rate or None, faults=faults, restamp=args.restamp
+    ) as ex:
         print(json.dumps({"port": ex.port}), flush=True)
         await ex.done.wait()
         sys.stdout.write(json.dumps({"produced": len(ex.produced)}) + "\n")

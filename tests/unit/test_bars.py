@@ -46,23 +46,33 @@ def pandas_resample(ticks: list[Tick], sym: str, tf: str) -> pd.DataFrame:
     return o
 
 
-@settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 300), tf=st.sampled_from([1000, 60_000]))
-def test_builder_equals_vectorised_and_pandas(seed: int, n: int, tf: int) -> None:
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(1, 300),
+    tf=st.sampled_from([1000, 60_000]),
+    gap=st.sampled_from([None, 3, 20]),
+    tail=st.integers(1, 40),
+)
+def test_builder_equals_vectorised_and_pandas(
+    seed: int, n: int, tf: int, gap: int | None, tail: int
+) -> None:
     ticks = random_trades(seed, n, 600_000)
-    end = max(t.ts_ms for t in ticks) + tf
-    b = BarBuilder("AAA", "BBB", tf)
+    end = max(t.ts_ms for t in ticks) + tail * tf
+    b = BarBuilder("AAA", "BBB", tf, max_gap_bars=gap)
     live = []
     for t in ticks:
         live += b.add(t)
     live += b.advance(end)
-    vec = pair_bars(arrays(ticks, "AAA"), arrays(ticks, "BBB"), tf, end)
+    vec = pair_bars(arrays(ticks, "AAA"), arrays(ticks, "BBB"), tf, end, gap)
     assert len(live) == len(vec)
     for i, bar in enumerate(live):
         ref = vec.pair_bar(i)
         for got, want in ((bar.x, ref.x), (bar.y, ref.y)):
             assert got.volume == pytest.approx(want.volume, rel=1e-12)
             assert replace(got, volume=0.0) == replace(want, volume=0.0)
+    if gap is not None:
+        return  # pandas has no notion of skipping; equality with the builder is the check
     rule = {1000: "1s", 60_000: "1min"}[tf]
     for sym, leg, filled in (("AAA", vec.x, vec.x_filled), ("BBB", vec.y, vec.y_filled)):
         ref = pandas_resample(ticks, sym, rule)
@@ -129,3 +139,16 @@ def test_real_recording_bars_match_pandas(real_data) -> None:
 def test_bad_timeframe() -> None:
     with pytest.raises(ValueError):
         BarBuilder("X", "Y", 0)
+
+
+def test_long_silence_of_both_legs_is_skipped_not_filled() -> None:
+    b = BarBuilder("X", "Y", 1000, max_gap_bars=10)
+    b.add(Tick("X", 1, 10_100, 1.0, 1.0, False))
+    b.add(Tick("Y", 1, 10_200, 2.0, 1.0, False))
+    closed = b.advance(86_400_000)
+    assert [c.ts_ms for c in closed] == [10_000]
+    assert b.skipped > 80_000
+    short = BarBuilder("X", "Y", 1000, max_gap_bars=10)
+    short.add(Tick("X", 1, 10_100, 1.0, 1.0, False))
+    short.add(Tick("Y", 1, 10_200, 2.0, 1.0, False))
+    assert len(short.advance(15_000)) == 5 and short.skipped == 0

@@ -1,0 +1,218 @@
+"""The app under Pilot, against the loopback fake exchange and a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from pathlib import Path
+
+from textual.widgets import DataTable
+
+from quanttui.app.app import QuantApp
+from quanttui.feed.recordings import read_ndjson
+from tests.app.conftest import RECORDING, app_config, count_ticks
+from tests.fakes.exchange import FakeExchange, trades_from_ticks
+
+
+async def until(pred, limit_s: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + limit_s
+    while not pred():
+        assert loop.time() < end, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+def cell(app: QuantApp, key: str) -> str:
+    return str(app.query_one("#metrics", DataTable).get_cell(key, "value"))
+
+
+def text_of(app: QuantApp, wid: str) -> str:
+    return str(app.query_one(wid).render())
+
+
+async def test_live_app_shows_data_every_key_works_and_quit_flushes(
+    history_db: Path, real_data: Path, tmp_path: Path
+) -> None:
+    trades = trades_from_ticks(read_ndjson(real_data / RECORDING))
+    preloaded = count_ticks(history_db)
+    out = tmp_path / "exports"
+    async with FakeExchange(trades, rate=150, restamp=True) as ex:
+        app = QuantApp(app_config(history_db, ex.ws_base, ex.rest_base, out), "BTCUSDT", "ETHUSDT")
+        async with app.run_test(size=(120, 40)) as pilot:
+            assert "BTCUSDT -> ETHUSDT" in text_of(app, "#title")
+            assert "ETHUSDT = a + b*BTCUSDT" in text_of(app, "#title")
+            await until(lambda: app.snapshot is not None and app.snapshot.zscore is not None)
+            await until(lambda: app.feed_state == "live" and app.ingestion.writer.inserted > 50)
+            await until(lambda: app.snapshot.adf_p is not None)
+            await pilot.pause(0.5)
+            assert cell(app, "zscore") != "—" and cell(app, "adf_p") != "—"
+            assert app.snapshot.bars >= 400  # history loaded from the database
+            assert "LIVE" in text_of(app, "#status")
+
+            await pilot.press("e")
+            await until(lambda: len(list(out.glob("*.csv"))) == 4)
+            files = {p.name.rsplit("_", 1)[1]: p for p in out.glob("*.csv")}
+            with files["ticks.csv"].open() as fh:
+                rows = list(csv.reader(fh))
+            assert rows[0] == ["time", "symbol", "trade_id", "price", "qty", "is_buyer_maker"]
+            assert len(rows) - 1 >= preloaded - 98  # the 98 zero rows are stored too
+            assert rows[1][0].endswith("Z")
+            with files["bars.csv"].open() as fh:
+                bars = list(csv.reader(fh))
+            with files["analytics.csv"].open() as fh:
+                analytics = list(csv.reader(fh))
+            assert len(bars) == len(analytics) > 400
+            assert not list(out.glob("*.part"))
+
+            await pilot.press("t")
+            assert app.params.timeframe == "1m"
+            await until(lambda: app.pair is not None and app.pair.params.timeframe == "1m")
+            assert "1m" in text_of(app, "#title")
+            await pilot.press("t", "t")
+            assert app.params.timeframe == "1s"
+            await pilot.press("right_square_bracket")
+            assert app.params.window == 120
+            await pilot.press("left_square_bracket", "left_square_bracket")
+            assert app.params.window == 30
+            await pilot.press("h")
+            assert app.params.hedge == "log"
+            await until(
+                lambda: (
+                    app.snapshot is not None
+                    and app.snapshot.hedge == "log"
+                    and app.snapshot.zscore is not None
+                )
+            )
+            await pilot.press("s")
+            assert (app.params.symbol_x, app.params.symbol_y) == ("ETHUSDT", "BTCUSDT")
+            assert "ETHUSDT -> BTCUSDT" in text_of(app, "#title")
+            await until(lambda: app.snapshot is not None and app.snapshot.symbol_x == "ETHUSDT")
+            await pilot.press("p")
+            assert app.paused and "PAUSED" in text_of(app, "#title")
+            await pilot.press("p")
+            assert not app.paused
+            table = app.query_one("#alerts", DataTable)
+            await until(lambda: table.row_count > 0)
+            await pilot.press("c")
+            assert table.row_count == 0
+            await pilot.press("question_mark")
+            await pilot.pause(0.2)
+            await pilot.press("q")
+        received = app.ingestion.feed.stats.ticks
+    assert app.return_code == 0
+    assert received > 50
+    assert count_ticks(history_db) == preloaded + received
+
+
+async def test_offline_app_opens_with_history_and_says_why(
+    history_db: Path, tmp_path: Path
+) -> None:
+    app = QuantApp(
+        app_config(history_db, "ws://127.0.0.1:1/market", "http://127.0.0.1:1", tmp_path),
+        "BTCUSDT",
+        "ETHUSDT",
+    )
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(
+            lambda: app.feed_state in ("offline", "reconnecting") and app.snapshot is not None
+        )
+        await pilot.pause(1.1)
+        status = text_of(app, "#status")
+        assert "OFFLINE" in status or "RECONNECTING" in status
+        assert "Connect" in status or "refused" in status.lower() or "Error" in status
+        assert "no trades" in status
+        assert app.snapshot.zscore is not None
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+async def test_empty_db_shows_dashes_not_errors(tmp_path: Path) -> None:
+    db = tmp_path / "empty.db"
+    app = QuantApp(
+        app_config(db, "ws://127.0.0.1:1/market", "http://127.0.0.1:1", tmp_path),
+        "BTCUSDT",
+        "ETHUSDT",
+    )
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(lambda: app.pair is not None)
+        await pilot.pause(1.1)
+        assert cell(app, "zscore") == "—"
+        assert "loading" not in text_of(app, "#status")
+        assert "filling window 0/60" in text_of(app, "#status")
+        await pilot.press("e")
+        await until(lambda: len(list(tmp_path.glob("*.csv"))) == 4)
+        await pilot.press("q")
+
+
+async def test_stale_leg_is_shown(fixed_db: Path, real_data: Path, tmp_path: Path) -> None:
+    trades = [
+        t for t in trades_from_ticks(read_ndjson(real_data / RECORDING)) if t.symbol == "BTCUSDT"
+    ]
+    both = {"BTCUSDT": "TRADING", "ETHUSDT": "TRADING"}
+    async with FakeExchange(trades, rate=100, restamp=True, symbols=both) as ex:
+        app = QuantApp(
+            app_config(fixed_db, ex.ws_base, ex.rest_base, tmp_path), "BTCUSDT", "ETHUSDT"
+        )
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(lambda: app.ingestion.feed.stats.per_symbol["BTCUSDT"] > 5)
+            await pilot.pause(1.1)
+            status = text_of(app, "#status")
+            assert "ETHUSDT: no trades" in status and "LIVE" in status
+            await pilot.press("q")
+
+
+async def test_unwritable_export_dir_reports_and_writes_nothing(
+    fixed_db: Path, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    app = QuantApp(
+        app_config(fixed_db, "ws://127.0.0.1:1/market", "http://127.0.0.1:1", blocker / "sub"),
+        "BTCUSDT",
+        "ETHUSDT",
+    )
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(lambda: app.pair is not None)
+        await pilot.press("e")
+        await until(lambda: any("Export failed" in (n.title or "") for n in app._notifications))
+        failed = next(n for n in app._notifications if n.title == "Export failed")
+        assert "cannot create export dir" in failed.message
+        await pilot.press("q")
+    assert blocker.read_text() == "x"
+
+
+async def test_bad_rule_in_app_is_refused(fixed_db: Path, tmp_path: Path) -> None:
+    app = QuantApp(
+        app_config(fixed_db, "ws://127.0.0.1:1/market", "http://127.0.0.1:1", tmp_path),
+        "BTCUSDT",
+        "ETHUSDT",
+    )
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert not app.add_rule("zscor > 2")
+        assert [r.text for r in app.alert_engine.rules] == ["abs(zscore) >= 2"]
+        assert app.add_rule("corr < 0.6")
+        assert len(app.alert_engine.rules) == 2
+        await pilot.press("q")
+
+
+async def test_messages_flow_rebuild_then_snapshots(fixed_db: Path, tmp_path: Path) -> None:
+    app = QuantApp(
+        app_config(fixed_db, "ws://127.0.0.1:1/market", "http://127.0.0.1:1", tmp_path),
+        "BTCUSDT",
+        "ETHUSDT",
+    )
+    seen: list[str] = []
+    async with app.run_test(
+        size=(80, 24), message_hook=lambda m: seen.append(type(m).__name__)
+    ) as pilot:
+        await until(lambda: "StationarityComputed" in seen)
+        await pilot.pause(0.3)
+        await pilot.press("q")
+    order = [
+        n
+        for n in seen
+        if n in ("PairRebuilt", "SnapshotReady", "StationarityComputed", "AlertsFired")
+    ]
+    assert order[0] == "PairRebuilt"
+    assert order.index("SnapshotReady") < order.index("StationarityComputed")
+    assert order[-1] == "SnapshotReady"
