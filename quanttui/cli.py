@@ -221,6 +221,7 @@ def _run_backtest(args: argparse.Namespace) -> int:
 _SUBCOMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..., int]]] = {
     "record": (_record_parser, _run_record),
     "snapshot": (_snapshot_parser, _run_snapshot),
+    "backtest": (_backtest_parser, _run_backtest),
 }
 
 

@@ -17,3 +17,33 @@ def store_ticks(db: Path, ticks: Iterable[Tick]) -> sqlite3.Connection:
             [(t.symbol, t.trade_id, t.ts_ms, t.price, t.qty, int(t.is_buyer_maker)) for t in ticks],
         )
     return conn
+
+
+def store_kline_csv(db: Path, csv_path: Path, symbol: str) -> int:
+    """Load a Binance archive 1m kline CSV (header row) straight into the klines table."""
+    import csv
+
+    conn = connect(db)
+    with csv_path.open() as fh:
+        rows = list(csv.reader(fh))[1:]
+    with conn:
+        conn.executemany(
+            "INSERT OR IGNORE INTO klines VALUES (?, '1m', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    symbol,
+                    int(r[0]),
+                    float(r[1]),
+                    float(r[2]),
+                    float(r[3]),
+                    float(r[4]),
+                    float(r[5]),
+                    int(r[6]),
+                    float(r[7]),
+                    int(r[8]),
+                )
+                for r in rows
+            ],
+        )
+    conn.close()
+    return len(rows)

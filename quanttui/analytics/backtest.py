@@ -1,0 +1,180 @@
+"""Backtest of the z-score mean-reversion strategy, bar by bar, with no look-ahead.
+
+Rules (the README repeats them):
+
+* Signals use z_t and b_t from `PairAnalytics`, which see bars up to t only.
+* Flat: short the spread when ``z_t >= entry``; long it when ``z_t <= -entry``.
+* Short exits when ``z_t <= exit``; long exits when ``z_t >= -exit``; with a stop, either
+  side also exits when ``|z_t| >= stop``.
+* A decision at bar t fills at the close of bar t+1; a decision on the last bar has no
+  fill. Fills happen before decisions, so the position changes at most once per bar, and
+  after an exit fill the strategy may decide to enter again on that bar (filling on the
+  next).
+* Position: one unit of Y against ``b`` units of X, with ``b = b_t`` of the signal bar
+  fixed for the trade (long spread: +1 Y, -b X). In ``log`` mode ``b`` is an elasticity,
+  so the X quantity is ``b * y / x`` at the fill, which is the same value hedge.
+* Fees: ``fee_bps / 1e4`` times the traded notional of each leg, at entry and at exit.
+* PnL in quote currency, marked to market every bar. A trade still open at the end is
+  marked at the last close and pays no exit fee.
+* Sharpe: mean / std (ddof=1) of per-bar PnL times ``sqrt(bars per year)``, with a year
+  of 365 days (crypto trades around the clock). It is a PnL Sharpe, not a return Sharpe.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+YEAR_S = 365 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestParams:
+    entry_z: float = 2.0
+    exit_z: float = 0.0
+    stop_z: float | None = None
+    fee_bps: float = 4.0
+    log_hedge: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.entry_z > 0:
+            raise ValueError("entry_z must be > 0")
+        if not 0 <= self.exit_z < self.entry_z:
+            raise ValueError("exit_z must be >= 0 and below entry_z")
+        if self.stop_z is not None and not self.stop_z > self.entry_z:
+            raise ValueError("stop_z must exceed entry_z")
+        if self.fee_bps < 0:
+            raise ValueError("fee_bps must be >= 0")
+
+
+@dataclass(slots=True)
+class Trade:
+    entry_time: int
+    side: str
+    entry_x: float
+    entry_y: float
+    beta: float
+    qx: float
+    qy: float
+    entry_index: int
+    exit_time: int | None = None
+    exit_x: float | None = None
+    exit_y: float | None = None
+    pnl: float = 0.0
+    bars_held: int = 0
+
+
+@dataclass(slots=True)
+class BacktestResult:
+    trades: list[Trade]
+    equity: np.ndarray
+    bar_pnl: np.ndarray
+    ts_ms: np.ndarray
+    total_pnl: float
+    fees: float
+    return_on_notional: float | None
+    sharpe: float | None
+    max_drawdown: float
+    win_rate: float | None
+    exposure: float
+    params: dict = field(default_factory=dict)
+
+
+def run_backtest(
+    ts_ms: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    z: np.ndarray,
+    beta: np.ndarray,
+    params: BacktestParams,
+    timeframe_ms: int,
+) -> BacktestResult:
+    n = len(ts_ms)
+    if not (len(x) == len(y) == len(z) == len(beta) == n):
+        raise ValueError("all series must have the same length")
+    fee = params.fee_bps / 1e4
+    xs, ys, zs, bs = x.tolist(), y.tolist(), z.tolist(), beta.tolist()
+    bar_pnl = np.zeros(n)
+    trades: list[Trade] = []
+    open_t: Trade | None = None
+    pending: tuple[str, float] | None = None  # ("long"/"short", beta) or ("exit", nan)
+    fees_total = 0.0
+    gross = 0.0
+    in_market = 0
+    for t in range(n):
+        px, py = xs[t], ys[t]
+        if open_t is not None and t > 0:
+            bar_pnl[t] += open_t.qy * (py - ys[t - 1]) + open_t.qx * (px - xs[t - 1])
+        if pending is not None:
+            kind, b = pending
+            pending = None
+            if kind == "exit" and open_t is not None:
+                cost = fee * (abs(open_t.qy) * py + abs(open_t.qx) * px)
+                bar_pnl[t] -= cost
+                fees_total += cost
+                open_t.pnl += bar_pnl[t]
+                open_t.exit_time, open_t.exit_x, open_t.exit_y = int(ts_ms[t]), px, py
+                open_t.bars_held = t - open_t.entry_index
+                trades.append(open_t)
+                open_t = None
+            elif kind in ("long", "short") and open_t is None:
+                hx = b * py / px if params.log_hedge else b
+                sign = 1.0 if kind == "long" else -1.0
+                open_t = Trade(int(ts_ms[t]), kind, px, py, b, -sign * hx, sign, t)
+                cost = fee * (py + abs(hx) * px)
+                gross += py + abs(hx) * px
+                bar_pnl[t] -= cost
+                fees_total += cost
+                open_t.pnl = -cost
+        elif open_t is not None and t > open_t.entry_index:
+            open_t.pnl += bar_pnl[t]
+        if open_t is not None:
+            in_market += 1
+        if t == n - 1:
+            break
+        zt, bt = zs[t], bs[t]
+        if not (math.isfinite(zt) and math.isfinite(bt)):
+            continue
+        if open_t is None:
+            if zt >= params.entry_z:
+                pending = ("short", bt)
+            elif zt <= -params.entry_z:
+                pending = ("long", bt)
+        else:
+            stop = params.stop_z is not None and abs(zt) >= params.stop_z
+            if (
+                stop
+                or (open_t.side == "short" and zt <= params.exit_z)
+                or (open_t.side == "long" and zt >= -params.exit_z)
+            ):
+                pending = ("exit", math.nan)
+    if open_t is not None:
+        open_t.exit_time = None
+        open_t.exit_x, open_t.exit_y = xs[-1], ys[-1]
+        open_t.bars_held = n - 1 - open_t.entry_index
+        trades.append(open_t)
+    equity = np.cumsum(bar_pnl)
+    total = float(equity[-1]) if n else 0.0
+    closed = [tr for tr in trades if tr.exit_time is not None]
+    sharpe = None
+    if n > 2 and bar_pnl.std(ddof=1) > 0:
+        sharpe = float(
+            bar_pnl.mean() / bar_pnl.std(ddof=1) * math.sqrt(YEAR_S * 1000 / timeframe_ms)
+        )
+    peak = np.maximum.accumulate(np.r_[0.0, equity])[1:] if n else equity
+    return BacktestResult(
+        trades=trades,
+        equity=equity,
+        bar_pnl=bar_pnl,
+        ts_ms=np.asarray(ts_ms),
+        total_pnl=total,
+        fees=fees_total,
+        return_on_notional=total / gross if gross > 0 else None,
+        sharpe=sharpe,
+        max_drawdown=float((peak - equity).max()) if n else 0.0,
+        win_rate=sum(tr.pnl > 0 for tr in closed) / len(closed) if closed else None,
+        exposure=in_market / n if n else 0.0,
+        params=asdict(params),
+    )

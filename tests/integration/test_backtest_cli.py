@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from quanttui.cli import main
+from tests.helpers import store_kline_csv
+
+
+def test_backtest_runs_on_real_futures_klines(real_data: Path, tmp_path: Path, capsys) -> None:
+    db = tmp_path / "k.db"
+    assert store_kline_csv(db, real_data / "AVAXUSDT-1m-2024-02.csv", "AVAXUSDT") == 41_760
+    store_kline_csv(db, real_data / "NEARUSDT-1m-2024-02.csv", "NEARUSDT")
+    out = tmp_path / "bt"
+    code = main(
+        [
+            "backtest",
+            "AVAXUSDT",
+            "NEARUSDT",
+            "--db",
+            str(db),
+            "--timeframe",
+            "1m",
+            "--window",
+            "120",
+            "--json",
+            "--out",
+            str(out),
+            "--stop-z",
+            "4",
+        ]
+    )
+    assert code == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert set(rep) == {
+        "trades",
+        "total_pnl",
+        "fees",
+        "return_on_notional",
+        "sharpe",
+        "max_drawdown",
+        "win_rate",
+        "exposure",
+        "bars",
+        "params",
+    }
+    assert rep["bars"] == 41_760
+    assert len(rep["trades"]) > 10
+    t = rep["trades"][0]
+    assert set(t) == {
+        "entry_time",
+        "exit_time",
+        "side",
+        "entry_x",
+        "entry_y",
+        "exit_x",
+        "exit_y",
+        "beta",
+        "pnl",
+        "bars_held",
+    }
+    assert t["side"] in ("long", "short") and t["entry_time"].startswith("2024-02")
+    assert abs(sum(x["pnl"] for x in rep["trades"]) - rep["total_pnl"]) < 1e-6 * max(
+        1.0, abs(rep["total_pnl"])
+    )
+    assert rep["fees"] > 0 and 0 < rep["exposure"] < 1
+    assert (out / "AVAXUSDT_NEARUSDT_backtest_equity.csv").read_text().count("\n") == 41_761
+    assert (
+        main(
+            [
+                "snapshot",
+                "AVAXUSDT",
+                "NEARUSDT",
+                "--db",
+                str(db),
+                "--timeframe",
+                "5m",
+                "--window",
+                "60",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    snap = json.loads(capsys.readouterr().out)
+    assert snap["bars"] == 41_760 // 5 and snap["zscore"] is not None
+
+
+def test_backtest_too_little_data(tmp_path: Path, capsys) -> None:
+    db = tmp_path / "e.db"
+    from quanttui.store.db import prepare
+
+    prepare(db)
+    assert main(["backtest", "AAAUSDT", "BBBUSDT", "--db", str(db)]) == 1
+    assert "too little data" in capsys.readouterr().err
+    assert main(["backtest", "AAAUSDT", "BBBUSDT", "--db", str(db), "--from", "yesterday"]) == 2
