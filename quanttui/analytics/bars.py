@@ -69,6 +69,7 @@ class BarBuilder:
             raise ValueError(f"timeframe_ms must be > 0, got {timeframe_ms}")
         self.max_gap_bars = max_gap_bars
         self.skipped = 0
+        self.last_traded: int | None = None
         self.symbol_x = symbol_x
         self.symbol_y = symbol_y
         self.tf = timeframe_ms
@@ -83,6 +84,7 @@ class BarBuilder:
         self._x.last_close = last_bar.x.close
         self._y.last_close = last_bar.y.close
         self.current = last_bar.ts_ms + self.tf
+        self.last_traded = last_bar.ts_ms
 
     def add(self, tick: Tick) -> list[PairBar]:
         if tick.symbol == self.symbol_x:
@@ -105,6 +107,7 @@ class BarBuilder:
         elif bucket > self.current:
             closed = self._close_until(bucket)
         leg.add(tick.price, tick.qty)
+        self.last_traded = bucket
         return closed
 
     def advance(self, now_ms: int) -> list[PairBar]:
@@ -119,9 +122,10 @@ class BarBuilder:
             t = self.current
             if (
                 self.max_gap_bars is not None
-                and (bucket - t) // self.tf > self.max_gap_bars
                 and self._x.trades == 0
                 and self._y.trades == 0
+                and self.last_traded is not None
+                and (bucket - self.last_traded) // self.tf - 1 > self.max_gap_bars
             ):
                 self.skipped += (bucket - t) // self.tf
                 self.current = bucket
@@ -248,7 +252,7 @@ def align(
     (excluding) the bucket that contains `end_ms`, or through the last traded bucket.
 
     With `max_gap_bars`, a run of more than that many buckets in which neither leg
-    traded is left out of the grid, exactly as `BarBuilder` skips it."""
+    traded is left out of the grid, as `BarBuilder` skips it."""
     if x.ts_ms.size == 0 or y.ts_ms.size == 0:
         empty = LegBars.empty()
         return PairBars(empty.ts_ms, empty, empty, np.empty(0, bool), np.empty(0, bool))

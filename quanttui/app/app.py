@@ -379,9 +379,7 @@ class QuantApp(App[int]):
             style = "bold"
         t = Text()
         t.append(f" {state.upper()} ", style=f"reverse {style}")
-        if self.feed_detail and state != "live":
-            t.append(f" {self.feed_detail[:60]}")
-        t.append(f"  {rate:,.0f} ticks/s")
+        t.append(f" {rate:,.0f} ticks/s")
         for sym in (self.params.symbol_x, self.params.symbol_y):
             seen = self._last_leg_rx.get(sym)
             if seen is None:
@@ -398,6 +396,8 @@ class QuantApp(App[int]):
             t.append("  loading history…")
         elif self.pair.engine.bars < self.params.window:
             t.append(f"  filling window {self.pair.engine.bars}/{self.params.window}")
+        if self.feed_detail and state != "live":
+            t.append(f"  ({self.feed_detail[:80]})")
         self.query_one("#status", Static).update(t)
         if self.ingestion is not None:
             st = self.ingestion.feed.stats

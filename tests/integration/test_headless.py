@@ -17,7 +17,7 @@ def excursion_trades() -> list[FakeTrade]:
     out = []
     ids = {"BTCUSDT": 100, "ETHUSDT": 500}
     phases = [100, 110, 100, 110, 100]
-    for k, level in enumerate(phases):
+    for level in phases:
         for i in range(60):
             sym = "BTCUSDT" if i % 2 else "ETHUSDT"
             ids[sym] += 1

@@ -148,7 +148,16 @@ def test_long_silence_of_both_legs_is_skipped_not_filled() -> None:
     closed = b.advance(86_400_000)
     assert [c.ts_ms for c in closed] == [10_000]
     assert b.skipped > 80_000
+    assert b.advance(86_500_000) == []
+    ticking = BarBuilder("X", "Y", 1000, max_gap_bars=10)
+    ticking.add(Tick("X", 1, 10_100, 1.0, 1.0, False))
+    ticking.add(Tick("Y", 1, 10_200, 2.0, 1.0, False))
+    by_second = [bar for s in range(11, 40) for bar in ticking.advance(s * 1000)]
+    assert len(by_second) == 11  # the traded bar and 10 fills, then nothing
     short = BarBuilder("X", "Y", 1000, max_gap_bars=10)
     short.add(Tick("X", 1, 10_100, 1.0, 1.0, False))
     short.add(Tick("Y", 1, 10_200, 2.0, 1.0, False))
     assert len(short.advance(15_000)) == 5 and short.skipped == 0
+    short.add(Tick("X", 2, 100_000, 1.5, 1.0, False))
+    resumed = short.advance(101_000)
+    assert resumed[-1].ts_ms == 100_000 and resumed[-1].x.close == 1.5
