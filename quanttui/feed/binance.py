@@ -375,6 +375,8 @@ class BinanceFeed:
                     compression=None,
                 ) as ws:
                     self._ws = ws
+                    if self._stopping.is_set():
+                        break
                     self.stats.connects += 1
                     if self.stats.connects > 1:
                         self.stats.reconnects += 1
