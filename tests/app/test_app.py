@@ -36,7 +36,7 @@ async def test_live_app_shows_data_every_key_works_and_quit_flushes(
     trades = trades_from_ticks(read_ndjson(real_data / RECORDING))
     preloaded = count_ticks(history_db)
     out = tmp_path / "exports"
-    async with FakeExchange(trades, rate=150, restamp=True) as ex:
+    async with asyncio.timeout(90), FakeExchange(trades, rate=150, restamp=True) as ex:
         app = QuantApp(app_config(history_db, ex.ws_base, ex.rest_base, out), "BTCUSDT", "ETHUSDT")
         async with app.run_test(size=(120, 40)) as pilot:
             assert "BTCUSDT -> ETHUSDT" in text_of(app, "#title")
