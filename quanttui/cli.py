@@ -75,10 +75,7 @@ def _live_parser() -> argparse.ArgumentParser:
             "Live pairs-trading monitor for Binance USD-M futures. "
             "SYMBOL_Y is regressed on SYMBOL_X: y = a + b*x."
         ),
-        epilog=(
-            "subcommands: quanttui {record,snapshot,export,import,backtest,demo} --help. "
-            "Try 'quanttui demo' first: it needs no network."
-        ),
+        epilog="subcommands: quanttui {record,snapshot,backtest} --help",
     )
     p.add_argument("--version", action="version", version=f"quanttui {__version__}")
     _add_pair(p)
