@@ -4,13 +4,14 @@ import json
 from pathlib import Path
 
 from quanttui.cli import main
+from tests.conftest import need
 from tests.helpers import store_kline_csv
 
 
 def test_backtest_runs_on_real_futures_klines(real_data: Path, tmp_path: Path, capsys) -> None:
     db = tmp_path / "k.db"
-    assert store_kline_csv(db, real_data / "AVAXUSDT-1m-2024-02.csv", "AVAXUSDT") == 41_760
-    store_kline_csv(db, real_data / "NEARUSDT-1m-2024-02.csv", "NEARUSDT")
+    assert store_kline_csv(db, need(real_data / "AVAXUSDT-1m-2024-02.csv"), "AVAXUSDT") == 41_760
+    store_kline_csv(db, need(real_data / "NEARUSDT-1m-2024-02.csv"), "NEARUSDT")
     out = tmp_path / "bt"
     code = main(
         [

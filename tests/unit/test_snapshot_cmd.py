@@ -15,6 +15,7 @@ from statsmodels.tsa.stattools import adfuller, coint
 from quanttui.cli import main
 from quanttui.feed.recordings import read_ndjson
 from quanttui.model import Tick
+from tests.conftest import need
 from tests.helpers import store_ticks
 
 
@@ -119,7 +120,7 @@ def test_snapshot_bad_db(tmp_path, capsys, content: bytes) -> None:
 
 
 def test_foreign_sqlite_file_is_refused_and_untouched(real_data, tmp_path, capsys) -> None:
-    src = (real_data / "market.db").read_bytes()
+    src = need(real_data / "market.db").read_bytes()
     db = tmp_path / "market.db"
     db.write_bytes(src)
     assert main(["snapshot", "BTCUSDT", "ETHUSDT", "--db", str(db)]) == 1
