@@ -75,7 +75,7 @@ def _live_parser() -> argparse.ArgumentParser:
             "Live pairs-trading monitor for Binance USD-M futures. "
             "SYMBOL_Y is regressed on SYMBOL_X: y = a + b*x."
         ),
-        epilog="subcommands: quanttui {record,snapshot,backtest} --help",
+        epilog="subcommands: quanttui {record,snapshot,export,backtest} --help",
     )
     p.add_argument("--version", action="version", version=f"quanttui {__version__}")
     _add_pair(p)
@@ -115,6 +115,24 @@ def _snapshot_parser() -> argparse.ArgumentParser:
     _add_analytics(p, z=False)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
+
+
+def _export_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="quanttui export", description="Write the pair's CSVs from stored data.")
+    _add_pair(p)
+    _add_config(p)
+    _add_db(p)
+    _add_analytics(p, z=False)
+    p.add_argument("--out", metavar="DIR", help="output directory (default: [export] dir)")
+    return p
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    sx, sy = pair(args.symbol_x, args.symbol_y)
+    cfg = _build_config(args)
+    from quanttui.modes import offline
+
+    return offline.export(cfg, sx, sy, args.out or cfg.export.dir)
 
 
 def _backtest_parser() -> argparse.ArgumentParser:
@@ -219,6 +237,7 @@ _SUBCOMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..
     "record": (_record_parser, _run_record),
     "snapshot": (_snapshot_parser, _run_snapshot),
     "backtest": (_backtest_parser, _run_backtest),
+    "export": (_export_parser, _run_export),
 }
 
 

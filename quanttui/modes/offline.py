@@ -203,3 +203,21 @@ def _write_backtest_csv(out: str, sx: str, sy: str, res, report: dict) -> None:
         os.replace(equity.with_suffix(".part"), equity)
     except OSError as exc:
         raise UserError(f"cannot write backtest CSVs to {d}: {exc.strerror or exc}") from None
+
+
+def export(cfg: Config, sx: str, sy: str, out: str) -> int:
+    from quanttui.analytics.live import PairParams
+    from quanttui.export import ExportError, export_pair
+
+    a = cfg.analytics
+    params = PairParams(sx, sy, a.timeframe, a.window, a.hedge, a.kalman_delta, a.kalman_obs_var)
+    conn = _open(cfg)
+    try:
+        written = export_pair(conn, params, out)
+    except ExportError as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        conn.close()
+    for path, rows in written.values():
+        print(f"{path}  ({rows:,} rows)")
+    return 0
