@@ -11,3 +11,24 @@ def install_stop_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
+
+
+async def start_checked(ing) -> asyncio.Event:
+    """Check the symbols (unknown or non-trading: `UserError`, exit 2; REST unreachable:
+    warn on stderr), install the stop signals and start ingestion."""
+    import sys
+
+    from quanttui.errors import UserError
+    from quanttui.feed.binance import SymbolError
+
+    try:
+        warning = await ing.check_symbols()
+    except SymbolError as exc:
+        await ing.rest.close()
+        raise UserError(str(exc), 2) from None
+    if warning:
+        print(f"quanttui: warning: {warning}", file=sys.stderr)
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    await ing.start()
+    return stop

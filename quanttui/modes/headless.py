@@ -17,11 +17,10 @@ from quanttui.analytics.live import LivePair, PairParams
 from quanttui.analytics.snapshot import build_snapshot
 from quanttui.analytics.stationarity import Stationarity, stationarity
 from quanttui.config import Config
-from quanttui.errors import UserError
-from quanttui.feed.binance import SymbolError, now_ms
+from quanttui.feed.binance import now_ms
 from quanttui.feed.ingest import Ingestion
 from quanttui.model import Tick
-from quanttui.modes import install_stop_signals
+from quanttui.modes import start_checked
 from quanttui.store.db import connect
 
 INSERT_ALERT = (
@@ -105,16 +104,7 @@ async def _headless(cfg: Config, sx: str, sy: str, extra_rules: Sequence[str]) -
         on_state=lambda s, d: print(f"feed: {s} {d}".rstrip(), file=sys.stderr),
     )
     hp = HeadlessPair(cfg, params, extra_rules, ing.writer.execute)
-    try:
-        warning = await ing.check_symbols()
-    except SymbolError as exc:
-        await ing.rest.close()
-        raise UserError(str(exc), 2) from None
-    if warning:
-        print(f"quanttui: warning: {warning}", file=sys.stderr)
-    stop = asyncio.Event()
-    install_stop_signals(stop)
-    await ing.start()
+    stop = await start_checked(ing)
     end = now_ms()
     await asyncio.to_thread(hp.load, ing.writer.path, end)
     print(

@@ -8,9 +8,8 @@ import time
 
 from quanttui.config import Config
 from quanttui.errors import UserError
-from quanttui.feed.binance import SymbolError
 from quanttui.feed.ingest import Ingestion
-from quanttui.modes import install_stop_signals
+from quanttui.modes import start_checked
 from quanttui.store.db import StoreError
 
 
@@ -30,16 +29,7 @@ async def _record(cfg: Config, symbols: list[str], status_every: float) -> int:
         ing = Ingestion(cfg, symbols)
     except StoreError as exc:
         raise UserError(str(exc), 2) from None
-    try:
-        warning = await ing.check_symbols()
-    except SymbolError as exc:
-        await ing.rest.close()
-        raise UserError(str(exc), 2) from None
-    if warning:
-        print(f"quanttui: warning: {warning}", file=sys.stderr)
-    stop = asyncio.Event()
-    install_stop_signals(stop)
-    await ing.start()
+    stop = await start_checked(ing)
     print(f"recording {', '.join(symbols)} into {ing.writer.path}", file=sys.stderr)
     last_n, last_t = 0, time.monotonic()
     while not stop.is_set():
