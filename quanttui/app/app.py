@@ -54,12 +54,10 @@ from quanttui.model import Alert, Snapshot, Tick, iso_utc
 from quanttui.report import snapshot_rows
 from quanttui.store.db import connect
 from quanttui.store.queries import tick_counts
+from quanttui.store.writer import INSERT_ALERT
 
 WINDOWS = (20, 30, 60, 120, 200, 300, 500, 1000, 2000, 5000)
 STALE_LEG_S = 30.0
-INSERT_ALERT = (
-    "INSERT INTO alerts(ts_ms, pair, rule, metric, value, threshold) VALUES (?, ?, ?, ?, ?, ?)"
-)
 
 
 def _human_bytes(n: int) -> str:

@@ -22,10 +22,7 @@ from quanttui.feed.ingest import Ingestion
 from quanttui.model import Tick
 from quanttui.modes import start_checked
 from quanttui.store.db import connect
-
-INSERT_ALERT = (
-    "INSERT INTO alerts(ts_ms, pair, rule, metric, value, threshold) VALUES (?, ?, ?, ?, ?, ?)"
-)
+from quanttui.store.writer import INSERT_ALERT
 
 
 class HeadlessPair:

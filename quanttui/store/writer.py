@@ -25,6 +25,9 @@ INSERT_TICK = (
     "INSERT OR IGNORE INTO ticks(symbol, trade_id, ts_ms, price, qty, is_buyer_maker) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
+INSERT_ALERT = (
+    "INSERT INTO alerts(ts_ms, pair, rule, metric, value, threshold) VALUES (?, ?, ?, ?, ?, ?)"
+)
 
 
 @dataclass(frozen=True, slots=True)
