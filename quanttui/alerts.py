@@ -167,10 +167,13 @@ def build_engine(
     exit_z: float,
     hysteresis: float,
     cooldown_s: float,
+    default: bool = True,
 ) -> AlertEngine:
-    """The default rule ``abs(zscore) >= entry_z`` plus `texts`; raises `RuleError`."""
+    """The default rule ``abs(zscore) >= entry_z`` (unless `default` is false) plus
+    `texts`; raises `RuleError`."""
     eng = AlertEngine(pair, hysteresis, int(cooldown_s * 1000))
-    eng.add(parse_rule(f"abs(zscore) >= {entry_z:g}"))
+    if default:
+        eng.add(parse_rule(f"abs(zscore) >= {entry_z:g}"))
     for t in texts:
         eng.add(parse_rule(t, entry_z=entry_z, exit_z=exit_z))
     return eng

@@ -9,6 +9,7 @@ history, not only to new data.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -45,6 +46,26 @@ class PairParams:
     def max_gap_bars(self) -> int:
         """Longer silences of both legs than this are skipped, not filled (2W)."""
         return 2 * self.window
+
+
+class StallGuard:
+    """Holds the clock back for one tick after the event loop stalled.
+
+    Bars are closed by the clock only when the feed is quiet. After a stall (a blocking
+    import, a slow disk) the clock callback can run before the feed has read the trades
+    that queued up meanwhile; closing bars then would drop those trades from their bars.
+    `ready()` is False once whenever the previous call is more than twice `period_s` ago,
+    which gives the feed one turn of the loop first.
+    """
+
+    def __init__(self, period_s: float) -> None:
+        self.period_s = period_s
+        self._last: float | None = None
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        last, self._last = self._last, now
+        return last is None or now - last <= 2 * self.period_s
 
 
 class LivePair:

@@ -13,13 +13,13 @@ from collections.abc import Awaitable, Callable, Sequence
 import orjson
 
 from quanttui.alerts import build_engine
-from quanttui.analytics.live import LivePair, PairParams
+from quanttui.analytics.live import LivePair, PairParams, StallGuard
 from quanttui.analytics.snapshot import build_snapshot
-from quanttui.analytics.stationarity import Stationarity, stationarity
+from quanttui.analytics.stationarity import Stationarity, stationarity, warm_up
 from quanttui.config import Config
 from quanttui.feed.binance import now_ms
 from quanttui.feed.ingest import Ingestion
-from quanttui.model import Tick
+from quanttui.model import Tick, iso_utc
 from quanttui.modes import start_checked
 from quanttui.store.db import connect
 from quanttui.store.writer import INSERT_ALERT
@@ -81,8 +81,12 @@ class HeadlessPair:
             )
 
     async def add(self, ticks: list[Tick]) -> None:
-        if self.pair is not None and self.pair.add(ticks):
-            await self.on_closed()
+        """Trade by trade, so each closed bar is evaluated, even in a batch spanning bars."""
+        if self.pair is None:
+            return
+        for t in ticks:
+            if self.pair.add((t,)):
+                await self.on_closed()
 
     async def advance(self, now: int) -> None:
         if self.pair is not None and self.pair.advance(now):
@@ -101,25 +105,33 @@ async def _headless(cfg: Config, sx: str, sy: str, extra_rules: Sequence[str]) -
         on_state=lambda s, d: print(f"feed: {s} {d}".rstrip(), file=sys.stderr),
     )
     hp = HeadlessPair(cfg, params, extra_rules, ing.writer.execute)
-    stop = await start_checked(ing)
+    warming = asyncio.create_task(asyncio.to_thread(warm_up))
     end = now_ms()
+    stop = await start_checked(ing)
     await asyncio.to_thread(hp.load, ing.writer.path, end)
+    live_from = end - end % params.timeframe_ms
     print(
-        f"headless {params.pair} {a.timeframe} W={a.window} {a.hedge}: {hp.pair.engine.bars} bars loaded",
+        f"headless {params.pair} {a.timeframe} W={a.window} {a.hedge}: "
+        f"{hp.pair.engine.bars} bars loaded, live from {iso_utc(live_from)}",
         file=sys.stderr,
     )
 
-    async def consume() -> None:
+    async def pipeline() -> None:
+        """One task owns the pipeline, so a bar's alerts are evaluated (after its
+        stationarity tests) before the next bar can close. Trades close bars as they
+        arrive; the clock closes them only when the queue has been quiet for 0.2 s."""
+        guard = StallGuard(0.2)
         while True:
-            ticks = await queue.get()
-            await hp.add([t for t in ticks if t.ts_ms >= end - end % params.timeframe_ms])
+            try:
+                ticks = await asyncio.wait_for(queue.get(), 0.2)
+            except TimeoutError:
+                if guard.ready():
+                    await hp.advance(now_ms())
+                continue
+            guard.ready()
+            await hp.add([t for t in ticks if t.ts_ms >= live_from])
 
-    async def clock() -> None:
-        while True:
-            await asyncio.sleep(0.2)
-            await hp.advance(now_ms())
-
-    tasks = [asyncio.create_task(consume()), asyncio.create_task(clock())]
+    tasks = [asyncio.create_task(pipeline()), warming]
     await stop.wait()
     for t in tasks:
         t.cancel()

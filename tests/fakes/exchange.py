@@ -93,6 +93,7 @@ class FakeExchange:
         klines: dict[str, list[list]] | None = None,
         autostart_producer: bool = True,
         restamp: bool = False,  # stamp each trade with the wall clock as it is produced
+        shift: bool = False,  # produce at the trades' own pace, their T shifted to now
     ) -> None:
         self.trades = trades
         self.rate = rate
@@ -113,6 +114,7 @@ class FakeExchange:
         self.done = asyncio.Event()
         self.autostart_producer = autostart_producer
         self.restamp = restamp
+        self.shift = shift
 
     @property
     def ws_base(self) -> str:
@@ -169,8 +171,15 @@ class FakeExchange:
         stalled: set[ServerConnection] = set()
         start = time.monotonic()
         f = self.faults
+        t0 = self.trades[0].T if self.trades else 0
+        wall0 = int(time.time() * 1000)
         for i, tr in enumerate(self.trades):
-            if self.rate:
+            if self.shift:
+                delay = start + (tr.T - t0) / 1000 - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tr.T = wall0 + tr.T - t0
+            elif self.rate:
                 delay = start + i / self.rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)

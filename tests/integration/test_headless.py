@@ -4,12 +4,138 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import re
 import signal
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
+import pytest
+
+from quanttui.model import Tick, iso_utc, parse_iso_ms
+from quanttui.store.queries import load_pair_bars
 from tests.fakes.exchange import FakeExchange, FakeTrade
+from tests.helpers import store_ticks
+
+W = 20
+RATE = 40
+CALM_AMPLITUDE = 0.5
+EXCURSION = 30.0
+
+
+def _x(i: int) -> float:
+    """A deterministic wiggle for the X leg, so the hedge regression is well posed."""
+    return 100.0 + 3.0 * math.sin(i / 7.0) + 1.5 * math.sin(i / 2.3)
+
+
+def _calm(i: int) -> float:
+    """Y = 2 X + a slow sine: within any 20 s window |z| stays well under 1.75."""
+    return 2.0 * _x(i) + CALM_AMPLITUDE * math.sin(2 * math.pi * i / (W * RATE))
+
+
+def history_ticks(end_ms: int) -> list[Tick]:
+    """60 s of calm 1s history (4 trades per leg per second) ending at `end_ms`."""
+    out = []
+    n = 60 * 4
+    for k in range(n):
+        ts = end_ms - (n - k) * 250
+        i = -n + k
+        out.append(Tick("BTCUSDT", 1 + k, ts, _x(i * RATE // 4), 0.01, False))
+        out.append(Tick("ETHUSDT", 1 + k, ts, _calm(i * RATE // 4), 0.01, False))
+    return out
+
+
+def z_excursion_trades() -> list[FakeTrade]:
+    """20 trade pairs/s, both legs of a pair at the same T: calm 3 s, Y +30 for 3 s, calm
+    6 s, Y -30 for 3 s, calm 3 s.
+
+    Each excursion is a large spread shock against a calm window, so it must fire the
+    default rule abs(zscore) >= 2 exactly once; the second one is negative so that the
+    first (still inside the 20-bar window) cannot mask it; calm bars after each shock
+    bring |z| under 2 - hysteresis, which re-arms the rule.
+    """
+    out = []
+    phases = [(3, 0.0), (3, EXCURSION), (6, 0.0), (3, -EXCURSION), (3, 0.0)]
+    i = 0
+    for seconds, shift in phases:
+        for _ in range(seconds * RATE // 2):
+            t = i * 1000 // (RATE // 2)
+            out.append(FakeTrade("BTCUSDT", 1000 + i, f"{_x(i):.6f}", "0.01", t, False))
+            out.append(FakeTrade("ETHUSDT", 1000 + i, f"{_calm(i) + shift:.6f}", "0.01", t, False))
+            i += 1
+    return out
+
+
+def reference_z(x: np.ndarray, y: np.ndarray, w: int) -> np.ndarray:
+    """z_t from the README definitions with plain numpy: OLS on each window, each bar's
+    spread at its own time, then the rolling z of those spreads (ddof 1)."""
+    s = np.full(x.size, np.nan)
+    for t in range(w - 1, x.size):
+        b, a = np.polyfit(x[t - w + 1 : t + 1], y[t - w + 1 : t + 1], 1)
+        s[t] = y[t] - a - b * x[t]
+    z = np.full(x.size, np.nan)
+    for t in range(2 * w - 2, x.size):
+        win = s[t - w + 1 : t + 1]
+        z[t] = (s[t] - win.mean()) / win.std(ddof=1)
+    return z
+
+
+async def test_headless_z_excursion_prints_exactly_the_expected_alerts(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[alerts]\ncooldown_s = 0\nhysteresis = 0.25\nbell = false\n")
+    db = tmp_path / "h.db"
+    store_ticks(db, history_ticks(int(time.time() * 1000) - 500)).close()
+    async with FakeExchange(z_excursion_trades(), shift=True) as ex:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "quanttui",
+            "BTCUSDT",
+            "ETHUSDT",
+            "--headless",
+            "--window",
+            str(W),
+            "--config",
+            str(cfg),
+            "--db",
+            str(db),
+            "--ws-url",
+            ex.ws_base,
+            "--rest-url",
+            ex.rest_base,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        await asyncio.wait_for(ex.done.wait(), 60)
+        await asyncio.sleep(2.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    live_from = parse_iso_ms(re.search(r"live from (\S+)", err.decode()).group(1))
+    lines = [json.loads(line) for line in out.decode().splitlines()]
+
+    with sqlite3.connect(db) as conn:
+        bars = load_pair_bars(conn, "BTCUSDT", "ETHUSDT", "1s", max_gap_bars=2 * W)
+        stored_alerts = conn.execute("SELECT ts_ms, rule, value FROM alerts").fetchall()
+    z = reference_z(bars.x.close, bars.y.close, W)
+    expected, armed = [], True
+    for t in np.flatnonzero((bars.ts_ms >= live_from) & np.isfinite(z)):
+        if armed and abs(z[t]) >= 2.0:
+            armed = False
+            expected.append((iso_utc(int(bars.ts_ms[t])), z[t]))
+        elif not armed and abs(z[t]) < 2.0 - 0.25:
+            armed = True
+    assert len(expected) == 2
+    assert expected[0][1] > 2.0 and expected[1][1] < -2.0
+    assert [(a["time"], a["pair"], a["rule"], a["metric"], a["threshold"]) for a in lines] == [
+        (t, "BTCUSDT/ETHUSDT", "abs(zscore) >= 2", "zscore", 2.0) for t, _ in expected
+    ]
+    for a, (_, zt) in zip(lines, expected, strict=True):
+        assert a["value"] == pytest.approx(abs(zt), rel=1e-9)
+    assert [r[1] for r in stored_alerts] == ["abs(zscore) >= 2"] * 2
 
 
 def excursion_trades() -> list[FakeTrade]:
@@ -26,7 +152,7 @@ def excursion_trades() -> list[FakeTrade]:
     return out
 
 
-async def test_headless_prints_exactly_the_expected_alerts(tmp_path: Path) -> None:
+async def test_headless_price_rule_on_a_known_price_excursion(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text("[alerts]\ncooldown_s = 0\nhysteresis = 1.0\nbell = false\n")
     db = tmp_path / "h.db"
