@@ -75,7 +75,7 @@ def _live_parser() -> argparse.ArgumentParser:
             "Live pairs-trading monitor for Binance USD-M futures. "
             "SYMBOL_Y is regressed on SYMBOL_X: y = a + b*x."
         ),
-        epilog="subcommands: quanttui {record,snapshot,export,backtest} --help",
+        epilog="subcommands: quanttui {record,snapshot,export,backtest,import} --help",
     )
     p.add_argument("--version", action="version", version=f"quanttui {__version__}")
     _add_pair(p)
@@ -143,12 +143,12 @@ def _backtest_parser() -> argparse.ArgumentParser:
     _add_config(p)
     _add_db(p)
     _add_analytics(p)
-    p.add_argument("--stop-z", type=float, metavar="Z", help="stop-out |z| (default: none)")
-    p.add_argument("--fee-bps", type=float, default=4.0, metavar="BPS", help="fee per leg, bps")
+    p.add_argument("--stop-z", type=float, metavar="Z", help="stop-out |z|, 0 = none ([backtest])")
+    p.add_argument("--fee-bps", type=float, metavar="BPS", help="fee per leg, bps ([backtest])")
     p.add_argument("--from", dest="from_", metavar="ISO", help="first bar time (UTC)")
     p.add_argument("--to", metavar="ISO", help="last bar time (UTC)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--out", metavar="DIR", help="also write trades.csv and equity.csv here")
+    p.add_argument("--out", metavar="DIR", help="also write the trades and equity CSVs here")
     return p
 
 
@@ -161,6 +161,8 @@ def _build_config(args: argparse.Namespace) -> Config:
         ("analytics", "entry_z"): get("entry_z"),
         ("analytics", "exit_z"): get("exit_z"),
         ("storage", "db"): get("db"),
+        ("backtest", "fee_bps"): get("fee_bps"),
+        ("backtest", "stop_z"): get("stop_z"),
         ("export", "dir"): get("export_dir"),
         ("feed", "ws_url"): get("ws_url"),
         ("feed", "rest_url"): get("rest_url"),
@@ -224,13 +226,33 @@ def _run_snapshot(args: argparse.Namespace) -> int:
 def _run_backtest(args: argparse.Namespace) -> int:
     sx, sy = pair(args.symbol_x, args.symbol_y)
     cfg = _build_config(args)
-    if args.stop_z is not None and args.stop_z <= cfg.analytics.entry_z:
-        raise UsageError("--stop-z must exceed the entry z")
-    if args.fee_bps < 0:
-        raise UsageError("--fee-bps must be >= 0")
     from quanttui.modes import offline
 
     return offline.backtest(cfg, sx, sy, args)
+
+
+def _import_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="quanttui import",
+        description=(
+            "Load Binance archive files (aggTrades, trades or klines; .csv or .zip) into the "
+            "database. Re-importing a file adds nothing; a file with a bad row adds nothing."
+        ),
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="archive files")
+    _add_config(p)
+    _add_db(p)
+    p.add_argument("--symbol", type=symbol, help="symbol, when the file names do not say")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    cfg = _build_config(args)
+    _prepare_db(cfg)
+    from quanttui.modes import offline
+
+    return offline.import_files(cfg, args.files, args.symbol, progress=not args.quiet)
 
 
 _SUBCOMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..., int]]] = {
@@ -238,6 +260,7 @@ _SUBCOMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..
     "snapshot": (_snapshot_parser, _run_snapshot),
     "backtest": (_backtest_parser, _run_backtest),
     "export": (_export_parser, _run_export),
+    "import": (_import_parser, _run_import),
 }
 
 

@@ -65,6 +65,12 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BacktestConfig:
+    fee_bps: float
+    stop_z: float
+
+
+@dataclass(frozen=True, slots=True)
 class ExportConfig:
     dir: str
 
@@ -75,6 +81,7 @@ class Config:
     storage: StorageConfig
     analytics: AnalyticsConfig
     alerts: AlertsConfig
+    backtest: BacktestConfig
     export: ExportConfig
     sources: tuple[str, ...] = field(default=())
 
@@ -88,6 +95,7 @@ _SECTIONS = {
     "storage": StorageConfig,
     "analytics": AnalyticsConfig,
     "alerts": AlertsConfig,
+    "backtest": BacktestConfig,
     "export": ExportConfig,
 }
 
@@ -144,6 +152,8 @@ _CHECKS = {
     ("analytics", "kalman_obs_var"): _positive,
     ("alerts", "cooldown_s"): _non_negative,
     ("alerts", "hysteresis"): _non_negative,
+    ("backtest", "fee_bps"): _non_negative,
+    ("backtest", "stop_z"): _non_negative,
 }
 
 
@@ -250,6 +260,12 @@ def load_config(
         raise ConfigError(f"{sources[-1]}: [feed] reconnect_base_s must not exceed reconnect_max_s")
     if values["analytics"]["exit_z"] >= values["analytics"]["entry_z"]:
         raise ConfigError(f"{sources[-1]}: [analytics] exit_z must be below entry_z")
+    stop = values["backtest"]["stop_z"]
+    entry = values["analytics"]["entry_z"]
+    if stop and stop <= entry:
+        raise ConfigError(
+            f"[backtest] stop_z = {stop:g} must be 0 (off) or exceed [analytics] entry_z = {entry:g}"
+        )
     built = {}
     for name, cls in _SECTIONS.items():
         section = dict(values[name])

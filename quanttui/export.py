@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from quanttui.analytics.backtest import TRADE_FIELDS, BacktestReport
 from quanttui.analytics.engine import PairAnalytics
 from quanttui.analytics.live import PairParams
 from quanttui.analytics.snapshot import run_bars
@@ -56,15 +57,9 @@ def export_pair(
     now: datetime | None = None,
 ) -> dict[str, tuple[Path, int]]:
     """Write the four CSVs; returns ``{kind: (path, rows)}``. Raises `ExportError`."""
-    out = Path(out_dir).expanduser()
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    out = _out_dir(out_dir)
+    stamp = _stamp(now)
     sx, sy, tf = params.symbol_x, params.symbol_y, params.timeframe
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ExportError(f"cannot create export dir {out}: {exc.strerror or exc}") from None
-    if not os.access(out, os.W_OK):
-        raise ExportError(f"export dir {out} is not writable")
 
     bars = load_pair_bars(conn, sx, sy, tf, max_gap_bars=params.max_gap_bars)
     engine = PairAnalytics(
@@ -125,11 +120,61 @@ def export_pair(
         "analytics": (("time", "close_x", "close_y", *ANALYTICS_COLUMNS), analytics_rows()),
         "alerts": (("time", "pair", "rule", "metric", "value", "threshold"), alert_rows()),
     }
+    return _write_all(out, f"{sx}_{sy}_{tf}_{stamp}", plan)
+
+
+def export_backtest(
+    report: BacktestReport, out_dir: str | Path, *, now: datetime | None = None
+) -> dict[str, tuple[Path, int]]:
+    """Write ``<X>_<Y>_<tf>_<stamp>_backtest_trades.csv`` (one row per trade, the `--json`
+    trade fields) and ``..._backtest_equity.csv`` (time, bar_pnl, equity per bar)."""
+    out = _out_dir(out_dir)
+    p = report.params
+    res = report.result
+    trades = report.trades_json()
+
+    def trade_rows() -> Iterable[Sequence[object]]:
+        for t in trades:
+            yield ["" if v is None else repr(v) if isinstance(v, float) else v for v in t.values()]
+
+    def equity_rows() -> Iterable[Sequence[object]]:
+        for ts, pnl, eq in zip(
+            res.ts_ms.tolist(), res.bar_pnl.tolist(), res.equity.tolist(), strict=True
+        ):
+            yield (iso_utc(ts), repr(pnl), repr(eq))
+
+    plan = {
+        "backtest_trades": (TRADE_FIELDS, trade_rows()),
+        "backtest_equity": (("time", "bar_pnl", "equity"), equity_rows()),
+    }
+    name = f"{p['symbol_x']}_{p['symbol_y']}_{p['timeframe']}_{_stamp(now)}"
+    return _write_all(out, name, plan)
+
+
+def _stamp(now: datetime | None) -> str:
+    return (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _out_dir(out_dir: str | Path) -> Path:
+    out = Path(out_dir).expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create export dir {out}: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK):
+        raise ExportError(f"export dir {out} is not writable")
+    return out
+
+
+def _write_all(
+    out: Path, name: str, plan: dict[str, tuple[Sequence[str], Iterable[Sequence[object]]]]
+) -> dict[str, tuple[Path, int]]:
+    """All files under temporary names, then all renamed; on failure none is left."""
     written: dict[str, tuple[Path, int]] = {}
     temps: list[tuple[Path, Path]] = []
     try:
         for kind, (header, rows) in plan.items():
-            final = out / f"{sx}_{sy}_{tf}_{stamp}_{kind}.csv"
+            final = out / f"{name}_{kind}.csv"
             tmp = final.with_suffix(".csv.part")
             temps.append((tmp, final))
             written[kind] = (final, _write(tmp, header, rows))

@@ -5,7 +5,12 @@ Values are formatted here once, so the screen and `quanttui snapshot` always agr
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from quanttui.model import Snapshot, iso_utc
+
+if TYPE_CHECKING:
+    from quanttui.analytics.backtest import BacktestReport
 
 ADF_ALPHA = 0.05
 
@@ -50,3 +55,18 @@ def snapshot_rows(s: Snapshot) -> list[tuple[str, str, str]]:
         ("return_beta", "Return b", rb),
         ("bars", "Bars (window)", f"{s.bars:,} ({min(s.bars, s.window)}/{s.window})"),
     ]
+
+
+def backtest_summary(report: BacktestReport) -> str:
+    """One line of totals, shared by `quanttui backtest` and the app's backtest screen."""
+    r = report.result
+
+    def fmt(v: float | None, f: str) -> str:
+        return "—" if v is None else format(v, f)
+
+    return (
+        f"total pnl {r.total_pnl:,.2f}  fees {r.fees:,.2f}  "
+        f"return/notional {fmt(r.return_on_notional, '.4%')}  sharpe {fmt(r.sharpe, '.2f')}  "
+        f"max dd {r.max_drawdown:,.2f}  win rate {fmt(r.win_rate, '.0%')}  "
+        f"exposure {r.exposure:.0%}  trades {len(r.trades)}"
+    )

@@ -24,8 +24,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from quanttui.analytics.bars import PairBars
+    from quanttui.analytics.live import PairParams
 
 YEAR_S = 365 * 24 * 3600
 
@@ -178,3 +183,118 @@ def run_backtest(
         exposure=in_market / n if n else 0.0,
         params=asdict(params),
     )
+
+
+TRADE_FIELDS = (
+    "entry_time",
+    "exit_time",
+    "side",
+    "entry_x",
+    "entry_y",
+    "exit_x",
+    "exit_y",
+    "beta",
+    "pnl",
+    "bars_held",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestReport:
+    """A backtest over a pair's stored bars; the CLI, the app and the CSV export share it."""
+
+    result: BacktestResult
+    bars: int
+    params: dict
+
+    def trades_json(self) -> list[dict]:
+        from quanttui.model import iso_utc
+
+        out = []
+        for t in self.result.trades:
+            out.append(
+                {
+                    "entry_time": iso_utc(t.entry_time),
+                    "exit_time": iso_utc(t.exit_time) if t.exit_time is not None else None,
+                    "side": t.side,
+                    "entry_x": t.entry_x,
+                    "entry_y": t.entry_y,
+                    "exit_x": t.exit_x,
+                    "exit_y": t.exit_y,
+                    "beta": t.beta,
+                    "pnl": t.pnl,
+                    "bars_held": t.bars_held,
+                }
+            )
+        return out
+
+    def as_json(self) -> dict:
+        r = self.result
+        return {
+            "trades": self.trades_json(),
+            "total_pnl": r.total_pnl,
+            "fees": r.fees,
+            "return_on_notional": r.return_on_notional,
+            "sharpe": r.sharpe,
+            "max_drawdown": r.max_drawdown,
+            "win_rate": r.win_rate,
+            "exposure": r.exposure,
+            "bars": self.bars,
+            "params": self.params,
+        }
+
+
+def backtest_bars(
+    bars: PairBars,
+    pair: PairParams,
+    params: BacktestParams,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+) -> BacktestReport:
+    """Run the analytics over all `bars` (so the first bars in range already have a full
+    window), then the strategy over the bars in ``[start_ms, end_ms]``.
+
+    Raises `ValueError` when the range holds fewer than two bars or no z-score."""
+    from quanttui.analytics.engine import PairAnalytics
+    from quanttui.analytics.snapshot import run_bars
+
+    engine = PairAnalytics(
+        pair.window,
+        pair.hedge,
+        kalman_delta=pair.kalman_delta,
+        kalman_obs_var=pair.kalman_obs_var,
+        history=max(len(bars), 1),
+    )
+    run_bars(engine, bars)
+    keep = [
+        m
+        for m in engine.history
+        if (start_ms is None or m.ts_ms >= start_ms) and (end_ms is None or m.ts_ms <= end_ms)
+    ]
+    if len(keep) < 2 or not any(math.isfinite(m.zscore) for m in keep):
+        raise ValueError(
+            f"too little data for a backtest of {pair.pair} at {pair.timeframe}: "
+            f"{len(keep)} bars in range, z-scores need {2 * pair.window - 1} bars"
+        )
+
+    def col(name: str) -> np.ndarray:
+        return np.fromiter((getattr(m, name) for m in keep), float, len(keep))
+
+    res = run_backtest(
+        np.fromiter((m.ts_ms for m in keep), np.int64, len(keep)),
+        col("x"),
+        col("y"),
+        col("zscore"),
+        col("beta"),
+        params,
+        pair.timeframe_ms,
+    )
+    meta = {
+        **res.params,
+        "symbol_x": pair.symbol_x,
+        "symbol_y": pair.symbol_y,
+        "timeframe": pair.timeframe,
+        "window": pair.window,
+        "hedge": pair.hedge,
+    }
+    return BacktestReport(res, len(keep), meta)

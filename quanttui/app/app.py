@@ -35,25 +35,29 @@ from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
 from quanttui.alerts import AlertEngine, RuleError, build_engine, parse_rule
-from quanttui.analytics.live import LivePair, PairParams
+from quanttui.analytics.backtest import BacktestParams, BacktestReport, backtest_bars
+from quanttui.analytics.live import LivePair, PairParams, StallGuard
 from quanttui.analytics.snapshot import build_snapshot
 from quanttui.analytics.stationarity import Stationarity, stationarity, warm_up
 from quanttui.app.messages import (
     AlertsFired,
+    BacktestFinished,
     ExportFinished,
     PairRebuilt,
     SnapshotReady,
     StationarityComputed,
 )
+from quanttui.app.screens.backtest import BacktestScreen
+from quanttui.app.screens.rules import RulesScreen
 from quanttui.app.widgets.charts import Chart
 from quanttui.config import HEDGES, TIMEFRAMES, Config
-from quanttui.export import ExportError, export_pair
+from quanttui.export import ExportError, export_backtest, export_pair
 from quanttui.feed.binance import SymbolError, now_ms
 from quanttui.feed.ingest import Ingestion
 from quanttui.model import Alert, Snapshot, Tick, iso_utc
 from quanttui.report import snapshot_rows
 from quanttui.store.db import connect
-from quanttui.store.queries import tick_counts
+from quanttui.store.queries import load_pair_bars, tick_counts
 from quanttui.store.writer import INSERT_ALERT
 
 WINDOWS = (20, 30, 60, 120, 200, 300, 500, 1000, 2000, 5000)
@@ -79,6 +83,8 @@ class QuantApp(App[int]):
         Binding("h", "cycle_hedge", "Hedge"),
         Binding("s", "swap", "Swap legs"),
         Binding("p", "toggle_pause", "Pause"),
+        Binding("a", "edit_rules", "Rules"),
+        Binding("b", "backtest", "Backtest"),
         Binding("c", "clear_alerts", "Clear alerts"),
         Binding("question_mark", "show_help_panel", "Keys", key_display="?"),
         Binding("q", "quit", "Quit"),
@@ -91,6 +97,8 @@ class QuantApp(App[int]):
         "cycle_hedge": "Cycle hedge ratio OLS / log / Kalman and recompute",
         "swap": "Swap the X and Y legs and recompute",
         "toggle_pause": "Pause or resume drawing (ingestion goes on)",
+        "edit_rules": "Add or remove alert rules",
+        "backtest": "Backtest the z-score strategy over the stored history",
         "clear_alerts": "Clear the alert log",
         "quit": "Flush the database and quit",
     }
@@ -117,7 +125,8 @@ class QuantApp(App[int]):
         )
         self.mode_label = mode_label
         self.rules_text = list(config.alerts.rules) + list(extra_rules)
-        self.alert_engine = self._make_alert_engine()
+        self.alert_engine = self._make_alert_engine(default=True)
+        self.rules_text = [r.text for r in self.alert_engine.rules]
         self.pair: LivePair | None = None
         self.stat = Stationarity()
         self.stat_ts: int | None = None
@@ -132,6 +141,8 @@ class QuantApp(App[int]):
         self._ticks_total = 0
         self._stopped = False
         self._stored_base = 0
+        self.backtest_screen: BacktestScreen | None = None
+        self._stall_guard = StallGuard(0.2)
 
     # ----------------------------------------------------------------- layout
     def compose(self) -> ComposeResult:
@@ -149,7 +160,7 @@ class QuantApp(App[int]):
                 yield DataTable(id="alerts", cursor_type="none")
         yield Footer()
 
-    def _make_alert_engine(self) -> AlertEngine:
+    def _make_alert_engine(self, *, default: bool = False) -> AlertEngine:
         a, al = self.config.analytics, self.config.alerts
         return build_engine(
             self.params.pair,
@@ -158,6 +169,7 @@ class QuantApp(App[int]):
             exit_z=a.exit_z,
             hysteresis=al.hysteresis,
             cooldown_s=al.cooldown_s,
+            default=default,
         )
 
     def on_mount(self) -> None:
@@ -236,6 +248,8 @@ class QuantApp(App[int]):
                 self._bars_closed()
 
     def _clock(self) -> None:
+        if not self._stall_guard.ready():
+            return
         if self.pair is not None and self.pair.advance(now_ms()):
             self._bars_closed()
 
@@ -344,10 +358,24 @@ class QuantApp(App[int]):
         except RuleError as exc:
             self.notify(str(exc), title="Rule not added", severity="error", markup=False)
             return False
-        self.alert_engine.add(rule)
+        if not self.alert_engine.add(rule):
+            self.notify(f"already there: {rule.text}", severity="warning", markup=False)
+            return False
         self.rules_text.append(rule.text)
         self.notify(f"rule added: {rule.text}", markup=False)
         return True
+
+    def remove_rule(self, text: str) -> bool:
+        if not self.alert_engine.remove(text):
+            return False
+        self.rules_text = [r.text for r in self.alert_engine.rules]
+        self.notify(f"rule removed: {text}", markup=False)
+        return True
+
+    def action_edit_rules(self) -> None:
+        self.push_screen(
+            RulesScreen(lambda: list(self.rules_text), self.add_rule, self.remove_rule)
+        )
 
     # ----------------------------------------------------------------- drawing
     def _render(self) -> None:
@@ -463,6 +491,61 @@ class QuantApp(App[int]):
             self.notify(msg.error, title="Export failed", severity="error", markup=False)
         else:
             self.notify("\n".join(msg.paths), title="Exported", timeout=8, markup=False)
+
+    # ----------------------------------------------------------------- backtest
+    def action_backtest(self) -> None:
+        p = self.params
+        self.backtest_screen = BacktestScreen(
+            f" BACKTEST  {p.symbol_y} vs {p.symbol_x}  {p.timeframe}  W={p.window}  {p.hedge}"
+        )
+        self.push_screen(self.backtest_screen)
+        self.action_run_backtest()
+
+    def action_run_backtest(self) -> None:
+        a, b = self.config.analytics, self.config.backtest
+        params = BacktestParams(
+            a.entry_z, a.exit_z, b.stop_z or None, b.fee_bps, self.params.hedge == "log"
+        )
+        self._backtest(self.params, params)
+
+    @work(thread=True, exclusive=True, group="backtest", exit_on_error=False)
+    def _backtest(self, pair: PairParams, params: BacktestParams) -> None:
+        conn = connect(self.config.db_path, readonly=True)
+        try:
+            bars = load_pair_bars(
+                conn, pair.symbol_x, pair.symbol_y, pair.timeframe, max_gap_bars=pair.max_gap_bars
+            )
+        finally:
+            conn.close()
+        try:
+            self.post_message(BacktestFinished(backtest_bars(bars, pair, params)))
+        except ValueError as exc:
+            self.post_message(BacktestFinished(None, str(exc)))
+
+    def on_backtest_finished(self, msg: BacktestFinished) -> None:
+        screen = self.backtest_screen
+        if screen is None or not screen.is_mounted:
+            return
+        if msg.report is None:
+            screen.show_error(msg.error or "backtest failed")
+        else:
+            screen.show(msg.report)
+
+    def action_export_backtest(self) -> None:
+        screen = self.backtest_screen
+        if screen is None or screen.report is None:
+            self.notify("no backtest to export", severity="warning")
+            return
+        self._export_backtest(screen.report)
+
+    @work(thread=True, exclusive=True, group="export", exit_on_error=False)
+    def _export_backtest(self, report: BacktestReport) -> None:
+        try:
+            done = export_backtest(report, self.config.export.dir)
+        except ExportError as exc:
+            self.post_message(ExportFinished([], str(exc)))
+            return
+        self.post_message(ExportFinished([f"{p} ({n:,} rows)" for p, n in done.values()]))
 
     async def _shutdown(self) -> None:
         if self._stopped:

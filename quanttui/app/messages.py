@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
+from quanttui.analytics.backtest import BacktestReport
 from quanttui.analytics.live import LivePair
 from quanttui.analytics.stationarity import Stationarity
 from quanttui.model import Alert, Snapshot
@@ -48,4 +49,12 @@ class AlertsFired(Message):
 @dataclass
 class ExportFinished(Message):
     paths: list[str]
+    error: str | None = None
+
+
+@dataclass
+class BacktestFinished(Message):
+    """A backtest over the stored history (from a thread worker)."""
+
+    report: BacktestReport | None
     error: str | None = None

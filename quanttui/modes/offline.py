@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import orjson
 
@@ -70,91 +71,52 @@ def snapshot(cfg: Config, sx: str, sy: str, *, as_json: bool) -> int:
 
 
 def backtest(cfg: Config, sx: str, sy: str, args) -> int:
-    import numpy as np
+    from quanttui.analytics.backtest import BacktestParams, backtest_bars
+    from quanttui.analytics.live import PairParams
+    from quanttui.export import ExportError, export_backtest
+    from quanttui.model import parse_iso_ms
 
-    from quanttui.analytics.backtest import BacktestParams, run_backtest
-    from quanttui.model import iso_utc, parse_iso_ms
-
-    a = cfg.analytics
+    a, b = cfg.analytics, cfg.backtest
     try:
         lo = parse_iso_ms(args.from_) if args.from_ else None
         hi = parse_iso_ms(args.to) if args.to else None
     except ValueError as exc:
         raise UserError(f"bad --from/--to time: {exc}", 2) from None
+    pair = PairParams(sx, sy, a.timeframe, a.window, a.hedge, a.kalman_delta, a.kalman_obs_var)
     conn = _open(cfg)
     try:
-        bars = load_pair_bars(conn, sx, sy, a.timeframe, max_gap_bars=2 * a.window)
+        bars = load_pair_bars(conn, sx, sy, a.timeframe, max_gap_bars=pair.max_gap_bars)
     finally:
         conn.close()
-    engine = engine_for(cfg, history=max(len(bars), 1))
-    run_bars(engine, bars)
-    hist = list(engine.history)
-    keep = [m for m in hist if (lo is None or m.ts_ms >= lo) and (hi is None or m.ts_ms <= hi)]
-    if len(keep) < 2 or not any(np.isfinite(m.zscore) for m in keep):
-        raise UserError(
-            f"too little data for a backtest of {sx}/{sy} at {a.timeframe}: {len(keep)} bars in range, "
-            f"z-scores need {2 * a.window - 1} bars"
-        )
-    col = lambda f: np.array([getattr(m, f) for m in keep], dtype=float)  # noqa: E731
-    params = BacktestParams(a.entry_z, a.exit_z, args.stop_z, args.fee_bps, a.hedge == "log")
-    res = run_backtest(
-        np.array([m.ts_ms for m in keep]),
-        col("x"),
-        col("y"),
-        col("zscore"),
-        col("beta"),
-        params,
-        a.timeframe_ms,
-    )
-
-    def trade_json(t) -> dict:
-        return {
-            "entry_time": iso_utc(t.entry_time),
-            "exit_time": iso_utc(t.exit_time) if t.exit_time is not None else None,
-            "side": t.side,
-            "entry_x": t.entry_x,
-            "entry_y": t.entry_y,
-            "exit_x": t.exit_x,
-            "exit_y": t.exit_y,
-            "beta": t.beta,
-            "pnl": t.pnl,
-            "bars_held": t.bars_held,
-        }
-
-    report = {
-        "trades": [trade_json(t) for t in res.trades],
-        "total_pnl": res.total_pnl,
-        "fees": res.fees,
-        "return_on_notional": res.return_on_notional,
-        "sharpe": res.sharpe,
-        "max_drawdown": res.max_drawdown,
-        "win_rate": res.win_rate,
-        "exposure": res.exposure,
-        "bars": len(keep),
-        "params": {
-            **res.params,
-            "symbol_x": sx,
-            "symbol_y": sy,
-            "timeframe": a.timeframe,
-            "window": a.window,
-            "hedge": a.hedge,
-        },
-    }
+    params = BacktestParams(a.entry_z, a.exit_z, b.stop_z or None, b.fee_bps, a.hedge == "log")
+    try:
+        report = backtest_bars(bars, pair, params, lo, hi)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     if args.out:
-        _write_backtest_csv(args.out, sx, sy, res, report)
+        try:
+            written = export_backtest(report, args.out)
+        except ExportError as exc:
+            raise UserError(str(exc)) from None
+        for path, rows in written.values():
+            print(f"{path}  ({rows:,} rows)", file=sys.stderr)
     if args.json:
-        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
+        sys.stdout.write(
+            orjson.dumps(report.as_json(), option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n"
+        )
         return 0
     from rich.console import Console
     from rich.table import Table
 
+    from quanttui.report import backtest_summary
+
     con = Console()
     table = Table(
-        title=f"backtest {sy} vs {sx}  {a.timeframe} W={a.window} {a.hedge}  {len(keep):,} bars"
+        title=f"backtest {sy} vs {sx}  {a.timeframe} W={a.window} {a.hedge}  {report.bars:,} bars"
     )
     for c in ("entry (UTC)", "exit (UTC)", "side", "b", "bars", "pnl"):
         table.add_column(c, justify="right")
-    for t in report["trades"]:
+    for t in report.trades_json():
         table.add_row(
             t["entry_time"][:19],
             (t["exit_time"] or "open")[:19],
@@ -164,45 +126,8 @@ def backtest(cfg: Config, sx: str, sy: str, args) -> int:
             f"{t['pnl']:,.2f}",
         )
     con.print(table)
-    fmt = lambda v, f: "—" if v is None else format(v, f)  # noqa: E731
-    con.print(
-        f"total pnl {res.total_pnl:,.2f}  fees {res.fees:,.2f}  return/notional {fmt(res.return_on_notional, '.4%')}  "
-        f"sharpe {fmt(res.sharpe, '.2f')}  max dd {res.max_drawdown:,.2f}  win rate {fmt(res.win_rate, '.0%')}  "
-        f"exposure {res.exposure:.0%}",
-        markup=False,
-        highlight=False,
-    )
+    con.print(backtest_summary(report), markup=False, highlight=False)
     return 0
-
-
-def _write_backtest_csv(out: str, sx: str, sy: str, res, report: dict) -> None:
-    import csv
-    import os
-    from pathlib import Path
-
-    from quanttui.model import iso_utc
-
-    d = Path(out).expanduser()
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-        trades = d / f"{sx}_{sy}_backtest_trades.csv"
-        equity = d / f"{sx}_{sy}_backtest_equity.csv"
-        keys = list(report["trades"][0]) if report["trades"] else ["entry_time"]
-        with open(trades.with_suffix(".part"), "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=keys)
-            w.writeheader()
-            w.writerows(report["trades"])
-        with open(equity.with_suffix(".part"), "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["time", "bar_pnl", "equity"])
-            for t, p, e in zip(
-                res.ts_ms.tolist(), res.bar_pnl.tolist(), res.equity.tolist(), strict=True
-            ):
-                w.writerow([iso_utc(t), repr(p), repr(e)])
-        os.replace(trades.with_suffix(".part"), trades)
-        os.replace(equity.with_suffix(".part"), equity)
-    except OSError as exc:
-        raise UserError(f"cannot write backtest CSVs to {d}: {exc.strerror or exc}") from None
 
 
 def export(cfg: Config, sx: str, sy: str, out: str) -> int:
@@ -221,3 +146,62 @@ def export(cfg: Config, sx: str, sy: str, out: str) -> int:
     for path, rows in written.values():
         print(f"{path}  ({rows:,} rows)")
     return 0
+
+
+def import_files(cfg: Config, files: list[str], symbol: str | None, *, progress: bool) -> int:
+    """Import each file in its own transaction; exit 1 if any file failed."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from quanttui.store.importer import ArchiveError, estimate_rows, import_file
+
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    conn = _open_writable(cfg)
+    failed = 0
+    total_new = 0
+    try:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err,
+            disable=not progress,
+            transient=True,
+        ) as bar:
+            for f in files:
+                task = bar.add_task(Path(f).name, total=estimate_rows(f))
+
+                def tick(rows: int, task: int = task) -> None:
+                    bar.update(task, completed=rows)
+
+                try:
+                    res = import_file(conn, f, symbol=symbol, progress=tick)
+                except ArchiveError as exc:
+                    failed += 1
+                    bar.remove_task(task)
+                    err.print(f"quanttui: error: {exc}", markup=False)
+                    continue
+                bar.remove_task(task)
+                total_new += res.inserted
+                err.print(
+                    f"{res.path}: {res.symbol} {res.kind}, {res.rows:,} rows, {res.inserted:,} new",
+                    markup=False,
+                )
+    finally:
+        conn.close()
+    ok = len(files) - failed
+    err.print(
+        f"imported {ok} of {len(files)} file{'s' if len(files) != 1 else ''}, "
+        f"{total_new:,} new rows into {cfg.db_path}",
+        markup=False,
+    )
+    return 1 if failed else 0
+
+
+def _open_writable(cfg: Config):
+    try:
+        conn = connect(cfg.db_path)
+    except StoreError as exc:
+        raise UserError(str(exc)) from None
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn

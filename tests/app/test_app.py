@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import sqlite3
 from pathlib import Path
 
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input, OptionList
 
+from quanttui.analytics.backtest import BacktestParams, backtest_bars
 from quanttui.app.app import QuantApp
+from quanttui.app.screens.backtest import BacktestScreen
+from quanttui.app.screens.rules import RulesScreen
 from quanttui.feed.recordings import read_ndjson
+from quanttui.model import METRIC_NAMES
+from quanttui.store.queries import load_pair_bars
 from tests.app.conftest import RECORDING, app_config, count_ticks
 from tests.fakes.exchange import FakeExchange, trades_from_ticks
 
@@ -181,17 +187,41 @@ async def test_unwritable_export_dir_reports_and_writes_nothing(
     assert blocker.read_text() == "x"
 
 
-async def test_bad_rule_in_app_is_refused(fixed_db: Path, tmp_path: Path) -> None:
+async def test_rules_dialog_adds_refuses_and_removes(fixed_db: Path, tmp_path: Path) -> None:
     app = QuantApp(
         app_config(fixed_db, "ws://127.0.0.1:1/market", "http://127.0.0.1:1", tmp_path),
         "BTCUSDT",
         "ETHUSDT",
     )
     async with app.run_test(size=(80, 24)) as pilot:
-        assert not app.add_rule("zscor > 2")
-        assert [r.text for r in app.alert_engine.rules] == ["abs(zscore) >= 2"]
-        assert app.add_rule("corr < 0.6")
-        assert len(app.alert_engine.rules) == 2
+        commands = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Rules (a)" in commands
+        await pilot.press("a")
+        assert isinstance(app.screen, RulesScreen)
+        listed = app.screen.query_one("#rule-list", OptionList)
+        assert [str(listed.get_option_at_index(i).prompt) for i in range(listed.option_count)] == [
+            "abs(zscore) >= 2"
+        ]
+        await pilot.press(*"zscor > 2", "enter")
+        errors = [n for n in app._notifications if n.title == "Rule not added"]
+        assert [n.message for n in errors] == [
+            "bad alert rule 'zscor > 2' at column 1: unknown metric 'zscor' (known: "
+            + ", ".join(METRIC_NAMES)
+            + ")"
+        ]
+        assert app.screen.query_one("#rule-input", Input).value == "zscor > 2"
+        app.screen.query_one("#rule-input", Input).value = ""
+        await pilot.press(*"corr < 0.6", "enter")
+        assert [r.text for r in app.alert_engine.rules] == ["abs(zscore) >= 2", "corr < 0.6"]
+        assert listed.option_count == 2
+        await pilot.press("tab", "home", "delete")
+        assert [r.text for r in app.alert_engine.rules] == ["corr < 0.6"]
+        assert listed.option_count == 1
+        await pilot.press("escape")
+        assert not isinstance(app.screen, RulesScreen)
+        await pilot.press("t")
+        await until(lambda: app.pair is not None and app.pair.params.timeframe == "1m")
+        assert [r.text for r in app.alert_engine.rules] == ["corr < 0.6"]
         await pilot.press("q")
 
 
@@ -216,3 +246,36 @@ async def test_messages_flow_rebuild_then_snapshots(fixed_db: Path, tmp_path: Pa
     assert order[0] == "PairRebuilt"
     assert order.index("SnapshotReady") < order.index("StationarityComputed")
     assert order[-1] == "SnapshotReady"
+
+
+async def test_backtest_screen_runs_shows_and_exports(fixed_db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "exports"
+    app = QuantApp(
+        app_config(fixed_db, "ws://127.0.0.1:1/market", "http://127.0.0.1:1", out),
+        "BTCUSDT",
+        "ETHUSDT",
+    )
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(lambda: app.pair is not None)
+        await pilot.press("b")
+        assert isinstance(app.screen, BacktestScreen)
+        await until(lambda: app.screen.report is not None)
+        report = app.screen.report
+        with sqlite3.connect(fixed_db) as conn:
+            bars = load_pair_bars(conn, "BTCUSDT", "ETHUSDT", "1s", max_gap_bars=120)
+        cli = backtest_bars(bars, app.params, BacktestParams(2.0, 0.0, None, 4.0))
+        assert report.as_json() == cli.as_json()
+        assert report.bars == len(bars) > 400
+        assert len(report.result.trades) >= 1
+        table = app.screen.query_one("#bt-trades", DataTable)
+        assert table.row_count == len(report.result.trades)
+        summary = str(app.screen.query_one("#bt-summary").render())
+        assert f"trades {len(report.result.trades)}" in summary and "fee 4 bps" in summary
+        await pilot.press("e")
+        await until(lambda: len(list(out.glob("*_backtest_*.csv"))) == 2)
+        (equity,) = out.glob("*_backtest_equity.csv")
+        assert equity.read_text().count("\n") == report.bars + 1
+        await pilot.press("escape")
+        assert not isinstance(app.screen, BacktestScreen)
+        await pilot.press("q")
+    assert app.return_code == 0

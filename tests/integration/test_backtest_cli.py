@@ -65,7 +65,10 @@ def test_backtest_runs_on_real_futures_klines(real_data: Path, tmp_path: Path, c
         1.0, abs(rep["total_pnl"])
     )
     assert rep["fees"] > 0 and 0 < rep["exposure"] < 1
-    assert (out / "AVAXUSDT_NEARUSDT_backtest_equity.csv").read_text().count("\n") == 41_761
+    (equity,) = out.glob("AVAXUSDT_NEARUSDT_1m_*_backtest_equity.csv")
+    assert equity.read_text().count("\n") == 41_761
+    (trades,) = out.glob("AVAXUSDT_NEARUSDT_1m_*_backtest_trades.csv")
+    assert trades.read_text().count("\n") == len(rep["trades"]) + 1
     assert (
         main(
             [
@@ -95,3 +98,14 @@ def test_backtest_too_little_data(tmp_path: Path, capsys) -> None:
     assert main(["backtest", "AAAUSDT", "BBBUSDT", "--db", str(db)]) == 1
     assert "too little data" in capsys.readouterr().err
     assert main(["backtest", "AAAUSDT", "BBBUSDT", "--db", str(db), "--from", "yesterday"]) == 2
+
+
+def test_backtest_stop_inside_entry_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    code = main(
+        ["backtest", "AVAXUSDT", "NEARUSDT", "--db", str(tmp_path / "x.db")] + ["--stop-z", "1.5"]
+    )
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        "quanttui: config error: [backtest] stop_z = 1.5 must be 0 (off) or exceed "
+        "[analytics] entry_z = 2"
+    )
