@@ -1,0 +1,253 @@
+"""The app over a terminal: first frame, frame time under load, bytes written to the pty.
+
+Three figures, each against a naive baseline measured in the same run:
+
+1. **First frame**: launch `quanttui X Y` in a real pty at 120x40 (fake exchange in its own
+   process) and time until the title is on the terminal. Baseline: the same plus an eager
+   `import statsmodels.tsa.stattools` (what the app would pay without the lazy import).
+2. **Frame time at 5,000 trades/s**: the app in-process (`run_test`, headless driver,
+   120x40) against the fake exchange at 5k trades/s. A probe task measures how long the
+   event loop is blocked (a frame is composed synchronously on the loop, so the longest
+   stall bounds the longest frame); the redraw handler is timed too. Baseline: the full
+   recompute from the database that the old dashboards did on every refresh.
+3. **Pty bytes/s** at steady state, 120x40, while trades stream in. Baseline: repainting
+   the full screen at the same 4 Hz.
+
+Usage: python benchmarks/bench_app.py [--seconds 15] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import json
+import os
+import select
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TITLE = b"BTCUSDT -> ETHUSDT"
+
+
+def serve(*args: str) -> tuple[subprocess.Popen, int]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.serve", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return server, json.loads(server.stdout.readline())["port"]
+
+
+class PtyApp:
+    """`quanttui` on the slave side of a pty of the given size; we read the master."""
+
+    def __init__(self, port: int, db: Path, cols: int = 120, rows: int = 40) -> None:
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(cols), "LINES": str(rows)}
+        self.t0 = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "quanttui",
+                "BTCUSDT",
+                "ETHUSDT",
+                "--db",
+                str(db),
+                "--ws-url",
+                f"ws://127.0.0.1:{port}/market",
+                "--rest-url",
+                f"http://127.0.0.1:{port}",
+            ],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+            cwd=ROOT,
+        )
+        os.close(slave)
+        self.master = master
+        self.log: list[tuple[float, int]] = []
+        self.buf = bytearray()
+
+    def pump(self, seconds: float, until: bytes | None = None) -> float | None:
+        """Read for `seconds` (or until `until` appears); returns when it appeared."""
+        end = time.perf_counter() + seconds
+        while (left := end - time.perf_counter()) > 0:
+            r, _, _ = select.select([self.master], [], [], min(left, 0.05))
+            if not r:
+                continue
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:
+                return None
+            now = time.perf_counter()
+            self.log.append((now, len(chunk)))
+            if until is not None:
+                self.buf += chunk
+                if until in self.buf:
+                    return now - self.t0
+        return None
+
+    def quit(self) -> None:
+        os.write(self.master, b"q")
+        try:
+            self.pump(5)
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        os.close(self.master)
+
+
+def first_frame(runs: int) -> tuple[list[float], list[float]]:
+    server, port = serve("--trades", "1000000", "--rate", "200", "--restamp")
+    times = []
+    try:
+        for _ in range(runs):
+            with tempfile.TemporaryDirectory() as d:
+                app = PtyApp(port, Path(d) / "b.db")
+                t = app.pump(10, TITLE)
+                app.quit()
+                times.append(t if t is not None else float("nan"))
+    finally:
+        server.terminate()
+    imports = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import statsmodels.tsa.stattools"], check=True)
+        imports.append(time.perf_counter() - t)
+    return times, imports
+
+
+def pty_bytes(seconds: float, rate: int) -> tuple[float, float]:
+    server, port = serve("--trades", "10000000", "--rate", str(rate), "--restamp")
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            app = PtyApp(port, Path(d) / "b.db")
+            app.pump(10, TITLE)
+            app.pump(2.0)
+            full = sum(n for _, n in app.log)
+            app.log.clear()
+            start = time.perf_counter()
+            app.pump(seconds)
+            steady = sum(n for _, n in app.log) / (time.perf_counter() - start)
+            app.quit()
+    finally:
+        server.terminate()
+    return steady, full
+
+
+async def frame_times(seconds: float) -> dict[str, float]:
+    import dataclasses
+
+    from quanttui.analytics.live import LivePair
+    from quanttui.app.app import QuantApp
+    from quanttui.config import load_config
+    from quanttui.feed.binance import now_ms
+    from quanttui.store.db import connect
+
+    server, port = serve("--trades", "10000000", "--rate", "5000", "--restamp")
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            cfg = load_config(
+                use_user_file=False,
+                overrides={
+                    ("feed", "ws_url"): f"ws://127.0.0.1:{port}/market",
+                    ("feed", "rest_url"): f"http://127.0.0.1:{port}",
+                    ("storage", "db"): str(Path(d) / "f.db"),
+                },
+            )
+            cfg = dataclasses.replace(cfg, alerts=dataclasses.replace(cfg.alerts, bell=False))
+            app = QuantApp(cfg, "BTCUSDT", "ETHUSDT")
+            renders: list[float] = []
+            original = app._render
+
+            def timed_render() -> None:
+                t = time.perf_counter()
+                original()
+                renders.append(time.perf_counter() - t)
+
+            app._render = timed_render
+            stalls: list[float] = []
+            async with app.run_test(size=(120, 40)) as pilot:
+                while app.ingestion is None or app.ingestion.writer.inserted < 5000:
+                    await pilot.pause(0.1)
+                loop = asyncio.get_running_loop()
+                end = loop.time() + seconds
+                while loop.time() < end:
+                    t = time.perf_counter()
+                    await asyncio.sleep(0.005)
+                    stalls.append(time.perf_counter() - t - 0.005)
+                received = app.ingestion.writer.inserted
+                await pilot.press("q")
+            conn = connect(cfg.db_path, readonly=True)
+            naive = []
+            for _ in range(5):
+                t = time.perf_counter()
+                LivePair.from_store(conn, app.params, now_ms())
+                naive.append(time.perf_counter() - t)
+            conn.close()
+    finally:
+        server.terminate()
+    stalls.sort()
+    return {
+        "stall_max": stalls[-1],
+        "stall_p99": stalls[int(0.99 * (len(stalls) - 1))],
+        "render_max": max(renders) if renders else float("nan"),
+        "render_median": statistics.median(renders) if renders else float("nan"),
+        "renders": len(renders),
+        "trades": received,
+        "naive_recompute": statistics.median(naive),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--seconds", type=float, default=15.0)
+    p.add_argument("--runs", type=int, default=5)
+    args = p.parse_args()
+
+    times, imports = first_frame(args.runs)
+    ff, imp = statistics.median(times), statistics.median(imports)
+    print(f"first frame (120x40 pty), median of {args.runs}: {ff * 1000:.0f} ms")
+    print(
+        f"  eager statsmodels import adds {imp * 1000:.0f} ms: baseline {(ff + imp) * 1000:.0f} ms, ratio {(ff + imp) / ff:.2f}x"
+    )
+
+    ft = asyncio.run(frame_times(args.seconds))
+    print(
+        f"5k trades/s for {args.seconds:.0f} s ({ft['trades']:,} stored): "
+        f"max loop stall {ft['stall_max'] * 1000:.1f} ms, p99 {ft['stall_p99'] * 1000:.1f} ms; "
+        f"redraw median {ft['render_median'] * 1000:.1f} ms, max {ft['render_max'] * 1000:.1f} ms "
+        f"over {ft['renders']} redraws"
+    )
+    print(
+        f"  naive full recompute per refresh: {ft['naive_recompute'] * 1000:.1f} ms, "
+        f"ratio {ft['naive_recompute'] / ft['render_median']:.0f}x the median redraw"
+    )
+
+    for rate in (200, 5000):
+        steady, full = pty_bytes(args.seconds, rate)
+        naive = full * 4
+        print(
+            f"pty output at {rate} trades/s, 120x40: {steady / 1024:.1f} KB/s "
+            f"(full repaint {full / 1024:.1f} KB; repainting it at 4 Hz: {naive / 1024:.1f} KB/s, "
+            f"ratio {naive / steady:.1f}x)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,297 @@
+"""Import of Binance public-data archive files (data.binance.vision) into the database.
+
+Formats (USD-M futures; each with or without a header row, as a .csv or a .zip holding
+one):
+
+* ``aggTrades``: ``agg_trade_id, price, quantity, first_trade_id, last_trade_id,
+  transact_time, is_buyer_maker`` (7 columns). Stored in ``ticks`` with the aggregate id
+  as ``trade_id``, the same id space as the live feed, so a day imported over data the
+  recorder already stored adds nothing.
+* ``trades``: ``id, price, qty, quote_qty, time, is_buyer_maker`` (6 columns). Raw trade
+  ids are a different id space, so they are stored as ``trade_id = -id``: they can never
+  collide with (and silently be dropped as duplicates of) aggregate trades.
+* klines: ``open_time, open, high, low, close, volume, close_time, quote_volume, count,
+  taker_buy_volume, taker_buy_quote_volume, ignore`` (12 columns). Stored in ``klines``
+  with the interval from the file name (``1m`` when the name has none).
+
+Times in milliseconds; a time above 10^14 is taken as microseconds (Binance's newer
+files) and divided by 1000. The symbol and kind come from names like
+``BTCUSDT-aggTrades-2024-01-01.csv`` or ``AVAXUSDT-1m-2024-02.zip``; without them the kind
+follows from the column count and the symbol must be given.
+
+A file is imported in one transaction. Any bad row (wrong column count, a non-number, a
+negative price) fails the whole file: the rest of it is still read so the error can say
+how many rows are bad and where the first one is, then the transaction is rolled back and
+nothing of that file is kept. Re-importing a file adds nothing (``INSERT OR IGNORE`` on
+the primary keys).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import sqlite3
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from quanttui.store.writer import INSERT_TICK
+
+INSERT_KLINE = (
+    "INSERT OR IGNORE INTO klines(symbol, interval, open_ms, open, high, low, close, volume, "
+    "close_ms, quote_volume, trades) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+KINDS = ("aggTrades", "trades", "klines")
+COLUMNS = {"aggTrades": 7, "trades": 6, "klines": 12}
+INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
+_NAME = re.compile(
+    r"^(?P<symbol>[A-Z0-9]{2,20})-(?P<kind>aggTrades|trades|" + "|".join(INTERVALS) + r")-"
+)
+CHUNK = 50_000
+
+
+class ArchiveError(ValueError):
+    """A file that cannot be imported; the message names the file and the fault."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileSpec:
+    path: Path
+    symbol: str
+    kind: str
+    interval: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    path: Path
+    symbol: str
+    kind: str
+    rows: int
+    inserted: int
+
+
+def inspect_name(path: Path, symbol: str | None) -> tuple[str | None, str | None, str | None]:
+    """`(symbol, kind, interval)` from the file name (None where it says nothing);
+    `symbol` overrides the name's symbol."""
+    m = _NAME.match(path.name)
+    if not m:
+        return symbol, None, None
+    k = m.group("kind")
+    kind, interval = (k, None) if k in ("aggTrades", "trades") else ("klines", k)
+    return symbol or m.group("symbol"), kind, interval
+
+
+def _open_text(path: Path) -> tuple[Iterator[str], Callable[[], None]]:
+    """Lines of the CSV (the single .csv member of a zip); raises `ArchiveError`."""
+    try:
+        if path.suffix.lower() == ".zip":
+            zf = zipfile.ZipFile(path)
+            members = [n for n in zf.namelist() if n.lower().endswith(".csv")]
+            if len(members) != 1:
+                zf.close()
+                raise ArchiveError(
+                    f"{path}: expected one .csv inside the zip, found {len(members)}"
+                )
+            raw = zf.open(members[0])
+            text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+
+            def close() -> None:
+                text.close()
+                zf.close()
+
+            return text, close
+        fh = path.open(encoding="utf-8", newline="")
+        return fh, fh.close
+    except zipfile.BadZipFile as exc:
+        raise ArchiveError(f"{path}: not a valid zip file (truncated or corrupt: {exc})") from None
+    except FileNotFoundError:
+        raise ArchiveError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ArchiveError(f"{path}: is a directory") from None
+    except OSError as exc:
+        raise ArchiveError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _ms(v: str) -> int:
+    t = int(v)
+    if t <= 0:
+        raise ValueError("time must be positive")
+    return t // 1000 if t > 10**14 else t
+
+
+def _price(v: str) -> float:
+    x = float(v)
+    if not math.isfinite(x) or x <= 0:
+        raise ValueError(f"price must be a positive number, got {v!r}")
+    return x
+
+
+def _qty(v: str) -> float:
+    x = float(v)
+    if not math.isfinite(x) or x < 0:
+        raise ValueError(f"quantity must be a non-negative number, got {v!r}")
+    return x
+
+
+def _bool(v: str) -> int:
+    s = v.strip().lower()
+    if s in ("true", "1"):
+        return 1
+    if s in ("false", "0"):
+        return 0
+    raise ValueError(f"is_buyer_maker must be true or false, got {v!r}")
+
+
+def _row_agg(sym: str, r: list[str]) -> tuple:
+    return (sym, int(r[0]), _ms(r[5]), _price(r[1]), _qty(r[2]), _bool(r[6]))
+
+
+def _row_trade(sym: str, r: list[str]) -> tuple:
+    return (sym, -int(r[0]), _ms(r[4]), _price(r[1]), _qty(r[2]), _bool(r[5]))
+
+
+def _row_kline(sym: str, interval: str, r: list[str]) -> tuple:
+    o, h, lo, c = _price(r[1]), _price(r[2]), _price(r[3]), _price(r[4])
+    if not (lo <= min(o, c) and h >= max(o, c)):
+        raise ValueError("high/low do not bracket open/close")
+    return (sym, interval, _ms(r[0]), o, h, lo, c, _qty(r[5]), _ms(r[6]), _qty(r[7]), int(r[8]))
+
+
+def _is_header(row: list[str]) -> bool:
+    return bool(row) and not row[0].strip().lstrip("-").isdigit()
+
+
+def import_file(
+    conn: sqlite3.Connection,
+    path: str | Path,
+    *,
+    symbol: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ImportResult:
+    """Import one archive file in one transaction; raises `ArchiveError` and keeps nothing
+    of the file on any fault. `progress(rows)` is called every `CHUNK` rows."""
+    path = Path(path)
+    sym, kind, interval = inspect_name(path, symbol)
+    lines, close = _open_text(path)
+    before = conn.total_changes
+    bad = 0
+    first_bad = ""
+    rows = 0
+    try:
+        reader = csv.reader(lines)
+        try:
+            first = next(reader, None)
+            if first is None:
+                raise ArchiveError(f"{path}: empty file")
+            if kind is None:
+                kind = {v: k for k, v in COLUMNS.items()}.get(len(first))
+                if kind is None:
+                    raise ArchiveError(
+                        f"{path}: {len(first)} columns match no archive format "
+                        "(aggTrades 7, trades 6, klines 12)"
+                    )
+            if sym is None:
+                raise ArchiveError(
+                    f"{path}: cannot tell the symbol from the file name; pass --symbol"
+                )
+            ncol = COLUMNS[kind]
+            if kind == "klines":
+                iv = interval or "1m"
+                make: Callable[[list[str]], tuple] = lambda r: _row_kline(sym, iv, r)  # noqa: E731
+                sql = INSERT_KLINE
+            elif kind == "aggTrades":
+                make = lambda r: _row_agg(sym, r)  # noqa: E731
+                sql = INSERT_TICK
+            else:
+                make = lambda r: _row_trade(sym, r)  # noqa: E731
+                sql = INSERT_TICK
+            conn.execute("BEGIN")
+            batch: list[tuple] = []
+            lineno = 1
+            source: Iterable[list[str]] = reader if _is_header(first) else _chain(first, reader)
+            if not _is_header(first):
+                lineno = 0
+            for r in source:
+                lineno += 1
+                if not r:
+                    continue
+                rows += 1
+                try:
+                    if len(r) != ncol:
+                        raise ValueError(f"expected {ncol} columns for {kind}, got {len(r)}")
+                    row = make(r)
+                except (ValueError, IndexError) as exc:
+                    bad += 1
+                    if not first_bad:
+                        first_bad = f"line {lineno}: {exc}"
+                    continue
+                if bad:
+                    continue
+                batch.append(row)
+                if len(batch) >= CHUNK:
+                    conn.executemany(sql, batch)
+                    batch.clear()
+                    if progress is not None:
+                        progress(rows)
+            if bad:
+                raise ArchiveError(
+                    f"{path}: {bad:,} bad row{'s' if bad != 1 else ''} of {rows:,} "
+                    f"(first at {first_bad}); nothing imported from this file"
+                )
+            if batch:
+                conn.executemany(sql, batch)
+            conn.execute("COMMIT")
+        except csv.Error as exc:
+            raise ArchiveError(f"{path}: malformed CSV ({exc}); nothing imported") from None
+        except UnicodeDecodeError:
+            raise ArchiveError(f"{path}: not UTF-8 text; nothing imported") from None
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            raise ArchiveError(
+                f"{path}: zip data is truncated or corrupt ({exc}); nothing imported"
+            ) from None
+        except sqlite3.Error as exc:
+            raise ArchiveError(f"{path}: database error ({exc}); nothing imported") from None
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    finally:
+        close()
+    if progress is not None:
+        progress(rows)
+    return ImportResult(path, sym, kind, rows, conn.total_changes - before)
+
+
+def _chain(first: list[str], rest: Iterable[list[str]]) -> Iterator[list[str]]:
+    yield first
+    yield from rest
+
+
+def estimate_rows(path: str | Path) -> int | None:
+    """Rough row count for a progress bar: uncompressed size over the mean length of the
+    first lines. None when the file cannot be read."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".zip":
+            with zipfile.ZipFile(path) as zf:
+                infos = [i for i in zf.infolist() if i.filename.lower().endswith(".csv")]
+                if len(infos) != 1:
+                    return None
+                size = infos[0].file_size
+                with zf.open(infos[0]) as fh:
+                    head = fh.read(65536)
+        else:
+            size = path.stat().st_size
+            with path.open("rb") as fh:
+                head = fh.read(65536)
+    except (OSError, zipfile.BadZipFile, zlib.error, EOFError):
+        return None
+    lines = head.count(b"\n")
+    if lines == 0:
+        return 1
+    return max(1, round(size / (len(head[: head.rfind(b"\n") + 1]) / lines)))
