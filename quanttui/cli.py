@@ -12,6 +12,7 @@ import argparse
 import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from quanttui import __version__
@@ -75,7 +76,7 @@ def _live_parser() -> argparse.ArgumentParser:
             "Live pairs-trading monitor for Binance USD-M futures. "
             "SYMBOL_Y is regressed on SYMBOL_X: y = a + b*x."
         ),
-        epilog="subcommands: quanttui {record,snapshot,export,backtest,import} --help",
+        epilog="subcommands: quanttui {demo,record,snapshot,export,backtest,import} --help",
     )
     p.add_argument("--version", action="version", version=f"quanttui {__version__}")
     _add_pair(p)
@@ -92,7 +93,64 @@ def _live_parser() -> argparse.ArgumentParser:
         metavar="RULE",
         help="extra alert rule, e.g. 'corr < 0.6' (repeatable)",
     )
+    p.add_argument(
+        "--replay",
+        action="append",
+        default=[],
+        metavar="SOURCE",
+        help="replay a quanttui database, an .ndjson recording or Binance aggTrades/trades "
+        "files (one per symbol; repeat --replay) instead of the exchange",
+    )
+    p.add_argument(
+        "--speed",
+        type=_speed,
+        default=None,
+        metavar="N",
+        help="replay speed multiple, 0 = as fast as possible (default 1)",
+    )
     return p
+
+
+def _speed(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid speed {text!r}: expected a number") from None
+    if not (v >= 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"invalid speed {text!r}: must be >= 0")
+    return v
+
+
+def _demo_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="quanttui demo",
+        description=(
+            "Loop a real 7-minute BTCUSDT/ETHUSDT futures recording shipped with quanttui "
+            "through the full app. Needs no network."
+        ),
+    )
+    _add_config(p)
+    _add_analytics(p)
+    p.add_argument("--speed", type=_speed, default=5.0, metavar="N", help="speed (default 5)")
+    p.add_argument("--headless", action="store_true", help="no UI: print alerts as JSON lines")
+    p.add_argument("--export-dir", metavar="DIR", help="directory for CSV exports")
+    return p
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from importlib import resources
+
+    if args.window is None:
+        args.window = 60
+    cfg = _build_config(args)
+    demo = resources.files("quanttui").joinpath("data", DEMO_FILE)
+    with resources.as_file(demo) as path:
+        return _run_pair(
+            cfg, "BTCUSDT", "ETHUSDT", [], args.headless, [path], args.speed, True, "DEMO"
+        )
+
+
+DEMO_FILE = "demo_BTCUSDT_ETHUSDT.ndjson.gz"
 
 
 def _record_parser() -> argparse.ArgumentParser:
@@ -174,16 +232,57 @@ def _run_live(args: argparse.Namespace) -> int:
     sx, sy = pair(args.symbol_x, args.symbol_y)
     cfg = _build_config(args)
     _check_rules(cfg, args.alert)
-    _prepare_db(cfg)
-    if args.headless:
-        from quanttui.modes import headless
+    if args.speed is not None and not args.replay:
+        raise UsageError("--speed needs --replay SOURCE")
+    sources = [Path(p).expanduser() for p in args.replay]
+    speed = 1.0 if args.speed is None else args.speed
+    return _run_pair(cfg, sx, sy, args.alert, args.headless, sources, speed, False, "REPLAY")
 
-        return headless.run(cfg, sx, sy, extra_rules=args.alert)
-    from quanttui.app.app import QuantApp
 
-    app = QuantApp(cfg, sx, sy, extra_rules=args.alert)
-    app.run()
-    return app.return_code or 0
+def _run_pair(
+    cfg: Config,
+    sx: str,
+    sy: str,
+    rules: list[str],
+    headless_mode: bool,
+    sources: list[Path],
+    speed: float,
+    loop: bool,
+    label: str,
+) -> int:
+    """Live from the exchange, or (with `sources`) a replay into a temporary session
+    database that is deleted afterwards; the sources are never written."""
+    import dataclasses
+    import shutil
+    import tempfile
+
+    spec = None
+    tmp = None
+    try:
+        if sources:
+            from quanttui.feed.replay import ReplayError, ReplaySpec, prepare_source
+
+            tmp = Path(tempfile.mkdtemp(prefix="quanttui-replay-"))
+            try:
+                src = prepare_source(sources, tmp / "source.db")
+            except ReplayError as exc:
+                raise UserError(str(exc), 2) from None
+            spec = ReplaySpec(src, speed, loop, label)
+            storage = dataclasses.replace(cfg.storage, db=str(tmp / "session.db"))
+            cfg = dataclasses.replace(cfg, storage=storage)
+        _prepare_db(cfg)
+        if headless_mode:
+            from quanttui.modes import headless
+
+            return headless.run(cfg, sx, sy, extra_rules=rules, replay=spec)
+        from quanttui.app.app import QuantApp
+
+        app = QuantApp(cfg, sx, sy, extra_rules=rules, replay=spec)
+        app.run()
+        return app.return_code or 0
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _check_rules(cfg: Config, extra: list[str]) -> None:
@@ -261,6 +360,7 @@ _SUBCOMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..
     "backtest": (_backtest_parser, _run_backtest),
     "export": (_export_parser, _run_export),
     "import": (_import_parser, _run_import),
+    "demo": (_demo_parser, _run_demo),
 }
 
 

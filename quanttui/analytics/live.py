@@ -94,9 +94,17 @@ class LivePair:
 
     @classmethod
     def from_store(
-        cls, conn: sqlite3.Connection, params: PairParams, end_ms: int, history: int = 600
+        cls,
+        conn: sqlite3.Connection,
+        params: PairParams,
+        end_ms: int,
+        history: int = 600,
+        *,
+        open_at_end: bool = True,
     ) -> LivePair:
-        """History up to (excluding) the bucket containing `end_ms`."""
+        """History up to (excluding) the bucket containing `end_ms`. With no history the
+        builder opens the bucket of `end_ms` (live: earlier trades are late), or, with
+        `open_at_end` false (a replay that has not started), the first trade's bucket."""
         from quanttui.store.queries import load_pair_bars
 
         bars = load_pair_bars(
@@ -108,7 +116,7 @@ class LivePair:
             max_gap_bars=params.max_gap_bars,
         )
         lp = cls.from_bars(params, bars, history)
-        if lp.builder.current is None:
+        if lp.builder.current is None and open_at_end:
             tf = params.timeframe_ms
             lp.builder.current = end_ms - end_ms % tf
         return lp

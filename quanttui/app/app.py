@@ -54,6 +54,7 @@ from quanttui.config import HEDGES, TIMEFRAMES, Config
 from quanttui.export import ExportError, export_backtest, export_pair
 from quanttui.feed.binance import SymbolError, now_ms
 from quanttui.feed.ingest import Ingestion
+from quanttui.feed.replay import Replay, ReplaySpec
 from quanttui.model import Alert, Snapshot, Tick, iso_utc
 from quanttui.report import snapshot_rows
 from quanttui.store.db import connect
@@ -115,15 +116,16 @@ class QuantApp(App[int]):
         symbol_y: str,
         *,
         extra_rules: Iterable[str] = (),
-        mode_label: str = "LIVE",
+        replay: ReplaySpec | None = None,
     ) -> None:
         super().__init__()
+        self.replay = replay
         self.config = config
         a = config.analytics
         self.params = PairParams(
             symbol_x, symbol_y, a.timeframe, a.window, a.hedge, a.kalman_delta, a.kalman_obs_var
         )
-        self.mode_label = mode_label
+        self.mode_label = replay.label if replay else "LIVE"
         self.rules_text = list(config.alerts.rules) + list(extra_rules)
         self.alert_engine = self._make_alert_engine(default=True)
         self.rules_text = [r.text for r in self.alert_engine.rules]
@@ -132,7 +134,7 @@ class QuantApp(App[int]):
         self.stat_ts: int | None = None
         self.generation = 0
         self.recent: deque[Tick] = deque(maxlen=200_000)
-        self.ingestion: Ingestion | None = None
+        self.ingestion: Ingestion | Replay | None = None
         self.feed_detail = ""
         self.snapshot: Snapshot | None = None
         self._dirty = False
@@ -185,12 +187,21 @@ class QuantApp(App[int]):
         alerts.add_column("alert", key="alert")
         self._update_title()
         self._update_status()
-        self.ingestion = Ingestion(
-            self.config,
-            [self.params.symbol_x, self.params.symbol_y],
-            on_ticks=self._on_ticks,
-            on_state=self._on_feed_state,
-        )
+        symbols = [self.params.symbol_x, self.params.symbol_y]
+        if self.replay is None:
+            self.ingestion = Ingestion(
+                self.config, symbols, on_ticks=self._on_ticks, on_state=self._on_feed_state
+            )
+        else:
+            self.ingestion = Replay(
+                self.replay.source_db,
+                symbols,
+                self.config.db_path,
+                speed=self.replay.speed,
+                loop=self.replay.loop,
+                on_ticks=self._on_ticks,
+                on_state=self._on_feed_state,
+            )
         self.run_worker(warm_up, thread=True, group="warmup", exit_on_error=False)
         self.ingest()
         self.request_rebuild()
@@ -247,10 +258,18 @@ class QuantApp(App[int]):
             if closed:
                 self._bars_closed()
 
+    def now(self) -> int:
+        """Wall-clock ms, or the replay clock in a replay."""
+        if isinstance(self.ingestion, Replay):
+            return self.ingestion.now_ms()
+        return now_ms()
+
     def _clock(self) -> None:
         if not self._stall_guard.ready():
             return
-        if self.pair is not None and self.pair.advance(now_ms()):
+        if isinstance(self.ingestion, Replay) and self.ingestion.now_ms() == 0:
+            return
+        if self.pair is not None and self.pair.advance(self.now()):
             self._bars_closed()
 
     # ----------------------------------------------------------------- analytics
@@ -263,11 +282,11 @@ class QuantApp(App[int]):
 
     @work(thread=True, exclusive=True, group="rebuild", exit_on_error=False)
     def _rebuild(self, params: PairParams, generation: int) -> None:
-        end = now_ms()
+        end = self.now()
         end -= end % params.timeframe_ms
         conn = connect(self.config.db_path, readonly=True)
         try:
-            pair = LivePair.from_store(conn, params, end)
+            pair = LivePair.from_store(conn, params, end, open_at_end=end > 0)
             stored = sum(tick_counts(conn, [params.symbol_x, params.symbol_y]).values())
         finally:
             conn.close()
@@ -283,7 +302,8 @@ class QuantApp(App[int]):
         pending = [t for t in self.recent if t.ts_ms >= msg.end_ms]
         pending.sort(key=lambda t: (t.ts_ms, t.trade_id))
         pair.add(pending)
-        pair.advance(now_ms())
+        if self.now():
+            pair.advance(self.now())
         self.pair = pair
         self._bars_closed()
 
@@ -398,13 +418,20 @@ class QuantApp(App[int]):
         t0, n0 = self._rate_window[0]
         rate = (self._ticks_total - n0) / (now - t0) if now > t0 else 0.0
         state = self.feed_state
-        style = {"live": "bold green", "stale": "bold yellow", "reconnecting": "bold yellow"}.get(
-            state, "bold red"
-        )
-        if state == "connecting":
+        style = {
+            "live": "bold green",
+            "replay": "bold cyan",
+            "stale": "bold yellow",
+            "reconnecting": "bold yellow",
+        }.get(state, "bold red")
+        if state in ("connecting", "finished"):
             style = "bold"
         t = Text()
         t.append(f" {state.upper()} ", style=f"reverse {style}")
+        if isinstance(self.ingestion, Replay) and self.ingestion.now_ms():
+            r = self.ingestion
+            t.append(f" {r.speed:g}x " if r.speed else " max ", style="bold")
+            t.append(f"{iso_utc(r.now_ms())[:19].replace('T', ' ')}Z", style="bold cyan")
         t.append(f" {rate:,.0f} ticks/s")
         for sym in (self.params.symbol_x, self.params.symbol_y):
             seen = self._last_leg_rx.get(sym)

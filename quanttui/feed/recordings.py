@@ -9,6 +9,7 @@ events) are kept as recorded; the bar builder ignores them.
 
 from __future__ import annotations
 
+import gzip
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +24,11 @@ class RecordingError(ValueError):
 
 
 def read_ndjson(path: str | Path) -> Iterator[Tick]:
+    """Ticks of a recording (`.gz` is read compressed); raises `RecordingError`."""
     counters: dict[str, int] = {}
-    with Path(path).open("rb") as fh:
+    path = Path(path)
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue

@@ -14,8 +14,9 @@ def install_stop_signals(stop: asyncio.Event) -> None:
 
 
 async def start_checked(ing) -> asyncio.Event:
-    """Check the symbols (unknown or non-trading: `UserError`, exit 2; REST unreachable:
-    warn on stderr), install the stop signals and start ingestion."""
+    """Check the symbols (unknown or non-trading, or absent from a replay source:
+    `UserError`, exit 2; REST unreachable: warn on stderr), install the stop signals and
+    start ingestion or the replay."""
     import sys
 
     from quanttui.errors import UserError
@@ -24,7 +25,9 @@ async def start_checked(ing) -> asyncio.Event:
     try:
         warning = await ing.check_symbols()
     except SymbolError as exc:
-        await ing.rest.close()
+        rest = getattr(ing, "rest", None)
+        if rest is not None:
+            await rest.close()
         raise UserError(str(exc), 2) from None
     if warning:
         print(f"quanttui: warning: {warning}", file=sys.stderr)

@@ -19,6 +19,7 @@ from quanttui.analytics.stationarity import Stationarity, stationarity, warm_up
 from quanttui.config import Config
 from quanttui.feed.binance import now_ms
 from quanttui.feed.ingest import Ingestion
+from quanttui.feed.replay import Replay, ReplaySpec
 from quanttui.model import Tick, iso_utc
 from quanttui.modes import start_checked
 from quanttui.store.db import connect
@@ -53,7 +54,7 @@ class HeadlessPair:
     def load(self, db_path, end_ms: int) -> None:
         conn = connect(db_path, readonly=True)
         try:
-            self.pair = LivePair.from_store(conn, self.params, end_ms)
+            self.pair = LivePair.from_store(conn, self.params, end_ms, open_at_end=end_ms > 0)
         finally:
             conn.close()
 
@@ -93,26 +94,41 @@ class HeadlessPair:
             await self.on_closed()
 
 
-async def _headless(cfg: Config, sx: str, sy: str, extra_rules: Sequence[str]) -> int:
+async def _headless(
+    cfg: Config, sx: str, sy: str, extra_rules: Sequence[str], replay: ReplaySpec | None
+) -> int:
     a = cfg.analytics
     params = PairParams(sx, sy, a.timeframe, a.window, a.hedge, a.kalman_delta, a.kalman_obs_var)
-    hp: HeadlessPair
     queue: asyncio.Queue[list[Tick]] = asyncio.Queue()
-    ing = Ingestion(
-        cfg,
-        [sx, sy],
-        on_ticks=queue.put_nowait,
-        on_state=lambda s, d: print(f"feed: {s} {d}".rstrip(), file=sys.stderr),
-    )
+
+    def status(state: str, detail: str) -> None:
+        print(f"feed: {state} {detail}".rstrip(), file=sys.stderr)
+
+    ing: Ingestion | Replay
+    if replay is None:
+        ing = Ingestion(cfg, [sx, sy], on_ticks=queue.put_nowait, on_state=status)
+        clock = now_ms
+    else:
+        ing = Replay(
+            replay.source_db,
+            [sx, sy],
+            cfg.db_path,
+            speed=replay.speed,
+            loop=replay.loop,
+            on_ticks=queue.put_nowait,
+            on_state=status,
+        )
+        clock = ing.now_ms
     hp = HeadlessPair(cfg, params, extra_rules, ing.writer.execute)
     warming = asyncio.create_task(asyncio.to_thread(warm_up))
-    end = now_ms()
+    end = now_ms() if replay is None else 0
     stop = await start_checked(ing)
     await asyncio.to_thread(hp.load, ing.writer.path, end)
     live_from = end - end % params.timeframe_ms
     print(
         f"headless {params.pair} {a.timeframe} W={a.window} {a.hedge}: "
-        f"{hp.pair.engine.bars} bars loaded, live from {iso_utc(live_from)}",
+        f"{hp.pair.engine.bars} bars loaded"
+        + (f", live from {iso_utc(live_from)}" if replay is None else ", replaying"),
         file=sys.stderr,
     )
 
@@ -125,8 +141,10 @@ async def _headless(cfg: Config, sx: str, sy: str, extra_rules: Sequence[str]) -
             try:
                 ticks = await asyncio.wait_for(queue.get(), 0.2)
             except TimeoutError:
-                if guard.ready():
-                    await hp.advance(now_ms())
+                if guard.ready() and clock():
+                    await hp.advance(clock())
+                if replay is not None and ing.finished.is_set() and queue.empty():
+                    stop.set()
                 continue
             guard.ready()
             await hp.add([t for t in ticks if t.ts_ms >= live_from])
@@ -140,5 +158,12 @@ async def _headless(cfg: Config, sx: str, sy: str, extra_rules: Sequence[str]) -
     return 0
 
 
-def run(cfg: Config, sx: str, sy: str, *, extra_rules: Sequence[str] = ()) -> int:
-    return asyncio.run(_headless(cfg, sx, sy, extra_rules))
+def run(
+    cfg: Config,
+    sx: str,
+    sy: str,
+    *,
+    extra_rules: Sequence[str] = (),
+    replay: ReplaySpec | None = None,
+) -> int:
+    return asyncio.run(_headless(cfg, sx, sy, extra_rules, replay))

@@ -14,6 +14,7 @@ from quanttui.app.app import QuantApp
 from quanttui.app.screens.backtest import BacktestScreen
 from quanttui.app.screens.rules import RulesScreen
 from quanttui.feed.recordings import read_ndjson
+from quanttui.feed.replay import ReplaySpec, prepare_source
 from quanttui.model import METRIC_NAMES
 from quanttui.store.queries import load_pair_bars
 from tests.app.conftest import RECORDING, app_config, count_ticks
@@ -279,3 +280,26 @@ async def test_backtest_screen_runs_shows_and_exports(fixed_db: Path, tmp_path: 
         assert not isinstance(app.screen, BacktestScreen)
         await pilot.press("q")
     assert app.return_code == 0
+
+
+async def test_replay_at_50x_through_the_app(real_data: Path, tmp_path: Path) -> None:
+    src = prepare_source([real_data / RECORDING], tmp_path / "source.db")
+    session = tmp_path / "session.db"
+    cfg = app_config(session, "ws://127.0.0.1:1/market", "http://127.0.0.1:1", tmp_path / "x")
+    app = QuantApp(cfg, "BTCUSDT", "ETHUSDT", replay=ReplaySpec(src, 50.0))
+    async with asyncio.timeout(60), app.run_test(size=(120, 40)) as pilot:
+        assert "REPLAY" in text_of(app, "#title")
+        await until(lambda: app.feed_state == "replay")
+        await pilot.pause(1.1)
+        status = text_of(app, "#status")
+        assert "REPLAY" in status and "50x" in status and "2025-12-15 08:4" in status
+        await until(lambda: app.feed_state == "finished", 30)
+        await until(lambda: app.snapshot is not None and app.snapshot.bars >= 400)
+        assert app.snapshot.zscore is not None
+        assert app.ingestion.stats.ticks == 19_280
+        await pilot.press("t")
+        await until(lambda: app.pair is not None and app.pair.params.timeframe == "1m")
+        assert app.pair.engine.bars == 7
+        await pilot.press("q")
+    assert app.return_code == 0
+    assert count_ticks(session) == 19_280

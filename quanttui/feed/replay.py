@@ -1,0 +1,324 @@
+"""Replay of recorded trades through the same pipeline as the live feed.
+
+A `Replay` has the surface the app and headless mode use of `Ingestion` (`start`, `stop`,
+`check_symbols`, `writer`, `feed.stats`), so everything downstream - bars, analytics,
+alerts, export, backtest - runs unchanged. It differs in two ways:
+
+* Trades come from a source instead of the exchange: a quanttui database (opened
+  read-only, never written), an NDJSON recording (`.ndjson`, `.ndjson.gz`) or Binance
+  archive files (aggTrades/trades, `.csv` or `.zip`, one per symbol). Recordings and
+  archives are first loaded into a scratch database next to the session database, so one
+  ordered SQL scan serves every kind of source.
+* Time is the replay clock: ``t = t0 + (wall - wall0) * speed``, with ``t0`` the first
+  trade's time; a trade is delivered once the clock passes its trade time ``T``. With
+  speed 0 trades are delivered as fast as the pipeline takes them and the clock is the
+  time of the last delivered trade. Bars close on this clock, so a replay at any speed
+  produces the same bars (and alerts, whose cooldown is in bar time) as the recording did.
+
+The replayed trades are written to the session database by the usual single writer;
+in loop mode (the demo) each pass is shifted by the recording's span (plus one second)
+and its trade ids by the largest id, so the session database never sees a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from quanttui.feed.binance import SymbolError
+from quanttui.feed.recordings import RecordingError, read_ndjson
+from quanttui.model import Tick
+from quanttui.store.db import SQLITE_MAGIC, StoreError, connect
+from quanttui.store.importer import ArchiveError, import_file, inspect_name
+from quanttui.store.writer import INSERT_TICK, TickWriter
+
+BATCH = 2000
+StateSink = Callable[[str, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaySpec:
+    """What to replay and how: the prepared source database, speed, loop, header label."""
+
+    source_db: Path
+    speed: float = 1.0
+    loop: bool = False
+    label: str = "REPLAY"
+
+
+class ReplayError(ValueError):
+    """A replay source that cannot be used; one line naming the source."""
+
+
+@dataclass
+class ReplayStats:
+    """The `FeedStats` fields the screens read, for a replay."""
+
+    ticks: int = 0
+    per_symbol: dict[str, int] = field(default_factory=dict)
+    gaps_open: int = 0
+    gaps_filled: int = 0
+    passes: int = 0
+    state: str = "connecting"
+
+
+@dataclass
+class _FeedView:
+    stats: ReplayStats
+
+
+def source_kind(path: Path) -> str:
+    """`db`, `ndjson` or `archive`; raises `ReplayError`."""
+    if not path.exists():
+        raise ReplayError(f"replay source {path}: no such file")
+    if path.is_dir():
+        raise ReplayError(f"replay source {path}: is a directory")
+    name = path.name.lower()
+    if name.endswith((".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")):
+        return "ndjson"
+    if name.endswith((".csv", ".zip")):
+        return "archive"
+    with path.open("rb") as fh:
+        if fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC:
+            return "db"
+    raise ReplayError(
+        f"replay source {path}: not a quanttui database, an .ndjson recording or a "
+        "Binance archive .csv/.zip"
+    )
+
+
+def prepare_source(sources: Sequence[Path], scratch: Path) -> Path:
+    """The database to replay from: the source itself when it is a quanttui database,
+    else `scratch` filled from the recordings or archive files. Raises `ReplayError`."""
+    kinds = [source_kind(p) for p in sources]
+    if "db" in kinds:
+        if len(sources) != 1:
+            raise ReplayError("a database replay source must be the only --replay")
+        try:
+            connect(sources[0], readonly=True).close()
+        except StoreError as exc:
+            raise ReplayError(f"replay source {exc}") from None
+        return sources[0]
+    conn = connect(scratch)
+    try:
+        for path, kind in zip(sources, kinds, strict=True):
+            if kind == "ndjson":
+                try:
+                    with conn:
+                        conn.executemany(
+                            INSERT_TICK,
+                            (
+                                (t.symbol, t.trade_id, t.ts_ms, t.price, t.qty, 0)
+                                for t in read_ndjson(path)
+                            ),
+                        )
+                except (RecordingError, OSError, EOFError, gzip.BadGzipFile) as exc:
+                    raise ReplayError(f"replay source {exc}") from None
+            else:
+                if inspect_name(path, None)[1] == "klines":
+                    raise ReplayError(
+                        f"replay source {path}: klines have no trades to replay; "
+                        "`quanttui import` them instead"
+                    )
+                try:
+                    import_file(conn, path)
+                except ArchiveError as exc:
+                    raise ReplayError(f"replay source {exc}") from None
+    finally:
+        conn.close()
+    return scratch
+
+
+class Replay:
+    """Delivers a source's trades for two symbols on the replay clock."""
+
+    def __init__(
+        self,
+        source_db: Path,
+        symbols: Sequence[str],
+        session_db: Path,
+        *,
+        speed: float = 1.0,
+        loop: bool = False,
+        flush_interval_s: float = 0.25,
+        on_ticks: Callable[[list[Tick]], Awaitable[None] | None] | None = None,
+        on_state: StateSink | None = None,
+    ) -> None:
+        if speed < 0:
+            raise ValueError("speed must be >= 0")
+        self.source_db = source_db
+        self.symbols = list(symbols)
+        self.speed = speed
+        self.loop = loop
+        self.writer = TickWriter(session_db, flush_interval_s)
+        self.feed = _FeedView(ReplayStats())
+        self._on_ticks = on_ticks
+        self._on_state = on_state
+        self._task: asyncio.Task[None] | None = None
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay")
+        self._closed = False
+        self._t0: int | None = None
+        self._wall0 = 0.0
+        self._last_ts: int | None = None
+        self.finished = asyncio.Event()
+
+    @property
+    def stats(self) -> ReplayStats:
+        return self.feed.stats
+
+    def now_ms(self) -> int:
+        """The replay clock (see the module docstring); 0 before the first trade."""
+        if self._t0 is None:
+            return 0
+        if self.speed == 0 or self.finished.is_set():
+            return self._last_ts or self._t0
+        return self._t0 + int((time.monotonic() - self._wall0) * 1000 * self.speed)
+
+    def _state(self, state: str, detail: str = "") -> None:
+        self.stats.state = state
+        if self._on_state is not None:
+            self._on_state(state, detail)
+
+    def _open(self) -> sqlite3.Connection:
+        return connect(self.source_db, readonly=True)
+
+    async def check_symbols(self) -> str | None:
+        """Raises `SymbolError` naming a symbol the source has no trades for."""
+
+        def counts() -> dict[str, int]:
+            conn = self._open()
+            try:
+                return {
+                    s: conn.execute(
+                        "SELECT count(*) FROM ticks WHERE symbol = ? AND price > 0", (s,)
+                    ).fetchone()[0]
+                    for s in self.symbols
+                }
+            finally:
+                conn.close()
+
+        found = await asyncio.to_thread(counts)
+        missing = [s for s, n in found.items() if n == 0]
+        if missing:
+            raise SymbolError(
+                f"the replay source {self.source_db} has no trades for {', '.join(missing)}"
+            )
+        return None
+
+    def _span(self) -> tuple[int, int, int]:
+        conn = self._open()
+        try:
+            lo, hi, top = conn.execute(
+                f"SELECT min(ts_ms), max(ts_ms), max(abs(trade_id)) FROM ticks "
+                f"WHERE symbol IN ({','.join('?' * len(self.symbols))})",
+                self.symbols,
+            ).fetchone()
+        finally:
+            conn.close()
+        return lo or 0, hi or 0, top or 0
+
+    def _batches(self, shift_ms: int, id_shift: int) -> Iterator[list[Tick]]:
+        """Trades in (ts, symbol, id) order, read in pages on a private connection."""
+        conn = self._open()
+        marks = ",".join("?" * len(self.symbols))
+        try:
+            cur = conn.execute(
+                "SELECT symbol, trade_id, ts_ms, price, qty, is_buyer_maker FROM ticks "
+                f"WHERE symbol IN ({marks}) ORDER BY ts_ms, symbol, trade_id",
+                self.symbols,
+            )
+            while rows := cur.fetchmany(BATCH):
+                yield [
+                    Tick(
+                        s,
+                        tid + id_shift if tid >= 0 else tid - id_shift,
+                        ts + shift_ms,
+                        p,
+                        q,
+                        bool(m),
+                    )
+                    for s, tid, ts, p, q, m in rows
+                ]
+        finally:
+            conn.close()
+
+    async def _deliver(self, ticks: list[Tick]) -> None:
+        await self.writer.submit_many(ticks)
+        st = self.stats
+        st.ticks += len(ticks)
+        for t in ticks:
+            st.per_symbol[t.symbol] = st.per_symbol.get(t.symbol, 0) + 1
+        self._last_ts = ticks[-1].ts_ms
+        if self._on_ticks is not None:
+            res = self._on_ticks(ticks)
+            if res is not None:
+                await res
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        lo, hi, top = await loop.run_in_executor(self._reader, self._span)
+        self._t0 = lo
+        self._wall0 = time.monotonic()
+        self._state("replay", f"{self.speed:g}x" if self.speed else "max speed")
+        span = hi - lo + 1000
+        k = 0
+        while True:
+            batches = self._batches(k * span, k * (top + 1))
+            try:
+                await self._play(loop, batches)
+            finally:
+                await loop.run_in_executor(self._reader, batches.close)
+            self.stats.passes += 1
+            if not self.loop:
+                break
+            k += 1
+        self.finished.set()
+        self._state("finished", "end of the recording")
+
+    async def _play(self, loop: asyncio.AbstractEventLoop, batches: Iterator[list[Tick]]) -> None:
+        while True:
+            page = await loop.run_in_executor(self._reader, next, batches, None)
+            if page is None:
+                return
+            if self.speed == 0:
+                await self._deliver(page)
+                await asyncio.sleep(0)
+                continue
+            i = 0
+            while i < len(page):
+                now = self.now_ms()
+                j = i
+                while j < len(page) and page[j].ts_ms <= now:
+                    j += 1
+                if j > i:
+                    await self._deliver(page[i:j])
+                    i = j
+                if i < len(page):
+                    wait = (page[i].ts_ms - self.now_ms()) / 1000 / self.speed
+                    await asyncio.sleep(min(max(wait, 0.0), 0.1))
+
+    async def start(self) -> None:
+        if self._closed:
+            return
+        await self.writer.start()
+        self._task = asyncio.create_task(self._run(), name="replay")
+
+    async def stop(self) -> None:
+        """Stop delivering, then flush and close the session writer. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.writer.close()
+        self._reader.shutdown(wait=False, cancel_futures=True)
+        self._state("stopped", "")
