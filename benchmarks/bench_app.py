@@ -20,21 +20,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import fcntl
 import json
-import os
-import select
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
-import termios
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from tests.ptyrun import PtyApp  # noqa: E402
 
 TITLE = b"BTCUSDT -> ETHUSDT"
 
@@ -49,67 +46,17 @@ def serve(*args: str) -> tuple[subprocess.Popen, int]:
     return server, json.loads(server.stdout.readline())["port"]
 
 
-class PtyApp:
-    """`quanttui` on the slave side of a pty of the given size; we read the master."""
-
-    def __init__(self, port: int, db: Path, cols: int = 120, rows: int = 40) -> None:
-        master, slave = os.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(cols), "LINES": str(rows)}
-        self.t0 = time.perf_counter()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "quanttui",
-                "BTCUSDT",
-                "ETHUSDT",
-                "--db",
-                str(db),
-                "--ws-url",
-                f"ws://127.0.0.1:{port}/market",
-                "--rest-url",
-                f"http://127.0.0.1:{port}",
-            ],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env=env,
-            start_new_session=True,
-            cwd=ROOT,
-        )
-        os.close(slave)
-        self.master = master
-        self.log: list[tuple[float, int]] = []
-        self.buf = bytearray()
-
-    def pump(self, seconds: float, until: bytes | None = None) -> float | None:
-        """Read for `seconds` (or until `until` appears); returns when it appeared."""
-        end = time.perf_counter() + seconds
-        while (left := end - time.perf_counter()) > 0:
-            r, _, _ = select.select([self.master], [], [], min(left, 0.05))
-            if not r:
-                continue
-            try:
-                chunk = os.read(self.master, 65536)
-            except OSError:
-                return None
-            now = time.perf_counter()
-            self.log.append((now, len(chunk)))
-            if until is not None:
-                self.buf += chunk
-                if until in self.buf:
-                    return now - self.t0
-        return None
-
-    def quit(self) -> None:
-        os.write(self.master, b"q")
-        try:
-            self.pump(5)
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        os.close(self.master)
+def app_args(port: int, db: Path) -> list[str]:
+    return [
+        "BTCUSDT",
+        "ETHUSDT",
+        "--db",
+        str(db),
+        "--ws-url",
+        f"ws://127.0.0.1:{port}/market",
+        "--rest-url",
+        f"http://127.0.0.1:{port}",
+    ]
 
 
 def first_frame(runs: int) -> tuple[list[float], list[float]]:
@@ -118,7 +65,7 @@ def first_frame(runs: int) -> tuple[list[float], list[float]]:
     try:
         for _ in range(runs):
             with tempfile.TemporaryDirectory() as d:
-                app = PtyApp(port, Path(d) / "b.db")
+                app = PtyApp(app_args(port, Path(d) / "b.db"))
                 t = app.pump(10, TITLE)
                 app.quit()
                 times.append(t if t is not None else float("nan"))
@@ -136,13 +83,13 @@ def pty_bytes(seconds: float, rate: int) -> tuple[float, float]:
     server, port = serve("--trades", "10000000", "--rate", str(rate), "--restamp")
     try:
         with tempfile.TemporaryDirectory() as d:
-            app = PtyApp(port, Path(d) / "b.db")
+            app = PtyApp(app_args(port, Path(d) / "b.db"))
             app.pump(10, TITLE)
-            app.pump(2.0)
+            app.pump(2.0, keep=False)
             full = sum(n for _, n in app.log)
             app.log.clear()
             start = time.perf_counter()
-            app.pump(seconds)
+            app.pump(seconds, keep=False)
             steady = sum(n for _, n in app.log) / (time.perf_counter() - start)
             app.quit()
     finally:

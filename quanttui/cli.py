@@ -53,6 +53,11 @@ def _add_db(p: argparse.ArgumentParser) -> None:
 def _add_net(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ws-url", metavar="URL", help="websocket base (routed), e.g. ws://host/market")
     p.add_argument("--rest-url", metavar="URL", help="REST base, e.g. https://fapi.binance.com")
+    p.add_argument(
+        "--backfill",
+        metavar="SPAN",
+        help="history to fetch at launch: auto (2W bars + margin), off, or e.g. 12h",
+    )
 
 
 def _add_analytics(p: argparse.ArgumentParser, *, z: bool = True) -> None:
@@ -224,6 +229,7 @@ def _build_config(args: argparse.Namespace) -> Config:
         ("export", "dir"): get("export_dir"),
         ("feed", "ws_url"): get("ws_url"),
         ("feed", "rest_url"): get("rest_url"),
+        ("feed", "backfill"): get("backfill"),
     }
     return load_config(get("config"), overrides)
 

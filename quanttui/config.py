@@ -33,6 +33,7 @@ class FeedConfig:
     reconnect_base_s: float
     reconnect_max_s: float
     max_connection_age_s: float
+    backfill: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,12 @@ def _url(*schemes: str):
     return check
 
 
+def _backfill(v: str) -> str | None:
+    from quanttui.feed.backfill import parse_backfill
+
+    return parse_backfill(v)
+
+
 def _window(v: int) -> str | None:
     return None if 10 <= v <= 100_000 else "must be between 10 and 100000"
 
@@ -142,6 +149,7 @@ _CHECKS = {
     ("feed", "reconnect_base_s"): _positive,
     ("feed", "reconnect_max_s"): _positive,
     ("feed", "max_connection_age_s"): _positive,
+    ("feed", "backfill"): _backfill,
     ("storage", "flush_interval_ms"): _flush,
     ("analytics", "timeframe"): _choice(*TIMEFRAMES),
     ("analytics", "window"): _window,

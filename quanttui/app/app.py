@@ -41,6 +41,7 @@ from quanttui.analytics.snapshot import build_snapshot
 from quanttui.analytics.stationarity import Stationarity, stationarity, warm_up
 from quanttui.app.messages import (
     AlertsFired,
+    BackfillFinished,
     BacktestFinished,
     ExportFinished,
     PairRebuilt,
@@ -52,6 +53,7 @@ from quanttui.app.screens.rules import RulesScreen
 from quanttui.app.widgets.charts import Chart
 from quanttui.config import HEDGES, TIMEFRAMES, Config
 from quanttui.export import ExportError, export_backtest, export_pair
+from quanttui.feed.backfill import BackfillProgress
 from quanttui.feed.binance import SymbolError, now_ms
 from quanttui.feed.ingest import Ingestion
 from quanttui.feed.replay import Replay, ReplaySpec
@@ -145,6 +147,7 @@ class QuantApp(App[int]):
         self._stored_base = 0
         self.backtest_screen: BacktestScreen | None = None
         self._stall_guard = StallGuard(0.2)
+        self.backfill_progress: BackfillProgress | None = None
 
     # ----------------------------------------------------------------- layout
     def compose(self) -> ComposeResult:
@@ -242,6 +245,30 @@ class QuantApp(App[int]):
             return
         if warning:
             self.notify(warning, title="Symbols not verified", severity="warning", markup=False)
+        self._start_backfill()
+
+    def _start_backfill(self) -> None:
+        if not isinstance(self.ingestion, Ingestion) or self._stopped:
+            return
+        self.backfill_progress = None
+        p = self.params
+        self.ingestion.start_backfill(p.timeframe, p.window, self._on_backfill)
+
+    def _on_backfill(self, progress: BackfillProgress) -> None:
+        self.backfill_progress = progress
+        if progress.state in ("done", "skipped", "off"):
+            self.post_message(BackfillFinished(progress.state, progress.rows, progress.detail))
+
+    def on_backfill_finished(self, msg: BackfillFinished) -> None:
+        if msg.state == "skipped":
+            self.notify(
+                f"backfill skipped, using stored data: {msg.detail}",
+                title="Warm start",
+                severity="warning",
+                markup=False,
+            )
+        elif msg.state == "done" and msg.rows:
+            self.request_rebuild()
 
     def _on_feed_state(self, state: str, detail: str) -> None:
         self.feed_state = state
@@ -445,6 +472,11 @@ class QuantApp(App[int]):
         path = self.config.db_path
         size = sum(os.path.getsize(p) for p in (path, f"{path}-wal") if os.path.exists(p))
         t.append(f"  DB {_human_bytes(size)}")
+        bf = self.backfill_progress
+        if bf is not None and bf.state == "running":
+            t.append(f"  backfilling {bf.done:,}/{bf.total:,} bars", style="bold")
+        elif bf is not None and bf.state == "skipped":
+            t.append("  backfill skipped", style="yellow")
         if self.pair is None:
             t.append("  loading history…")
         elif self.pair.engine.bars < self.params.window:
@@ -470,6 +502,8 @@ class QuantApp(App[int]):
         self.alert_engine = self._make_alert_engine()
         self._update_title()
         self.request_rebuild()
+        if "timeframe" in changes or "window" in changes:
+            self._start_backfill()
 
     def action_cycle_timeframe(self) -> None:
         tfs = list(TIMEFRAMES)

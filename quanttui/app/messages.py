@@ -58,3 +58,12 @@ class BacktestFinished(Message):
 
     report: BacktestReport | None
     error: str | None = None
+
+
+@dataclass
+class BackfillFinished(Message):
+    """The warm start ended: done (with `rows` fetched), skipped or off."""
+
+    state: str
+    rows: int
+    detail: str

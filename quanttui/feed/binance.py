@@ -219,12 +219,21 @@ class BinanceRest:
         body = await self.get("/fapi/v1/aggTrades", params)
         if not isinstance(body, list):
             raise RestError(200, None, "aggTrades is not a list")
+        return self.parse_agg_rows(symbol, body)
+
+    @staticmethod
+    def parse_agg_rows(symbol: str, body: list) -> list[Tick]:
+        """REST aggTrades rows (``{"a","p","q","f","l","T","m"}``, no symbol) as ticks;
+        a malformed row raises `RestError`."""
         recv = now_ms()
         out = []
         for row in body:
             if isinstance(row, dict):
                 row = {**row, "s": symbol}
-            out.append(parse_agg_trade(row, recv))
+            try:
+                out.append(parse_agg_trade(row, recv))
+            except FrameError as exc:
+                raise RestError(200, None, f"bad aggTrades row: {exc}") from None
         return out
 
 

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from quanttui.config import Config
+from quanttui.feed.backfill import Backfill, BackfillProgress, span_ms
 from quanttui.feed.binance import BinanceFeed, BinanceRest, StateSink, check_symbols, now_ms
 from quanttui.model import Tick
 from quanttui.store.writer import TickWriter
@@ -45,6 +46,8 @@ class Ingestion:
             rest=self.rest,
         )
         self._task: asyncio.Task[None] | None = None
+        self._backfill_task: asyncio.Task[BackfillProgress] | None = None
+        self.backfill: Backfill | None = None
         self._closed = False
 
     async def check_symbols(self) -> str | None:
@@ -64,6 +67,31 @@ class Ingestion:
             INSERT_GAP, (sym, lo, hi, t, status, filled, t if status == "filled" else None)
         )
 
+    def start_backfill(
+        self,
+        timeframe: str,
+        window: int,
+        on_progress: Callable[[BackfillProgress], None] | None = None,
+    ) -> Backfill:
+        """Warm start in a background task (replacing one still running); see
+        `quanttui.feed.backfill`. Its outcome is in the returned object's `progress`."""
+        if self._backfill_task is not None:
+            self._backfill_task.cancel()
+        span = span_ms(self.cfg.feed.backfill, timeframe, window)
+        bf = Backfill(
+            self.rest, self.writer, self.symbols, timeframe, span, on_progress=on_progress
+        )
+        self._backfill_task = asyncio.create_task(bf.run(now_ms()), name="backfill")
+        self.backfill = bf
+        return bf
+
+    async def wait_backfill(self) -> BackfillProgress | None:
+        if self._backfill_task is None:
+            return None
+        with contextlib.suppress(asyncio.CancelledError):
+            return await asyncio.shield(self._backfill_task)
+        return None
+
     async def start(self) -> None:
         if self._closed:
             return
@@ -76,6 +104,10 @@ class Ingestion:
         if self._closed:
             return
         self._closed = True
+        if self._backfill_task is not None:
+            self._backfill_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._backfill_task
         self.feed.stop()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):

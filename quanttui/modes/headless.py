@@ -121,8 +121,15 @@ async def _headless(
         clock = ing.now_ms
     hp = HeadlessPair(cfg, params, extra_rules, ing.writer.execute)
     warming = asyncio.create_task(asyncio.to_thread(warm_up))
-    end = now_ms() if replay is None else 0
     stop = await start_checked(ing)
+    end = 0
+    if isinstance(ing, Ingestion):
+        ing.start_backfill(a.timeframe, a.window)
+        bf = await ing.wait_backfill()
+        if bf is not None and bf.state in ("done", "skipped"):
+            print(f"backfill {bf.state}: {bf.rows:,} rows {bf.detail}".rstrip(), file=sys.stderr)
+        end = now_ms()
+        await ing.writer.flush()
     await asyncio.to_thread(hp.load, ing.writer.path, end)
     live_from = end - end % params.timeframe_ms
     print(

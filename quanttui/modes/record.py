@@ -8,6 +8,7 @@ import time
 
 from quanttui.config import Config
 from quanttui.errors import UserError
+from quanttui.feed.backfill import BackfillProgress
 from quanttui.feed.ingest import Ingestion
 from quanttui.modes import start_checked
 from quanttui.store.db import StoreError
@@ -31,6 +32,13 @@ async def _record(cfg: Config, symbols: list[str], status_every: float) -> int:
         raise UserError(str(exc), 2) from None
     stop = await start_checked(ing)
     print(f"recording {', '.join(symbols)} into {ing.writer.path}", file=sys.stderr)
+    a = cfg.analytics
+
+    def report(p: BackfillProgress) -> None:
+        if p.state in ("done", "skipped"):
+            print(f"backfill {p.state}: {p.rows:,} rows {p.detail}".rstrip(), file=sys.stderr)
+
+    ing.start_backfill(a.timeframe, a.window, report)
     last_n, last_t = 0, time.monotonic()
     while not stop.is_set():
         try:

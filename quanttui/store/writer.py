@@ -76,6 +76,12 @@ class TickWriter:
     async def execute(self, sql: str, params: tuple | list[tuple] = (), many: bool = False) -> None:
         await self.queue.put(Statement(sql, params, many))
 
+    async def flush(self) -> None:
+        """Wait until everything queued before this call is committed."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self.queue.put(done)
+        await done
+
     async def _run(self) -> None:
         assert self._db is not None
         stop = False
@@ -88,7 +94,13 @@ class TickWriter:
                 except asyncio.QueueEmpty:
                     break
             stop = any(b is _STOP for b in batch)
-            await self._write([b for b in batch if b is not _STOP])
+            waiters = [b for b in batch if isinstance(b, asyncio.Future)]
+            await self._write(
+                [b for b in batch if b is not _STOP and not isinstance(b, asyncio.Future)]
+            )
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
             if not stop:
                 await asyncio.sleep(self.flush_interval / 5)
 

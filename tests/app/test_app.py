@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import sqlite3
+import time
 from pathlib import Path
 
 from textual.widgets import DataTable, Input, OptionList
@@ -19,6 +20,7 @@ from quanttui.model import METRIC_NAMES
 from quanttui.store.queries import load_pair_bars
 from tests.app.conftest import RECORDING, app_config, count_ticks
 from tests.fakes.exchange import FakeExchange, trades_from_ticks
+from tests.integration.test_backfill import pair_klines
 
 
 async def until(pred, limit_s: float = 15.0) -> None:
@@ -303,3 +305,18 @@ async def test_replay_at_50x_through_the_app(real_data: Path, tmp_path: Path) ->
         await pilot.press("q")
     assert app.return_code == 0
     assert count_ticks(session) == 19_280
+
+
+async def test_warm_start_on_an_empty_db_shows_a_full_window_z_at_1m(tmp_path: Path) -> None:
+    now = int(time.time() * 1000)
+    db = tmp_path / "empty.db"
+    async with FakeExchange([], klines=pair_klines(now, 300)) as ex:
+        cfg = app_config(db, ex.ws_base, ex.rest_base, tmp_path, timeframe="1m")
+        app = QuantApp(cfg, "BTCUSDT", "ETHUSDT")
+        async with app.run_test(size=(120, 40)) as pilot:
+            t0 = time.monotonic()
+            await until(lambda: app.snapshot is not None and app.snapshot.zscore is not None, 5.0)
+            assert time.monotonic() - t0 < 5.0
+            assert app.snapshot.bars == 130  # 2W + max(10, W/10) closed minutes
+            assert app.backfill_progress.state == "done"
+            await pilot.press("q")

@@ -24,7 +24,13 @@ async def settle(pilot) -> None:
     app = pilot.app
     loop = asyncio.get_running_loop()
     end = loop.time() + 20
-    while not (app.stat_ts is not None and app.feed_state == "offline" and app.snapshot):
+    while not (
+        app.stat_ts is not None
+        and app.feed_state == "offline"
+        and app.snapshot
+        and app.backfill_progress is not None
+        and app.backfill_progress.state == "skipped"
+    ):
         assert loop.time() < end
         await asyncio.sleep(0.05)
     await pilot.pause(0.3)

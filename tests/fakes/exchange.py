@@ -94,14 +94,20 @@ class FakeExchange:
         autostart_producer: bool = True,
         restamp: bool = False,  # stamp each trade with the wall clock as it is produced
         shift: bool = False,  # produce at the trades' own pace, their T shifted to now
+        history: list[FakeTrade] | None = None,  # already traded: REST only, never streamed
     ) -> None:
         self.trades = trades
         self.rate = rate
-        self.status = symbols or {s: "TRADING" for s in {t.symbol for t in trades}}
+        self.status = symbols or {
+            s: "TRADING"
+            for s in {t.symbol for t in [*trades, *(history or [])]} | set(klines or {})
+        }
         self.faults = faults or Faults()
         self.klines = klines or {}
-        self.produced: list[FakeTrade] = []
+        self.produced: list[FakeTrade] = list(history or [])
         self._by_symbol: dict[str, list[FakeTrade]] = {}
+        for t in self.produced:
+            self._by_symbol.setdefault(t.symbol, []).append(t)
         self.conns: dict[ServerConnection, set[str]] = {}
         self.connections = 0
         self.disconnects = 0
