@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import os
 import signal
 import time
@@ -135,7 +136,9 @@ class QuantApp(App[int]):
         self.stat = Stationarity()
         self.stat_ts: int | None = None
         self.generation = 0
-        self.recent: deque[Tick] = deque(maxlen=200_000)
+        self.recent: deque[Tick] = deque(maxlen=500_000)
+        """Trades that arrive while a rebuild is in flight (only then), replayed into the
+        new pipeline at the seam."""
         self.ingestion: Ingestion | Replay | None = None
         self.feed_detail = ""
         self.snapshot: Snapshot | None = None
@@ -275,7 +278,8 @@ class QuantApp(App[int]):
         self.feed_detail = detail
 
     def _on_ticks(self, ticks: list[Tick]) -> None:
-        self.recent.extend(ticks)
+        if self.pair is None:
+            self.recent.extend(ticks)
         now = time.monotonic()
         for t in ticks:
             self._last_leg_rx[t.symbol] = now
@@ -327,12 +331,21 @@ class QuantApp(App[int]):
             self.ingestion.writer.inserted if self.ingestion else 0
         )
         pending = [t for t in self.recent if t.ts_ms >= msg.end_ms]
+        self.recent.clear()
         pending.sort(key=lambda t: (t.ts_ms, t.trade_id))
         pair.add(pending)
         if self.now():
             pair.advance(self.now())
         self.pair = pair
         self._bars_closed()
+        self._freeze_heap()
+
+    def _freeze_heap(self) -> None:
+        """Move what exists now (modules, widgets, the loaded pipeline) out of the cyclic
+        GC's reach. A full collection otherwise walks every one of those objects and, with
+        trades arriving at thousands per second, stalled the UI for up to 200 ms."""
+        gc.collect()
+        gc.freeze()
 
     def _bars_closed(self) -> None:
         pair = self.pair
@@ -620,6 +633,8 @@ class QuantApp(App[int]):
         self.exit(0)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "warmup" and event.state == WorkerState.SUCCESS:
+            self._freeze_heap()
         if event.state == WorkerState.ERROR:
             err = event.worker.error
             self.notify(
