@@ -150,8 +150,9 @@ def _run_demo(args: argparse.Namespace) -> int:
     cfg = _build_config(args)
     demo = resources.files("quanttui").joinpath("data", DEMO_FILE)
     with resources.as_file(demo) as path:
+        prefill = 2 * cfg.analytics.window * cfg.analytics.timeframe_ms
         return _run_pair(
-            cfg, "BTCUSDT", "ETHUSDT", [], args.headless, [path], args.speed, True, "DEMO"
+            cfg, "BTCUSDT", "ETHUSDT", [], args.headless, [path], args.speed, True, "DEMO", prefill
         )
 
 
@@ -255,6 +256,7 @@ def _run_pair(
     speed: float,
     loop: bool,
     label: str,
+    prefill_ms: int = 0,
 ) -> int:
     """Live from the exchange, or (with `sources`) a replay into a temporary session
     database that is deleted afterwards; the sources are never written."""
@@ -273,7 +275,7 @@ def _run_pair(
                 src = prepare_source(sources, tmp / "source.db")
             except ReplayError as exc:
                 raise UserError(str(exc), 2) from None
-            spec = ReplaySpec(src, speed, loop, label)
+            spec = ReplaySpec(src, speed, loop, label, prefill_ms)
             storage = dataclasses.replace(cfg.storage, db=str(tmp / "session.db"))
             cfg = dataclasses.replace(cfg, storage=storage)
         _prepare_db(cfg)

@@ -205,6 +205,7 @@ class QuantApp(App[int]):
                 self.config.db_path,
                 speed=self.replay.speed,
                 loop=self.replay.loop,
+                prefill_ms=self.replay.prefill_ms,
                 on_ticks=self._on_ticks,
                 on_state=self._on_feed_state,
             )
@@ -471,7 +472,7 @@ class QuantApp(App[int]):
         if isinstance(self.ingestion, Replay) and self.ingestion.now_ms():
             r = self.ingestion
             t.append(f" {r.speed:g}x " if r.speed else " max ", style="bold")
-            t.append(f"{iso_utc(r.now_ms())[:19].replace('T', ' ')}Z", style="bold cyan")
+            t.append(f"{iso_utc(r.now_ms())[:19].replace('T', ' ')}Z ", style="bold cyan")
         t.append(f" {rate:,.0f} ticks/s")
         for sym in (self.params.symbol_x, self.params.symbol_y):
             seen = self._last_leg_rx.get(sym)
@@ -494,7 +495,7 @@ class QuantApp(App[int]):
             t.append("  loading history…")
         elif self.pair.engine.bars < self.params.window:
             t.append(f"  filling window {self.pair.engine.bars}/{self.params.window}")
-        if self.feed_detail and state != "live":
+        if self.feed_detail and state not in ("live", "replay"):
             t.append(f"  ({self.feed_detail[:80]})")
         self.query_one("#status", Static).update(t)
         if self.ingestion is not None:

@@ -14,6 +14,8 @@ alerts, export, backtest - runs unchanged. It differs in two ways:
   speed 0 trades are delivered as fast as the pipeline takes them and the clock is the
   time of the last delivered trade. Bars close on this clock, so a replay at any speed
   produces the same bars (and alerts, whose cooldown is in bar time) as the recording did.
+  With a prefill the clock starts `prefill_ms` after the first trade, so that much of the
+  recording is delivered at once (the demo uses it to open with a full window).
 
 The replayed trades are written to the session database by the usual single writer;
 in loop mode (the demo) each pass is shifted by the recording's span (plus one second)
@@ -51,6 +53,7 @@ class ReplaySpec:
     speed: float = 1.0
     loop: bool = False
     label: str = "REPLAY"
+    prefill_ms: int = 0
 
 
 class ReplayError(ValueError):
@@ -147,6 +150,7 @@ class Replay:
         *,
         speed: float = 1.0,
         loop: bool = False,
+        prefill_ms: int = 0,
         flush_interval_s: float = 0.25,
         on_ticks: Callable[[list[Tick]], Awaitable[None] | None] | None = None,
         on_state: StateSink | None = None,
@@ -157,6 +161,7 @@ class Replay:
         self.symbols = list(symbols)
         self.speed = speed
         self.loop = loop
+        self.prefill_ms = prefill_ms
         self.writer = TickWriter(session_db, flush_interval_s)
         self.feed = _FeedView(ReplayStats())
         self._on_ticks = on_ticks
@@ -264,7 +269,7 @@ class Replay:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         lo, hi, top = await loop.run_in_executor(self._reader, self._span)
-        self._t0 = lo
+        self._t0 = lo + min(self.prefill_ms, hi - lo)
         self._wall0 = time.monotonic()
         self._state("replay", f"{self.speed:g}x" if self.speed else "max speed")
         span = hi - lo + 1000

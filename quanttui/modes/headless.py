@@ -115,6 +115,7 @@ async def _headless(
             cfg.db_path,
             speed=replay.speed,
             loop=replay.loop,
+            prefill_ms=replay.prefill_ms,
             on_ticks=queue.put_nowait,
             on_state=status,
         )

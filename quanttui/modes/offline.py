@@ -165,7 +165,7 @@ def import_files(cfg: Config, files: list[str], symbol: str | None, *, progress:
             BarColumn(),
             MofNCompleteColumn(),
             console=err,
-            disable=not progress,
+            disable=not progress or not err.is_terminal,
             transient=True,
         ) as bar:
             for f in files:

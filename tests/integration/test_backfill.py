@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import signal
 import sqlite3
+import sys
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -198,3 +200,41 @@ async def test_joined_series_equals_a_run_with_all_the_data(tmp_path: Path) -> N
         run_bars(e, bars)
         series.append([(m.ts_ms, m.x, m.y, m.zscore) for m in e.history])
     assert series[0] == series[1] and len(series[0]) > 130
+
+
+async def test_record_backfills_at_launch(tmp_path: Path) -> None:
+    now = int(time.time() * 1000)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[analytics]\ntimeframe = "1m"\nwindow = 30\n')
+    db = tmp_path / "rec.db"
+    async with FakeExchange([], klines=pair_klines(now, 200)) as ex:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "quanttui",
+            "record",
+            "BTCUSDT",
+            "ETHUSDT",
+            "--config",
+            str(cfg),
+            "--db",
+            str(db),
+            "--ws-url",
+            ex.ws_base,
+            "--rest-url",
+            ex.rest_base,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            await asyncio.sleep(0.2)
+            if db.exists():
+                with sqlite3.connect(db) as c:
+                    if c.execute("SELECT count(*) FROM klines").fetchone()[0] == 140:
+                        break
+        await asyncio.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, err.decode()
+    assert "backfill done: 140 rows" in err.decode()
