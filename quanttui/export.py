@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from quanttui.analytics.backtest import TRADE_FIELDS, BacktestReport
-from quanttui.analytics.engine import PairAnalytics
 from quanttui.analytics.live import PairParams
 from quanttui.analytics.snapshot import run_bars
 from quanttui.model import iso_utc
@@ -62,13 +61,7 @@ def export_pair(
     sx, sy, tf = params.symbol_x, params.symbol_y, params.timeframe
 
     bars = load_pair_bars(conn, sx, sy, tf, max_gap_bars=params.max_gap_bars)
-    engine = PairAnalytics(
-        params.window,
-        params.hedge,
-        kalman_delta=params.kalman_delta,
-        kalman_obs_var=params.kalman_obs_var,
-        history=max(len(bars), 1),
-    )
+    engine = params.analytics(history=max(len(bars), 1))
     run_bars(engine, bars)
 
     def ticks() -> Iterable[Sequence[object]]:

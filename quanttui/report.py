@@ -70,3 +70,21 @@ def backtest_summary(report: BacktestReport) -> str:
         f"max dd {r.max_drawdown:,.2f}  win rate {fmt(r.win_rate, '.0%')}  "
         f"exposure {r.exposure:.0%}  trades {len(r.trades)}"
     )
+
+
+BACKTEST_COLUMNS = ("entry (UTC)", "exit (UTC)", "side", "b", "bars", "pnl")
+
+
+def backtest_rows(report: BacktestReport) -> list[tuple[str, str, str, str, str, str]]:
+    """One row of display strings per trade, in `BACKTEST_COLUMNS` order."""
+    return [
+        (
+            t["entry_time"][:19],
+            (t["exit_time"] or "open")[:19],
+            t["side"],
+            f"{t['beta']:.4g}",
+            str(t["bars_held"]),
+            f"{t['pnl']:,.2f}",
+        )
+        for t in report.trades_json()
+    ]

@@ -255,16 +255,9 @@ def backtest_bars(
     window), then the strategy over the bars in ``[start_ms, end_ms]``.
 
     Raises `ValueError` when the range holds fewer than two bars or no z-score."""
-    from quanttui.analytics.engine import PairAnalytics
     from quanttui.analytics.snapshot import run_bars
 
-    engine = PairAnalytics(
-        pair.window,
-        pair.hedge,
-        kalman_delta=pair.kalman_delta,
-        kalman_obs_var=pair.kalman_obs_var,
-        history=max(len(bars), 1),
-    )
+    engine = pair.analytics(history=max(len(bars), 1))
     run_bars(engine, bars)
     keep = [
         m

@@ -42,6 +42,16 @@ class PairParams:
     def pair(self) -> str:
         return f"{self.symbol_x}/{self.symbol_y}"
 
+    def analytics(self, history: int = 600) -> PairAnalytics:
+        """A fresh `PairAnalytics` for these parameters, keeping `history` bar metrics."""
+        return PairAnalytics(
+            self.window,
+            self.hedge,
+            kalman_delta=self.kalman_delta,
+            kalman_obs_var=self.kalman_obs_var,
+            history=history,
+        )
+
     @property
     def max_gap_bars(self) -> int:
         """Longer silences of both legs than this are skipped, not filled (2W)."""
@@ -71,13 +81,7 @@ class StallGuard:
 class LivePair:
     def __init__(self, params: PairParams, history: int = 600) -> None:
         self.params = params
-        self.engine = PairAnalytics(
-            params.window,
-            params.hedge,
-            kalman_delta=params.kalman_delta,
-            kalman_obs_var=params.kalman_obs_var,
-            history=history,
-        )
+        self.engine = params.analytics(history)
         self.builder = BarBuilder(
             params.symbol_x, params.symbol_y, params.timeframe_ms, max_gap_bars=params.max_gap_bars
         )

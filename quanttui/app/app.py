@@ -57,7 +57,7 @@ from quanttui.export import ExportError, export_backtest, export_pair
 from quanttui.feed.backfill import BackfillProgress
 from quanttui.feed.binance import SymbolError, now_ms
 from quanttui.feed.ingest import Ingestion
-from quanttui.feed.replay import Replay, ReplaySpec
+from quanttui.feed.replay import Replay, ReplaySpec, open_feed
 from quanttui.model import Alert, Snapshot, Tick, iso_utc
 from quanttui.report import snapshot_rows
 from quanttui.store.db import connect
@@ -193,22 +193,13 @@ class QuantApp(App[int]):
         alerts.add_column("alert", key="alert")
         self._update_title()
         self._update_status()
-        symbols = [self.params.symbol_x, self.params.symbol_y]
-        if self.replay is None:
-            self.ingestion = Ingestion(
-                self.config, symbols, on_ticks=self._on_ticks, on_state=self._on_feed_state
-            )
-        else:
-            self.ingestion = Replay(
-                self.replay.source_db,
-                symbols,
-                self.config.db_path,
-                speed=self.replay.speed,
-                loop=self.replay.loop,
-                prefill_ms=self.replay.prefill_ms,
-                on_ticks=self._on_ticks,
-                on_state=self._on_feed_state,
-            )
+        self.ingestion = open_feed(
+            self.config,
+            [self.params.symbol_x, self.params.symbol_y],
+            self.replay,
+            on_ticks=self._on_ticks,
+            on_state=self._on_feed_state,
+        )
         self.run_worker(warm_up, thread=True, group="warmup", exit_on_error=False)
         self.ingest()
         self.request_rebuild()

@@ -34,7 +34,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from quanttui.config import Config
 from quanttui.feed.binance import SymbolError
+from quanttui.feed.ingest import Ingestion
 from quanttui.feed.recordings import RecordingError, read_ndjson
 from quanttui.model import Tick
 from quanttui.store.db import SQLITE_MAGIC, StoreError, connect
@@ -327,3 +329,27 @@ class Replay:
         await self.writer.close()
         self._reader.shutdown(wait=False, cancel_futures=True)
         self._state("stopped", "")
+
+
+def open_feed(
+    cfg: Config,
+    symbols: Sequence[str],
+    replay: ReplaySpec | None,
+    *,
+    on_ticks: Callable[[list[Tick]], Awaitable[None] | None] | None = None,
+    on_state: StateSink | None = None,
+) -> Ingestion | Replay:
+    """The exchange feed, or a replay of `replay` into the configured (session) database."""
+    if replay is None:
+        return Ingestion(cfg, symbols, on_ticks=on_ticks, on_state=on_state)
+    return Replay(
+        replay.source_db,
+        symbols,
+        cfg.db_path,
+        speed=replay.speed,
+        loop=replay.loop,
+        prefill_ms=replay.prefill_ms,
+        flush_interval_s=cfg.storage.flush_interval_ms / 1000,
+        on_ticks=on_ticks,
+        on_state=on_state,
+    )

@@ -19,7 +19,7 @@ from quanttui.analytics.stationarity import Stationarity, stationarity, warm_up
 from quanttui.config import Config
 from quanttui.feed.binance import now_ms
 from quanttui.feed.ingest import Ingestion
-from quanttui.feed.replay import Replay, ReplaySpec
+from quanttui.feed.replay import ReplaySpec, open_feed
 from quanttui.model import Tick, iso_utc
 from quanttui.modes import start_checked
 from quanttui.store.db import connect
@@ -104,22 +104,8 @@ async def _headless(
     def status(state: str, detail: str) -> None:
         print(f"feed: {state} {detail}".rstrip(), file=sys.stderr)
 
-    ing: Ingestion | Replay
-    if replay is None:
-        ing = Ingestion(cfg, [sx, sy], on_ticks=queue.put_nowait, on_state=status)
-        clock = now_ms
-    else:
-        ing = Replay(
-            replay.source_db,
-            [sx, sy],
-            cfg.db_path,
-            speed=replay.speed,
-            loop=replay.loop,
-            prefill_ms=replay.prefill_ms,
-            on_ticks=queue.put_nowait,
-            on_state=status,
-        )
-        clock = ing.now_ms
+    ing = open_feed(cfg, [sx, sy], replay, on_ticks=queue.put_nowait, on_state=status)
+    clock = now_ms if isinstance(ing, Ingestion) else ing.now_ms
     hp = HeadlessPair(cfg, params, extra_rules, ing.writer.execute)
     warming = asyncio.create_task(asyncio.to_thread(warm_up))
     stop = await start_checked(ing)

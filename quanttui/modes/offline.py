@@ -108,23 +108,16 @@ def backtest(cfg: Config, sx: str, sy: str, args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from quanttui.report import backtest_summary
+    from quanttui.report import BACKTEST_COLUMNS, backtest_rows, backtest_summary
 
     con = Console()
     table = Table(
         title=f"backtest {sy} vs {sx}  {a.timeframe} W={a.window} {a.hedge}  {report.bars:,} bars"
     )
-    for c in ("entry (UTC)", "exit (UTC)", "side", "b", "bars", "pnl"):
+    for c in BACKTEST_COLUMNS:
         table.add_column(c, justify="right")
-    for t in report.trades_json():
-        table.add_row(
-            t["entry_time"][:19],
-            (t["exit_time"] or "open")[:19],
-            t["side"],
-            f"{t['beta']:.4g}",
-            str(t["bars_held"]),
-            f"{t['pnl']:,.2f}",
-        )
+    for row in backtest_rows(report):
+        table.add_row(*row)
     con.print(table)
     con.print(backtest_summary(report), markup=False, highlight=False)
     return 0

@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
 from quanttui.analytics.backtest import BacktestReport
-from quanttui.report import backtest_summary
+from quanttui.report import BACKTEST_COLUMNS, backtest_rows, backtest_summary
 
 
 class BacktestScreen(Screen[None]):
@@ -46,7 +46,7 @@ class BacktestScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#bt-trades", DataTable)
-        for label in ("entry (UTC)", "exit (UTC)", "side", "b", "bars", "pnl"):
+        for label in BACKTEST_COLUMNS:
             table.add_column(label, key=label)
 
     def show_error(self, message: str) -> None:
@@ -65,15 +65,8 @@ class BacktestScreen(Screen[None]):
         self.query_one("#bt-summary", Static).update(head)
         table = self.query_one("#bt-trades", DataTable)
         table.clear()
-        for t in report.trades_json():
-            table.add_row(
-                t["entry_time"][:19],
-                (t["exit_time"] or "open")[:19],
-                t["side"],
-                f"{t['beta']:.4g}",
-                str(t["bars_held"]),
-                Text(f"{t['pnl']:,.2f}", style="green" if t["pnl"] > 0 else "red"),
-            )
+        for row, t in zip(backtest_rows(report), report.result.trades, strict=True):
+            table.add_row(*row[:-1], Text(row[-1], style="green" if t.pnl > 0 else "red"))
         res = report.result
         plot = self.query_one("#bt-equity", PlotextPlot)
         plt = plot.plt
