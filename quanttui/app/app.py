@@ -235,7 +235,7 @@ class QuantApp(App[int]):
         try:
             warning = await ing.check_symbols()
         except SymbolError as exc:
-            await self._shutdown()
+            await self._stop_ingestion()
             self.exit(2, message=f"quanttui: error: {exc}")
             return
         if warning:
@@ -613,7 +613,7 @@ class QuantApp(App[int]):
             return
         self.post_message(ExportFinished([f"{p} ({n:,} rows)" for p, n in done.values()]))
 
-    async def _shutdown(self) -> None:
+    async def _stop_ingestion(self) -> None:
         if self._stopped:
             return
         self._stopped = True
@@ -621,8 +621,12 @@ class QuantApp(App[int]):
             await self.ingestion.stop()
 
     async def action_quit(self) -> None:
-        await self._shutdown()
+        await self._stop_ingestion()
         self.exit(0)
+
+    async def on_unmount(self) -> None:
+        """Any other way out (an exception, a test's teardown) still flushes the writer."""
+        await self._stop_ingestion()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group == "warmup" and event.state == WorkerState.SUCCESS:

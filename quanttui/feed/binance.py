@@ -161,6 +161,15 @@ class BinanceRest:
         for attempt in range(self.max_retries + 1):
             try:
                 r = await self._client.get(path, params=params)
+            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                # A pooled keep-alive connection the server had already closed: retry
+                # on a fresh one rather than calling the exchange unreachable.
+                if attempt < self.max_retries:
+                    await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+                    continue
+                raise RestUnavailable(
+                    f"{self.base_url}{path}: {exc.__class__.__name__}: {exc}"
+                ) from None
             except httpx.HTTPError as exc:
                 raise RestUnavailable(
                     f"{self.base_url}{path}: {exc.__class__.__name__}: {exc}"

@@ -8,6 +8,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
 from textual.widgets import DataTable, Input, OptionList
 
 from quanttui.analytics.backtest import BacktestParams, backtest_bars
@@ -19,7 +20,7 @@ from quanttui.feed.replay import ReplaySpec, prepare_source
 from quanttui.model import METRIC_NAMES
 from quanttui.store.queries import load_pair_bars
 from tests.app.conftest import RECORDING, app_config, count_ticks
-from tests.fakes.exchange import FakeExchange, trades_from_ticks
+from tests.fakes.exchange import FakeExchange, Faults, trades_from_ticks
 from tests.integration.test_backfill import pair_klines
 
 
@@ -299,6 +300,11 @@ async def test_replay_at_50x_through_the_app(real_data: Path, tmp_path: Path) ->
         await until(lambda: app.snapshot is not None and app.snapshot.bars >= 400)
         assert app.snapshot.zscore is not None
         assert app.ingestion.stats.ticks == 19_280
+        await pilot.press("e")
+        out = tmp_path / "x"
+        await until(lambda: len(list(out.glob("*.csv"))) == 4)
+        (ticks_csv,) = out.glob("*_ticks.csv")
+        assert ticks_csv.read_text().count("\n") == 19_280 + 1
         await pilot.press("t")
         await until(lambda: app.pair is not None and app.pair.params.timeframe == "1m")
         assert app.pair.engine.bars == 7
@@ -320,3 +326,40 @@ async def test_warm_start_on_an_empty_db_shows_a_full_window_z_at_1m(tmp_path: P
             assert app.snapshot.bars == 130  # 2W + max(10, W/10) closed minutes
             assert app.backfill_progress.state == "done"
             await pilot.press("q")
+
+
+async def test_backfill_progress_is_on_screen_and_the_ui_stays_live(tmp_path: Path) -> None:
+    now = int(time.time() * 1000)
+    faults = Faults(history_delay_s=1.5)
+    async with FakeExchange([], klines=pair_klines(now, 300), faults=faults) as ex:
+        cfg = app_config(tmp_path / "e.db", ex.ws_base, ex.rest_base, tmp_path, timeframe="1m")
+        app = QuantApp(cfg, "BTCUSDT", "ETHUSDT")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(lambda: "backfilling 0/260 bars" in text_of(app, "#status"))
+            await pilot.press("p")  # keys are handled while the backfill waits on the network
+            assert app.paused
+            await pilot.press("p")
+            await until(lambda: "backfilling 130/260 bars" in text_of(app, "#status"))
+            await until(lambda: app.snapshot is not None and app.snapshot.zscore is not None)
+            await until(lambda: "backfilling" not in text_of(app, "#status"))
+            await pilot.press("q")
+
+
+async def test_leaving_without_quit_still_stops_and_flushes(
+    history_db: Path, real_data: Path, tmp_path: Path
+) -> None:
+    """Textual's own shutdown (here: the test body raising) must end the app, not hang,
+    and the writer must still be closed."""
+    trades = trades_from_ticks(read_ndjson(real_data / RECORDING))[:400]
+    async with FakeExchange(trades, rate=400, restamp=True) as ex:
+        app = QuantApp(
+            app_config(history_db, ex.ws_base, ex.rest_base, tmp_path), "BTCUSDT", "ETHUSDT"
+        )
+        async with asyncio.timeout(30):
+            with pytest.raises(RuntimeError, match="test body failed"):
+                async with app.run_test(size=(80, 24)):
+                    await until(
+                        lambda: app.ingestion is not None and app.ingestion.writer.inserted > 20
+                    )
+                    raise RuntimeError("test body failed")
+    assert app.ingestion._closed and app.ingestion.writer._db is None

@@ -38,6 +38,7 @@ class Faults:
     rest_429: int = 0
     retry_after: str = "1"
     unfillable: set[tuple[str, int]] = field(default_factory=set)
+    history_delay_s: float = 0.0  # a slow answer to each klines/aggTrades request
 
 
 @dataclass
@@ -260,6 +261,8 @@ class FakeExchange:
             ]
             return self._json(conn, 200, {"timezone": "UTC", "symbols": syms})
         if url.path in ("/fapi/v1/aggTrades", "/fapi/v1/klines"):
+            if self.faults.history_delay_s:
+                await asyncio.sleep(self.faults.history_delay_s)
             sym = q.get("symbol", "")
             if sym not in self.status:
                 return self._json(conn, 400, {"code": -1121, "msg": "Invalid symbol."})

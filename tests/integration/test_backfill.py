@@ -237,4 +237,4 @@ async def test_record_backfills_at_launch(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         _out, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 0, err.decode()
-    assert "backfill done: 140 rows" in err.decode()
+    assert "backfill done: 140 rows" in err.decode(), err.decode()[:600]
