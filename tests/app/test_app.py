@@ -21,7 +21,7 @@ from quanttui.model import METRIC_NAMES
 from quanttui.store.queries import load_pair_bars
 from tests.app.conftest import RECORDING, app_config, count_ticks
 from tests.fakes.exchange import FakeExchange, Faults, trades_from_ticks
-from tests.integration.test_backfill import pair_klines
+from tests.integration.test_backfill import kline_starts, pair_klines
 
 
 async def until(pred, limit_s: float = 15.0) -> None:
@@ -326,6 +326,20 @@ async def test_warm_start_on_an_empty_db_shows_a_full_window_z_at_1m(tmp_path: P
             assert app.snapshot.bars == 130  # 2W + max(10, W/10) closed minutes
             assert app.backfill_progress.state == "done"
             await pilot.press("q")
+        with sqlite3.connect(db) as c:
+            last = c.execute("SELECT max(open_ms) FROM klines").fetchone()[0]
+        first_launch = len(ex.rest_requests)
+        again = QuantApp(cfg, "BTCUSDT", "ETHUSDT")
+        async with again.run_test(size=(120, 40)) as pilot:
+            await until(
+                lambda: (
+                    again.backfill_progress is not None and again.backfill_progress.state == "done"
+                )
+            )
+            await pilot.press("q")
+        starts = kline_starts(ex)[2:]
+        assert all(s > last for s in starts)  # only minutes that closed since
+        assert len(ex.rest_requests) - first_launch <= 1 + len(starts)  # + exchangeInfo
 
 
 async def test_backfill_progress_is_on_screen_and_the_ui_stays_live(tmp_path: Path) -> None:

@@ -28,11 +28,16 @@ from tests.helpers import store_ticks
 MINUTE = 60_000
 
 
+AHEAD = 3
+
+
 def synthetic_klines(symbol: str, end_ms: int, n: int, seed: int) -> list[list]:
-    """`n` closed 1m klines ending before `end_ms`'s minute, in the REST row format."""
+    """`n` 1m klines in the REST row format, the last `AHEAD` of them at or after
+    `end_ms`'s minute, so a client whose clock has moved on a minute still finds all it
+    asks for (it must not store those still open at its own now)."""
     rng = np.random.default_rng(seed)
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.001, n)))
-    start = end_ms - end_ms % MINUTE - n * MINUTE
+    start = end_ms - end_ms % MINUTE - (n - AHEAD) * MINUTE
     rows = []
     for i, c in enumerate(close):
         o = close[i - 1] if i else c
@@ -74,7 +79,9 @@ def kline_starts(ex: FakeExchange) -> list[int]:
     ]
 
 
-async def run_backfill(ex: FakeExchange, db: Path, timeframe: str, window: int) -> Backfill:
+async def run_backfill(
+    ex: FakeExchange, db: Path, timeframe: str, window: int, now: int
+) -> Backfill:
     writer = TickWriter(db)
     await writer.start()
     rest = BinanceRest(ex.rest_base)
@@ -82,7 +89,7 @@ async def run_backfill(ex: FakeExchange, db: Path, timeframe: str, window: int) 
         bf = Backfill(
             rest, writer, ["BTCUSDT", "ETHUSDT"], timeframe, span_ms("auto", timeframe, window)
         )
-        await bf.run(int(time.time() * 1000))
+        await bf.run(now)
     finally:
         await rest.close()
         await writer.close()
@@ -93,7 +100,7 @@ async def test_1m_klines_fill_the_window_then_only_the_missing_minutes(tmp_path:
     now = int(time.time() * 1000)
     db = tmp_path / "k.db"
     async with FakeExchange([], klines=pair_klines(now, 400)) as ex:
-        bf = await run_backfill(ex, db, "1m", 60)
+        bf = await run_backfill(ex, db, "1m", 60, now)
         assert bf.progress.state == "done"
         need = 2 * 60 + 10
         assert bf.progress.total == 2 * need and bf.progress.done == 2 * need
@@ -108,7 +115,7 @@ async def test_1m_klines_fill_the_window_then_only_the_missing_minutes(tmp_path:
         first = len(ex.rest_requests)
         assert first == 2  # one klines request per symbol
 
-        bf2 = await run_backfill(ex, db, "1m", 60)
+        bf2 = await run_backfill(ex, db, "1m", 60, now)
         assert bf2.progress.state == "done" and bf2.progress.rows == 0
         assert len(ex.rest_requests) == first  # nothing missing: nothing fetched
 
@@ -117,7 +124,7 @@ async def test_1m_klines_fill_the_window_then_only_the_missing_minutes(tmp_path:
             c.execute(
                 "DELETE FROM klines WHERE open_ms >= ? AND open_ms < ?", (mid, mid + 5 * MINUTE)
             )
-        bf3 = await run_backfill(ex, db, "1m", 60)
+        bf3 = await run_backfill(ex, db, "1m", 60, now)
         assert bf3.progress.fetched == {"BTCUSDT": 5, "ETHUSDT": 5}
         assert kline_starts(ex)[-2:] == [mid, mid]
 
@@ -127,7 +134,7 @@ async def test_429_retry_after_is_honoured(tmp_path: Path) -> None:
     faults = Faults(rest_429=1, retry_after="1")
     async with FakeExchange([], klines=pair_klines(now, 200), faults=faults) as ex:
         t = time.monotonic()
-        bf = await run_backfill(ex, tmp_path / "r.db", "1m", 30)
+        bf = await run_backfill(ex, tmp_path / "r.db", "1m", 30, now)
         elapsed = time.monotonic() - t
     assert bf.progress.state == "done" and bf.progress.fetched == {"BTCUSDT": 70, "ETHUSDT": 70}
     assert elapsed >= 1.0
