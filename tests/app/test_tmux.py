@@ -20,6 +20,18 @@ def capture(session: str) -> str:
     ).stdout
 
 
+def metric_value(screen: str, label: str) -> float | None:
+    """The number right of `label` in the metrics table (the right-most occurrence)."""
+    for line in screen.splitlines():
+        if label in line:
+            rest = line.rsplit(label, 1)[1].split()
+            try:
+                return float(rest[0]) if rest else None
+            except ValueError:
+                continue
+    return None
+
+
 def wait_screen(session: str, needle: str, limit_s: float = 20) -> str:
     end = time.monotonic() + limit_s
     while time.monotonic() < end:
@@ -73,3 +85,25 @@ def test_tmux_user_session(real_data: Path, tmp_path: Path) -> None:
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
         server.terminate()
+
+
+def test_tmux_demo_shows_numbers_without_network(tmp_path: Path) -> None:
+    session = f"qd{int(time.time() * 1000) % 10**8}"
+    quanttui = Path(sys.executable).with_name("quanttui")
+    exe = str(quanttui) if quanttui.exists() else f"{sys.executable} -m quanttui"
+    cmd = f"cd {tmp_path} && {exe} demo; echo EXIT=$?; sleep 30"
+    try:
+        subprocess.run(
+            ["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", cmd], check=True
+        )
+        screen = wait_screen(session, " DEMO  BTCUSDT -> ETHUSDT")
+        assert "REPLAY" in wait_screen(session, "5x 2025-12-15")
+        end = time.monotonic() + 20
+        while metric_value(capture(session), "z-score") is None:
+            assert time.monotonic() < end, capture(session)
+            time.sleep(0.2)
+        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+        screen = wait_screen(session, "EXIT=0")
+        assert "Traceback" not in screen
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
