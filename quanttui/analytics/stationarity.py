@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -59,9 +60,19 @@ def coint_p(y: Sequence[float], x: Sequence[float]) -> float:
 
 
 def stationarity(spreads: Sequence[float], x: Sequence[float], y: Sequence[float]) -> Stationarity:
-    """Both tests, degrading to `None` with a reason when the window is too short or flat."""
+    """Both tests, degrading to `None` with a reason when the window is too short or flat.
+
+    statsmodels' warnings about such windows (a rank-deficient design, log of zero) are
+    silenced: the outcome is reported in `error` or as a missing value, never on stderr,
+    which headless mode keeps for status lines."""
     if len(spreads) < 10 or len(x) < 10:
         return Stationarity(error="too few bars for ADF")
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        return _stationarity(spreads, x, y)
+
+
+def _stationarity(spreads: Sequence[float], x: Sequence[float], y: Sequence[float]) -> Stationarity:
     out: dict[str, object] = {}
     errors = []
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gzip
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import orjson
@@ -25,23 +25,30 @@ class RecordingError(ValueError):
 
 def read_ndjson(path: str | Path) -> Iterator[Tick]:
     """Ticks of a recording (`.gz` is read compressed); raises `RecordingError`."""
-    counters: dict[str, int] = {}
     path = Path(path)
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = orjson.loads(line)
-                sym = str(row["symbol"]).upper()
-                ts = row.get("ts", row.get("timestamp"))
-                ts_ms = int(ts) if isinstance(ts, int | float) else parse_iso_ms(str(ts))
-                price = float(row["price"])
-                qty = float(row.get("size", row.get("qty")))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                raise RecordingError(f"{path}:{lineno}: bad record ({exc})") from None
-            if not (math.isfinite(price) and math.isfinite(qty)) or price < 0 or qty < 0:
-                raise RecordingError(f"{path}:{lineno}: bad price or size")
-            n = counters[sym] = counters.get(sym, 0) + 1
-            yield Tick(sym, n, ts_ms, price, qty, False)
+    try:
+        with opener(path, "rb") as fh:
+            yield from _ticks(path, fh)
+    except (OSError, EOFError) as exc:
+        raise RecordingError(f"{path}: cannot read ({exc})") from None
+
+
+def _ticks(path: Path, lines: Iterable[bytes]) -> Iterator[Tick]:
+    counters: dict[str, int] = {}
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = orjson.loads(line)
+            sym = str(row["symbol"]).upper()
+            ts = row.get("ts", row.get("timestamp"))
+            ts_ms = int(ts) if isinstance(ts, int | float) else parse_iso_ms(str(ts))
+            price = float(row["price"])
+            qty = float(row.get("size", row.get("qty")))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise RecordingError(f"{path}:{lineno}: bad record ({exc})") from None
+        if not (math.isfinite(price) and math.isfinite(qty)) or price < 0 or qty < 0:
+            raise RecordingError(f"{path}:{lineno}: bad price or size")
+        n = counters[sym] = counters.get(sym, 0) + 1
+        yield Tick(sym, n, ts_ms, price, qty, False)

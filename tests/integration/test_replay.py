@@ -147,3 +147,33 @@ def test_demo_runs_with_the_network_unreachable(tmp_path: Path) -> None:
     for line in out.splitlines():
         assert json.loads(line)["pair"] == "BTCUSDT/ETHUSDT"
     assert not list(tmp_path.iterdir())  # the demo leaves nothing behind
+
+
+def test_stderr_holds_only_status_lines_even_on_flat_windows(real_data: Path) -> None:
+    """The small recording's ETH leg stops after 17 s: flat windows make statsmodels warn,
+    and those warnings must not reach the status stream."""
+    code, out, err = run_cli(
+        "BTCUSDT",
+        "ETHUSDT",
+        "--headless",
+        "--window",
+        "10",
+        "--speed",
+        "0",
+        "--replay",
+        str(real_data / "ticks_2025-11-01T09-54-08.557Z.ndjson"),
+    )
+    assert code == 0, err
+    assert out == ""
+    assert all(
+        line.startswith(("feed: ", "headless ", "stopped: ")) for line in err.splitlines()
+    ), err
+
+
+def test_corrupt_gzip_recording_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "rec.ndjson.gz"
+    bad.write_bytes(b"\x1f\x8b\x08truncated")
+    code, _, err = run_cli("BTCUSDT", "ETHUSDT", "--replay", str(bad))
+    assert code == 2
+    assert err.startswith(f"quanttui: error: replay source {bad}: cannot read (")
+    assert len(err.strip().splitlines()) == 1
