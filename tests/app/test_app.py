@@ -57,7 +57,7 @@ async def test_live_app_shows_data_every_key_works_and_quit_flushes(
             await pilot.pause(0.5)
             assert cell(app, "zscore") != "—" and cell(app, "adf_p") != "—"
             assert app.snapshot.bars >= 400  # history loaded from the database
-            assert "LIVE" in text_of(app, "#status")
+            await until(lambda: "LIVE" in text_of(app, "#status"))
 
             await pilot.press("e")
             await until(lambda: len(list(out.glob("*.csv"))) == 4)

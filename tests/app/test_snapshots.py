@@ -35,7 +35,8 @@ async def settle(pilot) -> None:
         await asyncio.sleep(0.05)
     await pilot.pause(0.3)
     app._dirty = True
-    app._render()
+    for _ in range(4):  # the table, then one chart per call
+        app._render()
     app.clear_notifications()
     app._last_leg_rx.clear()
     app._update_status()

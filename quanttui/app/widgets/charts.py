@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from textual_plotext import PlotextPlot
 
 from quanttui.model import Snapshot
+
+
+def _decimate(n: int, limit: int) -> list[int] | None:
+    """Indices of at most about `limit` evenly spaced points, the last one included, or
+    None when all `n` fit. A braille chart shows two points per column, so drawing more
+    than twice its width only costs time in plotext's layout."""
+    if n <= limit:
+        return None
+    step = -(-n // limit)
+    return list(range((n - 1) % step, n, step))
 
 
 def _finite(xs: list[float], ys: tuple[float, ...]) -> tuple[list[float], list[float]]:
@@ -41,6 +52,16 @@ class Chart(PlotextPlot):
             return
         n = len(s.ts_ms)
         xs = list(range(-n + 1, 1))
+        keep = _decimate(n, 2 * max(self.size.width, 10))
+        if keep is not None:
+            s = dataclasses.replace(
+                s,
+                **{
+                    f.name: tuple(getattr(s, f.name)[i] for i in keep)
+                    for f in dataclasses.fields(s)
+                },
+            )
+            xs = [xs[i] for i in keep]
         self._setup()
         p = self.plt
         kind = self.id
