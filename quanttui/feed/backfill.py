@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 
 from quanttui.config import TIMEFRAMES
 from quanttui.feed.binance import BinanceRest, RestError, RestUnavailable
-from quanttui.store.db import connect
-from quanttui.store.importer import INSERT_KLINE, _row_kline
+from quanttui.store.db import StoreError, connect
+from quanttui.store.importer import INSERT_KLINE, kline_row
 from quanttui.store.writer import TickWriter
 
 MINUTE = 60_000
@@ -194,6 +194,9 @@ class Backfill:
         except RestError as exc:
             self._report(state="skipped", detail=f"REST error: {exc}")
             return self.progress
+        except (sqlite3.Error, StoreError) as exc:
+            self._report(state="skipped", detail=f"database: {exc}")
+            return self.progress
         await self.writer.flush()
         self._report(state="done", detail="")
         return self.progress
@@ -228,7 +231,7 @@ class Backfill:
                         if not (isinstance(k, list) and len(k) == 12):
                             raise RestError(200, None, "kline row is not a 12-field list")
                         try:
-                            row = _row_kline(sym, "1m", [str(v) for v in k])
+                            row = kline_row(sym, "1m", [str(v) for v in k])
                         except ValueError as exc:
                             raise RestError(200, None, f"bad kline row: {exc}") from None
                         if a <= row[2] < b and row[8] < now_ms:

@@ -47,7 +47,6 @@ class Ingestion:
         )
         self._task: asyncio.Task[None] | None = None
         self._backfill_task: asyncio.Task[BackfillProgress] | None = None
-        self.backfill: Backfill | None = None
         self._closed = False
 
     async def check_symbols(self) -> str | None:
@@ -82,7 +81,6 @@ class Ingestion:
             self.rest, self.writer, self.symbols, timeframe, span, on_progress=on_progress
         )
         self._backfill_task = asyncio.create_task(bf.run(now_ms()), name="backfill")
-        self.backfill = bf
         return bf
 
     async def wait_backfill(self) -> BackfillProgress | None:

@@ -70,7 +70,6 @@ class ReplayStats:
     per_symbol: dict[str, int] = field(default_factory=dict)
     gaps_open: int = 0
     gaps_filled: int = 0
-    passes: int = 0
     state: str = "connecting"
 
 
@@ -282,7 +281,6 @@ class Replay:
                 await self._play(loop, batches)
             finally:
                 await loop.run_in_executor(self._reader, batches.close)
-            self.stats.passes += 1
             if not self.loop:
                 break
             k += 1

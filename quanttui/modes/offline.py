@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 
-from quanttui.analytics.engine import PairAnalytics
+from quanttui.analytics.live import PairParams
 from quanttui.analytics.snapshot import build_snapshot, run_bars
 from quanttui.config import Config
 from quanttui.errors import UserError
@@ -22,17 +22,6 @@ def _open(cfg: Config):
         raise UserError(str(exc)) from None
 
 
-def engine_for(cfg: Config, history: int = 600) -> PairAnalytics:
-    a = cfg.analytics
-    return PairAnalytics(
-        a.window,
-        a.hedge,
-        kalman_delta=a.kalman_delta,
-        kalman_obs_var=a.kalman_obs_var,
-        history=history,
-    )
-
-
 def snapshot(cfg: Config, sx: str, sy: str, *, as_json: bool) -> int:
     a = cfg.analytics
     conn = _open(cfg)
@@ -45,7 +34,9 @@ def snapshot(cfg: Config, sx: str, sy: str, *, as_json: bool) -> int:
             f"too little data for {sx}/{sy} at {a.timeframe}: {len(bars)} bars stored, "
             f"the window needs {a.window} (z-score needs {2 * a.window - 1})"
         )
-    engine = engine_for(cfg)
+    engine = PairParams(
+        sx, sy, a.timeframe, a.window, a.hedge, a.kalman_delta, a.kalman_obs_var
+    ).analytics()
     run_bars(engine, bars)
     snap = build_snapshot(engine, sx, sy, a.timeframe)
     if as_json:
@@ -72,7 +63,6 @@ def snapshot(cfg: Config, sx: str, sy: str, *, as_json: bool) -> int:
 
 def backtest(cfg: Config, sx: str, sy: str, args) -> int:
     from quanttui.analytics.backtest import BacktestParams, backtest_bars
-    from quanttui.analytics.live import PairParams
     from quanttui.export import ExportError, export_backtest
     from quanttui.model import parse_iso_ms
 
@@ -124,7 +114,6 @@ def backtest(cfg: Config, sx: str, sy: str, args) -> int:
 
 
 def export(cfg: Config, sx: str, sy: str, out: str) -> int:
-    from quanttui.analytics.live import PairParams
     from quanttui.export import ExportError, export_pair
 
     a = cfg.analytics

@@ -59,14 +59,6 @@ class ArchiveError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class FileSpec:
-    path: Path
-    symbol: str
-    kind: str
-    interval: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class ImportResult:
     path: Path
     symbol: str
@@ -155,7 +147,9 @@ def _row_trade(sym: str, r: list[str]) -> tuple:
     return (sym, -int(r[0]), _ms(r[4]), _price(r[1]), _qty(r[2]), _bool(r[5]))
 
 
-def _row_kline(sym: str, interval: str, r: list[str]) -> tuple:
+def kline_row(sym: str, interval: str, r: list[str]) -> tuple:
+    """A 12-field kline (archive CSV or REST row, as strings) to a `klines` row; raises
+    `ValueError` for a non-number or a high/low that does not bracket open/close."""
     o, h, lo, c = _price(r[1]), _price(r[2]), _price(r[3]), _price(r[4])
     if not (lo <= min(o, c) and h >= max(o, c)):
         raise ValueError("high/low do not bracket open/close")
@@ -202,7 +196,7 @@ def import_file(
             ncol = COLUMNS[kind]
             if kind == "klines":
                 iv = interval or "1m"
-                make: Callable[[list[str]], tuple] = lambda r: _row_kline(sym, iv, r)  # noqa: E731
+                make: Callable[[list[str]], tuple] = lambda r: kline_row(sym, iv, r)  # noqa: E731
                 sql = INSERT_KLINE
             elif kind == "aggTrades":
                 make = lambda r: _row_agg(sym, r)  # noqa: E731

@@ -209,6 +209,15 @@ async def test_joined_series_equals_a_run_with_all_the_data(tmp_path: Path) -> N
     assert series[0] == series[1] and len(series[0]) > 130
 
 
+def stored_klines(db: Path) -> int:
+    """Read-only, and 0 while the recorder has not created its schema yet."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+            return c.execute("SELECT count(*) FROM klines").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
 async def test_record_backfills_at_launch(tmp_path: Path) -> None:
     now = int(time.time() * 1000)
     cfg = tmp_path / "c.toml"
@@ -236,10 +245,8 @@ async def test_record_backfills_at_launch(tmp_path: Path) -> None:
         end = time.monotonic() + 20
         while time.monotonic() < end:
             await asyncio.sleep(0.2)
-            if db.exists():
-                with sqlite3.connect(db) as c:
-                    if c.execute("SELECT count(*) FROM klines").fetchone()[0] == 140:
-                        break
+            if stored_klines(db) == 140:
+                break
         await asyncio.sleep(0.3)
         proc.send_signal(signal.SIGINT)
         _out, err = await asyncio.wait_for(proc.communicate(), 20)
