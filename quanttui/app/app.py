@@ -24,6 +24,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Iterable
+from pathlib import Path
 
 from rich.text import Text
 from textual import work
@@ -564,18 +565,27 @@ class QuantApp(App[int]):
         self.notify("exporting…", timeout=2)
         self._export(self.params)
 
-    @work(thread=True, exclusive=True, group="export", exit_on_error=False)
-    def _export(self, params: PairParams) -> None:
+    @work(exclusive=True, group="export", exit_on_error=False)
+    async def _export(self, params: PairParams) -> None:
+        """Export everything received up to the key press: the writer's queue is committed
+        first, so the CSVs include ticks still in flight to the database."""
+        if self.ingestion is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await self.ingestion.writer.flush()
         try:
-            conn = connect(self.config.db_path, readonly=True)
-            try:
-                done = export_pair(conn, params, self.config.export.dir)
-            finally:
-                conn.close()
+            done = await asyncio.to_thread(self._export_files, params)
         except ExportError as exc:
             self.post_message(ExportFinished([], str(exc)))
             return
         self.post_message(ExportFinished([f"{p} ({n:,} rows)" for p, n in done.values()]))
+
+    def _export_files(self, params: PairParams) -> dict[str, tuple[Path, int]]:
+        conn = connect(self.config.db_path, readonly=True)
+        try:
+            return export_pair(conn, params, self.config.export.dir)
+        finally:
+            conn.close()
 
     def on_export_finished(self, msg: ExportFinished) -> None:
         if msg.error:

@@ -77,7 +77,9 @@ class TickWriter:
         await self.queue.put(Statement(sql, params, many))
 
     async def flush(self) -> None:
-        """Wait until everything queued before this call is committed."""
+        """Wait until everything queued before this call is committed (at once if stopped)."""
+        if self._task is None or self._task.done():
+            return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         await self.queue.put(done)
         await done

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import sqlite3
 import time
 from pathlib import Path
@@ -289,6 +290,11 @@ async def test_replay_at_50x_through_the_app(real_data: Path, tmp_path: Path) ->
     src = prepare_source([real_data / RECORDING], tmp_path / "source.db")
     session = tmp_path / "session.db"
     cfg = app_config(session, "ws://127.0.0.1:1/market", "http://127.0.0.1:1", tmp_path / "x")
+    # A slow writer (one batch per 2 s) leaves ticks queued when the replay ends; the
+    # export must still hold every one of them.
+    cfg = dataclasses.replace(
+        cfg, storage=dataclasses.replace(cfg.storage, flush_interval_ms=10_000)
+    )
     app = QuantApp(cfg, "BTCUSDT", "ETHUSDT", replay=ReplaySpec(src, 50.0))
     async with asyncio.timeout(60), app.run_test(size=(120, 40)) as pilot:
         assert "REPLAY" in text_of(app, "#title")
