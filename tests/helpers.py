@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -47,3 +50,23 @@ def store_kline_csv(db: Path, csv_path: Path, symbol: str) -> int:
         )
     conn.close()
     return len(rows)
+
+
+def run_cli(*args: str, timeout: float = 120) -> tuple[int, str, str]:
+    """Run ``python -m quanttui ARGS`` to the end: (exit code, stdout, stderr)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "quanttui", *args], capture_output=True, text=True, timeout=timeout
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+async def spawn(*args: str) -> asyncio.subprocess.Process:
+    """Start ``python -m quanttui ARGS`` with stdout and stderr piped."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "quanttui",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )

@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import signal
 import sqlite3
-import sys
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -23,7 +22,7 @@ from quanttui.store.db import connect
 from quanttui.store.queries import load_pair_bars
 from quanttui.store.writer import TickWriter
 from tests.fakes.exchange import FakeExchange, FakeTrade, Faults
-from tests.helpers import store_ticks
+from tests.helpers import spawn, store_ticks
 
 MINUTE = 60_000
 
@@ -224,10 +223,7 @@ async def test_record_backfills_at_launch(tmp_path: Path) -> None:
     cfg.write_text('[analytics]\ntimeframe = "1m"\nwindow = 30\n')
     db = tmp_path / "rec.db"
     async with FakeExchange([], klines=pair_klines(now, 200)) as ex:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "quanttui",
+        proc = await spawn(
             "record",
             "BTCUSDT",
             "ETHUSDT",
@@ -239,8 +235,6 @@ async def test_record_backfills_at_launch(tmp_path: Path) -> None:
             ex.ws_base,
             "--rest-url",
             ex.rest_base,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
         )
         end = time.monotonic() + 20
         while time.monotonic() < end:

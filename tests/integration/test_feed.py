@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from quanttui.feed.binance import BinanceRest, SymbolError, check_symbols
 from quanttui.feed.ingest import Ingestion
 from quanttui.feed.recordings import read_ndjson
 from tests.fakes.exchange import FakeExchange, Faults, synthetic_trades, trades_from_ticks
+from tests.helpers import spawn
 
 
 def cfg_for(ex: FakeExchange, db: Path, **feed):
@@ -144,10 +144,7 @@ async def test_unknown_symbol_is_refused(tmp_path: Path) -> None:
         with pytest.raises(SymbolError, match="not trading"):
             await check_symbols(rest, ["OLDUSDT"])
         await rest.close()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "quanttui",
+        proc = await spawn(
             "record",
             "BTCUSDT",
             "NOPEUSDT",
@@ -157,8 +154,6 @@ async def test_unknown_symbol_is_refused(tmp_path: Path) -> None:
             ex.ws_base,
             "--rest-url",
             ex.rest_base,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
@@ -192,10 +187,7 @@ async def test_sigterm_mid_stream_loses_nothing_received(tmp_path: Path) -> None
     trades = synthetic_trades(200_000)
     db = tmp_path / "r.db"
     async with FakeExchange(trades, rate=4000) as ex:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "quanttui",
+        proc = await spawn(
             "record",
             "BTCUSDT",
             "ETHUSDT",
@@ -205,8 +197,6 @@ async def test_sigterm_mid_stream_loses_nothing_received(tmp_path: Path) -> None
             ex.ws_base,
             "--rest-url",
             ex.rest_base,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
         )
         await wait_for(lambda: len(ex.produced) > 3000, 30)
         proc.terminate()

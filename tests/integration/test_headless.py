@@ -8,7 +8,6 @@ import math
 import re
 import signal
 import sqlite3
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from quanttui.model import Tick, iso_utc, parse_iso_ms
 from quanttui.store.queries import load_pair_bars
 from tests.fakes.exchange import FakeExchange, FakeTrade
-from tests.helpers import store_ticks
+from tests.helpers import spawn, store_ticks
 
 W = 20
 RATE = 40
@@ -89,10 +88,7 @@ async def test_headless_z_excursion_prints_exactly_the_expected_alerts(tmp_path:
     db = tmp_path / "h.db"
     store_ticks(db, history_ticks(int(time.time() * 1000) - 500)).close()
     async with FakeExchange(z_excursion_trades(), shift=True) as ex:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "quanttui",
+        proc = await spawn(
             "BTCUSDT",
             "ETHUSDT",
             "--headless",
@@ -106,8 +102,6 @@ async def test_headless_z_excursion_prints_exactly_the_expected_alerts(tmp_path:
             ex.ws_base,
             "--rest-url",
             ex.rest_base,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
         )
         await asyncio.wait_for(ex.done.wait(), 60)
         await asyncio.sleep(2.0)
@@ -157,10 +151,7 @@ async def test_headless_price_rule_on_a_known_price_excursion(tmp_path: Path) ->
     cfg.write_text("[alerts]\ncooldown_s = 0\nhysteresis = 1.0\nbell = false\n")
     db = tmp_path / "h.db"
     async with FakeExchange(excursion_trades(), rate=20, restamp=True) as ex:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "quanttui",
+        proc = await spawn(
             "BTCUSDT",
             "ETHUSDT",
             "--headless",
@@ -176,8 +167,6 @@ async def test_headless_price_rule_on_a_known_price_excursion(tmp_path: Path) ->
             ex.ws_base,
             "--rest-url",
             ex.rest_base,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
         )
         await asyncio.wait_for(ex.done.wait(), 60)
         await asyncio.sleep(2.0)
@@ -196,10 +185,7 @@ async def test_headless_price_rule_on_a_known_price_excursion(tmp_path: Path) ->
 
 
 async def test_bad_alert_rule_exits_2(tmp_path: Path) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "quanttui",
+    proc = await spawn(
         "BTCUSDT",
         "ETHUSDT",
         "--headless",
@@ -207,8 +193,6 @@ async def test_bad_alert_rule_exits_2(tmp_path: Path) -> None:
         "zscore >> 2",
         "--db",
         str(tmp_path / "x.db"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2

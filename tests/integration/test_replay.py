@@ -20,16 +20,9 @@ from quanttui.model import iso_utc
 from quanttui.store.db import connect
 from quanttui.store.queries import load_pair_bars
 from tests.app.conftest import RECORDING
-from tests.helpers import store_ticks
+from tests.helpers import run_cli, store_ticks
 
 W = 30
-
-
-def run_cli(*args: str) -> tuple[int, str, str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "quanttui", *args], capture_output=True, text=True, timeout=120
-    )
-    return proc.returncode, proc.stdout, proc.stderr
 
 
 def offline_alerts(db: Path) -> list[tuple[str, float]]:

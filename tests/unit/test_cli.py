@@ -1,17 +1,9 @@
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from quanttui.cli import main
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "quanttui", *args], capture_output=True, text=True, timeout=60
-    )
+from tests.helpers import run_cli
 
 
 @pytest.mark.parametrize(
@@ -26,22 +18,22 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     ],
 )
 def test_usage_errors_exit_2_with_one_line(args: list[str], needle: str) -> None:
-    proc = run_cli(*args)
-    assert proc.returncode == 2
-    assert proc.stdout == ""
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
+    code, out, err = run_cli(*args)
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
     assert needle in lines[0]
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in err
 
 
 def test_help_and_version() -> None:
-    proc = run_cli("--help")
-    assert proc.returncode == 0
-    assert "SYMBOL_X" in proc.stdout and "regressed on" in proc.stdout
-    proc = run_cli("--version")
-    assert proc.returncode == 0
-    assert proc.stdout.startswith("quanttui ")
+    code, out, _ = run_cli("--help")
+    assert code == 0
+    assert "SYMBOL_X" in out and "regressed on" in out
+    code, out, _ = run_cli("--version")
+    assert code == 0
+    assert out.startswith("quanttui ")
 
 
 def test_bad_config_file_exits_2_naming_key(tmp_path, capsys) -> None:
