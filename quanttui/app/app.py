@@ -62,7 +62,7 @@ from quanttui.feed.replay import Replay, ReplaySpec, open_feed
 from quanttui.model import Alert, Snapshot, Tick, iso_utc
 from quanttui.report import snapshot_rows
 from quanttui.store.db import connect
-from quanttui.store.queries import load_pair_bars, tick_counts
+from quanttui.store.queries import load_pair_bars, load_ticks, tick_counts
 from quanttui.store.writer import INSERT_ALERT
 
 WINDOWS = (20, 30, 60, 120, 200, 300, 500, 1000, 2000, 5000)
@@ -306,17 +306,34 @@ class QuantApp(App[int]):
         self.stat_ts = None
         self._rebuild(self.params, self.generation)
 
-    @work(thread=True, exclusive=True, group="rebuild", exit_on_error=False)
-    def _rebuild(self, params: PairParams, generation: int) -> None:
+    @work(exclusive=True, group="rebuild", exit_on_error=False)
+    async def _rebuild(self, params: PairParams, generation: int) -> None:
+        """Recompute from the database without a seam. Trades received before the request
+        are committed first, so the load sees them; closed bars come from the stored
+        history and the open bucket from its stored trades, and trades that arrive
+        meanwhile (buffered in `recent`) are added unless the load already held them
+        (same symbol and trade id)."""
         end = self.now()
         end -= end % params.timeframe_ms
+        if self.ingestion is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await self.ingestion.writer.flush()
+        pair, seen, stored = await asyncio.to_thread(self._load_pair, params, end)
+        self.post_message(PairRebuilt(pair, generation, end, stored, seen))
+
+    def _load_pair(
+        self, params: PairParams, end: int
+    ) -> tuple[LivePair, set[tuple[str, int]], int]:
         conn = connect(self.config.db_path, readonly=True)
         try:
             pair = LivePair.from_store(conn, params, end, open_at_end=end > 0)
+            open_bucket = load_ticks(conn, [params.symbol_x, params.symbol_y], end) if end else []
             stored = sum(tick_counts(conn, [params.symbol_x, params.symbol_y]).values())
         finally:
             conn.close()
-        self.post_message(PairRebuilt(pair, generation, end, stored))
+        pair.add(open_bucket)
+        return pair, {(t.symbol, t.trade_id) for t in open_bucket}, stored
 
     def on_pair_rebuilt(self, msg: PairRebuilt) -> None:
         if msg.generation != self.generation:
@@ -325,7 +342,11 @@ class QuantApp(App[int]):
         self._stored_base = msg.stored_ticks - (
             self.ingestion.writer.inserted if self.ingestion else 0
         )
-        pending = [t for t in self.recent if t.ts_ms >= msg.end_ms]
+        pending = [
+            t
+            for t in self.recent
+            if t.ts_ms >= msg.end_ms and (t.symbol, t.trade_id) not in msg.seen
+        ]
         self.recent.clear()
         pending.sort(key=lambda t: (t.ts_ms, t.trade_id))
         pair.add(pending)

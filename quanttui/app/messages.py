@@ -39,6 +39,7 @@ class PairRebuilt(Message):
     generation: int
     end_ms: int
     stored_ticks: int
+    seen: set[tuple[str, int]]
 
 
 @dataclass

@@ -13,6 +13,7 @@ import numpy as np
 
 from quanttui.analytics.bars import LegBars, PairBars, align, leg_bars
 from quanttui.config import TIMEFRAMES
+from quanttui.model import Tick
 
 KLINE_INTERVALS = {"1m": 60_000, "5m": 300_000}
 
@@ -116,6 +117,20 @@ def load_pair_bars(
         end_ms,
         max_gap_bars,
     )
+
+
+def load_ticks(conn: sqlite3.Connection, symbols: list[str], start_ms: int) -> list[Tick]:
+    """Stored trades of `symbols` at or after `start_ms`, by trade time then id."""
+    out: list[Tick] = []
+    for sym in symbols:
+        rows = conn.execute(
+            "SELECT trade_id, ts_ms, price, qty, is_buyer_maker FROM ticks "
+            "WHERE symbol = ? AND ts_ms >= ?",
+            (sym, start_ms),
+        ).fetchall()
+        out += [Tick(sym, i, ts, p, q, bool(m)) for i, ts, p, q, m in rows]
+    out.sort(key=lambda t: (t.ts_ms, t.trade_id))
+    return out
 
 
 def tick_counts(conn: sqlite3.Connection, symbols: list[str]) -> dict[str, int]:

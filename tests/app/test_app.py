@@ -9,6 +9,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from textual.widgets import DataTable, Input, OptionList
 
@@ -18,10 +19,11 @@ from quanttui.app.screens.backtest import BacktestScreen
 from quanttui.app.screens.rules import RulesScreen
 from quanttui.feed.recordings import read_ndjson
 from quanttui.feed.replay import ReplaySpec, prepare_source
-from quanttui.model import METRIC_NAMES
+from quanttui.model import METRIC_NAMES, Tick
 from quanttui.store.queries import load_pair_bars
 from tests.app.conftest import RECORDING, app_config, count_ticks
 from tests.fakes.exchange import FakeExchange, Faults, trades_from_ticks
+from tests.helpers import store_ticks
 from tests.integration.test_backfill import kline_starts, pair_klines
 
 
@@ -383,3 +385,46 @@ async def test_leaving_without_quit_still_stops_and_flushes(
                     )
                     raise RuntimeError("test body failed")
     assert app.ingestion._closed and app.ingestion.writer._db is None
+
+
+def quiet_leg_minute_ticks(t0: int) -> list[Tick]:
+    """Six minutes of trades, X every second; in minute 3, Y trades only in its first
+    10 s, at a level it never returns to, so that minute's Y close exists only before
+    a rebuild made in the middle of the minute."""
+    rng = np.random.default_rng(3)
+    ticks, ids = [], {"BTCUSDT": 0, "ETHUSDT": 0}
+    for s in range(360):
+        ts = t0 + s * 1000 + 100
+        quiet = 180 <= s < 240
+        for sym, px in (("BTCUSDT", 90_000.0), ("ETHUSDT", 3000.0)):
+            if sym == "ETHUSDT" and quiet and s >= 190:
+                continue
+            level = 50.0 if sym == "ETHUSDT" and quiet else 0.0
+            ids[sym] += 1
+            price = px + level + float(rng.normal(0, 1))
+            ticks.append(Tick(sym, ids[sym], ts, round(price, 2), 0.01, False))
+    return ticks
+
+
+async def test_a_rebuild_mid_bar_keeps_the_trades_already_in_that_bar(tmp_path: Path) -> None:
+    t0 = 1_765_000_000_000 - 1_765_000_000_000 % 60_000
+    src = tmp_path / "src.db"
+    store_ticks(src, quiet_leg_minute_ticks(t0)).close()
+    session = tmp_path / "session.db"
+    cfg = app_config(session, "ws://127.0.0.1:1/market", "http://127.0.0.1:1", tmp_path, window=3)
+    app = QuantApp(cfg, "BTCUSDT", "ETHUSDT", replay=ReplaySpec(src, 20.0))
+    async with asyncio.timeout(60), app.run_test(size=(120, 40)) as pilot:
+        await until(lambda: app.ingestion.stats.ticks >= 2 * 190 + 5, 30)  # Y's last, X at 194 s
+        assert app.now() < t0 + 230_000
+        await pilot.press("t")  # 1s -> 1m: the minute with Y's last trades is open
+        await until(lambda: app.pair is not None and app.pair.params.timeframe == "1m")
+        await until(lambda: app.feed_state == "finished", 30)
+        await until(lambda: app.pair.engine.bars == 5)
+        live = [(m.ts_ms, m.x, m.y) for m in app.pair.engine.history]
+        await pilot.press("q")
+    with sqlite3.connect(session) as conn:
+        bars = load_pair_bars(conn, "BTCUSDT", "ETHUSDT", "1m", t0 + 300_000)
+    assert live == list(
+        zip(bars.ts_ms.tolist(), bars.x.close.tolist(), bars.y.close.tolist(), strict=True)
+    )
+    assert live[3][2] > 3040  # minute 3 closes on Y's raised level
