@@ -77,6 +77,11 @@ def _human_bytes(n: int) -> str:
     return f"{n:.1f} GB"
 
 
+RESYNC_DELAY_S = 1.0
+"""A recompute follows late trades once none has arrived for this long."""
+RESYNC_MIN_INTERVAL_S = 5.0
+
+
 class QuantApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "quanttui"
@@ -151,6 +156,9 @@ class QuantApp(App[int]):
         self._stored_base = 0
         self.backtest_screen: BacktestScreen | None = None
         self._stall_guard = StallGuard(0.2)
+        self._resync_due: float | None = None
+        self._last_resync = -RESYNC_MIN_INTERVAL_S
+        self.resyncs = 0
         self.backfill_progress: BackfillProgress | None = None
         self._cells: dict[tuple[str, str], str] = {}
         self._drawn: dict[str | None, Snapshot] = {}
@@ -280,7 +288,10 @@ class QuantApp(App[int]):
             self._last_leg_rx[t.symbol] = now
         self._ticks_total += len(ticks)
         if self.pair is not None:
+            late = self.pair.builder.late
             closed = self.pair.add(ticks)
+            if self.pair.builder.late > late:
+                self._resync_due = now + RESYNC_DELAY_S
             if closed:
                 self._bars_closed()
 
@@ -293,10 +304,32 @@ class QuantApp(App[int]):
     def _clock(self) -> None:
         if not self._stall_guard.ready():
             return
+        self._resync_if_due()
         if isinstance(self.ingestion, Replay) and self.ingestion.now_ms() == 0:
             return
         if self.pair is not None and self.pair.advance(self.now()):
             self._bars_closed()
+
+    @property
+    def resync_pending(self) -> bool:
+        return self._resync_due is not None
+
+    def _resync_if_due(self) -> None:
+        """Recompute once trades stop arriving late. Late trades (REST backfill of the
+        trades missed during a disconnect or a stall) are stored but cannot change bars
+        the clock already closed; a recompute from the database puts them in."""
+        now = time.monotonic()
+        if (
+            self._resync_due is None
+            or now < self._resync_due
+            or now - self._last_resync < RESYNC_MIN_INTERVAL_S
+            or self.pair is None
+        ):
+            return
+        self._resync_due = None
+        self._last_resync = now
+        self.resyncs += 1
+        self.request_rebuild()
 
     # ----------------------------------------------------------------- analytics
     def request_rebuild(self) -> None:

@@ -22,7 +22,7 @@ from quanttui.feed.replay import ReplaySpec, prepare_source
 from quanttui.model import METRIC_NAMES, Tick
 from quanttui.store.queries import load_pair_bars
 from tests.app.conftest import RECORDING, app_config, count_ticks
-from tests.fakes.exchange import FakeExchange, Faults, trades_from_ticks
+from tests.fakes.exchange import FakeExchange, Faults, synthetic_trades, trades_from_ticks
 from tests.helpers import store_ticks
 from tests.integration.test_backfill import kline_starts, pair_klines
 
@@ -428,3 +428,43 @@ async def test_a_rebuild_mid_bar_keeps_the_trades_already_in_that_bar(tmp_path: 
         zip(bars.ts_ms.tolist(), bars.x.close.tolist(), bars.y.close.tolist(), strict=True)
     )
     assert live[3][2] > 3040  # minute 3 closes on Y's raised level
+
+
+async def test_trades_backfilled_after_a_stall_are_recomputed_into_the_bars(
+    tmp_path: Path,
+) -> None:
+    """The exchange stops sending for longer than `stale_after_s`; after the reconnect
+    the missed trades come over REST, too late for bars the clock has closed. The app
+    recomputes, so its bars then equal a recompute from the database."""
+    db = tmp_path / "stall.db"
+    faults = Faults(stall_after=120)
+    async with (
+        asyncio.timeout(60),
+        FakeExchange(synthetic_trades(600), rate=40, restamp=True, faults=faults) as ex,
+    ):
+        cfg = app_config(db, ex.ws_base, ex.rest_base, tmp_path, window=20)
+        cfg = dataclasses.replace(
+            cfg, feed=dataclasses.replace(cfg.feed, stale_after_s=1.5, backfill="off")
+        )
+        app = QuantApp(cfg, "BTCUSDT", "ETHUSDT")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(lambda: ex.stalls == 1, 20)
+            await until(lambda: app.ingestion.feed.stats.backfilled > 0, 20)
+            await until(lambda: app.resyncs >= 1 and app.pair is not None, 20)
+            await until(lambda: ex.done.is_set(), 30)
+            await pilot.pause(1.0)
+            await until(lambda: app.resync_pending is False and app.pair is not None)
+            live = [(m.ts_ms, m.x, m.y) for m in app.pair.engine.history]
+            gap = app.pair.params.max_gap_bars
+            await pilot.press("q")
+    with sqlite3.connect(db) as conn:
+        bars = load_pair_bars(conn, "BTCUSDT", "ETHUSDT", "1s", max_gap_bars=gap)
+    keep = (bars.ts_ms >= live[0][0]) & (bars.ts_ms <= live[-1][0])
+    stored = zip(
+        bars.ts_ms[keep].tolist(),
+        bars.x.close[keep].tolist(),
+        bars.y.close[keep].tolist(),
+        strict=True,
+    )
+    assert len(live) >= 12
+    assert live == list(stored)
