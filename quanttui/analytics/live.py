@@ -23,6 +23,13 @@ CLOSE_GRACE_MS = 250
 """A bar is closed this long after its end, so trades stamped just before the boundary
 that arrive a little late (network, exchange latency) still land in it."""
 
+RESYNC_DELAY_S = 1.0
+"""Trades that arrive after their bar closed (the REST backfill of trades missed during a
+disconnect or a stall) are stored but cannot change that bar; the live modes recompute
+from the database once none has arrived for this long."""
+RESYNC_MIN_INTERVAL_S = 5.0
+"""At most one such recompute per this many seconds."""
+
 
 @dataclass(frozen=True, slots=True)
 class PairParams:
@@ -124,6 +131,22 @@ class LivePair:
             tf = params.timeframe_ms
             lp.builder.current = end_ms - end_ms % tf
         return lp
+
+    @classmethod
+    def resume(
+        cls, conn: sqlite3.Connection, params: PairParams, end_ms: int, history: int = 600
+    ) -> tuple[LivePair, set[tuple[str, int]]]:
+        """`from_store` up to the bucket of `end_ms`, then that still-open bucket from its
+        stored trades. Returns the pipeline and the `(symbol, trade_id)` of the trades it
+        took from the open bucket, so a caller can skip them when they also arrive live."""
+        from quanttui.store.queries import load_ticks
+
+        pair = cls.from_store(conn, params, end_ms, history, open_at_end=end_ms > 0)
+        if end_ms <= 0:
+            return pair, set()
+        open_bucket = load_ticks(conn, [params.symbol_x, params.symbol_y], end_ms)
+        pair.add(open_bucket)
+        return pair, {(t.symbol, t.trade_id) for t in open_bucket}
 
     def _apply(self, bars: list[PairBar]) -> list[BarMetrics]:
         out = []

@@ -38,7 +38,13 @@ from textual.worker import Worker, WorkerState
 
 from quanttui.alerts import AlertEngine, RuleError, build_engine, parse_rule
 from quanttui.analytics.backtest import BacktestParams, BacktestReport, backtest_bars
-from quanttui.analytics.live import LivePair, PairParams, StallGuard
+from quanttui.analytics.live import (
+    RESYNC_DELAY_S,
+    RESYNC_MIN_INTERVAL_S,
+    LivePair,
+    PairParams,
+    StallGuard,
+)
 from quanttui.analytics.snapshot import build_snapshot
 from quanttui.analytics.stationarity import Stationarity, stationarity, warm_up
 from quanttui.app.messages import (
@@ -62,7 +68,7 @@ from quanttui.feed.replay import Replay, ReplaySpec, open_feed
 from quanttui.model import Alert, Snapshot, Tick, iso_utc
 from quanttui.report import snapshot_rows
 from quanttui.store.db import connect
-from quanttui.store.queries import load_pair_bars, load_ticks, tick_counts
+from quanttui.store.queries import load_pair_bars, tick_counts
 from quanttui.store.writer import INSERT_ALERT
 
 WINDOWS = (20, 30, 60, 120, 200, 300, 500, 1000, 2000, 5000)
@@ -75,11 +81,6 @@ def _human_bytes(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GB"
-
-
-RESYNC_DELAY_S = 1.0
-"""A recompute follows late trades once none has arrived for this long."""
-RESYNC_MIN_INTERVAL_S = 5.0
 
 
 class QuantApp(App[int]):
@@ -360,13 +361,11 @@ class QuantApp(App[int]):
     ) -> tuple[LivePair, set[tuple[str, int]], int]:
         conn = connect(self.config.db_path, readonly=True)
         try:
-            pair = LivePair.from_store(conn, params, end, open_at_end=end > 0)
-            open_bucket = load_ticks(conn, [params.symbol_x, params.symbol_y], end) if end else []
+            pair, seen = LivePair.resume(conn, params, end)
             stored = sum(tick_counts(conn, [params.symbol_x, params.symbol_y]).values())
         finally:
             conn.close()
-        pair.add(open_bucket)
-        return pair, {(t.symbol, t.trade_id) for t in open_bucket}, stored
+        return pair, seen, stored
 
     def on_pair_rebuilt(self, msg: PairRebuilt) -> None:
         if msg.generation != self.generation:

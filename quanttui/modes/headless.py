@@ -9,11 +9,18 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 import orjson
 
 from quanttui.alerts import build_engine
-from quanttui.analytics.live import LivePair, PairParams, StallGuard
+from quanttui.analytics.live import (
+    RESYNC_DELAY_S,
+    RESYNC_MIN_INTERVAL_S,
+    LivePair,
+    PairParams,
+    StallGuard,
+)
 from quanttui.analytics.snapshot import build_snapshot
 from quanttui.analytics.stationarity import Stationarity, stationarity, warm_up
 from quanttui.config import Config
@@ -51,12 +58,14 @@ class HeadlessPair:
         self._store = store
         self.fired = 0
 
-    def load(self, db_path, end_ms: int) -> None:
+    def load(self, db_path: str | Path, end_ms: int) -> set[tuple[str, int]]:
+        """(Re)build from the database; returns the ids `LivePair.resume` already took."""
         conn = connect(db_path, readonly=True)
         try:
-            self.pair = LivePair.from_store(conn, self.params, end_ms, open_at_end=end_ms > 0)
+            self.pair, seen = LivePair.resume(conn, self.params, end_ms)
         finally:
             conn.close()
+        return seen
 
     async def on_closed(self) -> None:
         pair = self.pair
@@ -117,8 +126,9 @@ async def _headless(
             print(f"backfill {bf.state}: {bf.rows:,} rows {bf.detail}".rstrip(), file=sys.stderr)
         end = now_ms()
         await ing.writer.flush()
-    await asyncio.to_thread(hp.load, ing.writer.path, end)
     live_from = end - end % params.timeframe_ms
+    seen = await asyncio.to_thread(hp.load, ing.writer.path, live_from)
+    recomputes = 0
     print(
         f"headless {params.pair} {a.timeframe} W={a.window} {a.hedge}: "
         f"{hp.pair.engine.bars} bars loaded"
@@ -126,12 +136,31 @@ async def _headless(
         file=sys.stderr,
     )
 
+    async def recompute() -> None:
+        """Late trades (REST backfill after a disconnect or stall) are stored but cannot
+        change closed bars; rebuild from the database, as the app does."""
+        nonlocal live_from, seen, recomputes
+        end = clock()
+        await ing.writer.flush()
+        live_from = end - end % params.timeframe_ms
+        seen = await asyncio.to_thread(hp.load, ing.writer.path, live_from)
+        recomputes += 1
+        print(f"recomputed after late trades ({recomputes})", file=sys.stderr)
+
     async def pipeline() -> None:
         """One task owns the pipeline, so a bar's alerts are evaluated (after its
         stationarity tests) before the next bar can close. Trades close bars as they
-        arrive; the clock closes them only when the queue has been quiet for 0.2 s."""
+        arrive; the clock closes them only when the queue has been quiet for 0.2 s.
+        Late trades schedule a recompute once they have stopped for `RESYNC_DELAY_S`."""
         guard = StallGuard(0.2)
+        loop = asyncio.get_running_loop()
+        due: float | None = None
+        last = -RESYNC_MIN_INTERVAL_S
         while True:
+            now = loop.time()
+            if due is not None and now >= due and now - last >= RESYNC_MIN_INTERVAL_S:
+                due, last = None, now
+                await recompute()
             try:
                 ticks = await asyncio.wait_for(queue.get(), 0.2)
             except TimeoutError:
@@ -141,14 +170,27 @@ async def _headless(
                     stop.set()
                 continue
             guard.ready()
-            await hp.add([t for t in ticks if t.ts_ms >= live_from])
+            assert hp.pair is not None
+            late = hp.pair.builder.late
+            await hp.add(
+                [
+                    t
+                    for t in ticks
+                    if t.ts_ms >= live_from and (not seen or (t.symbol, t.trade_id) not in seen)
+                ]
+            )
+            if hp.pair.builder.late > late:
+                due = loop.time() + RESYNC_DELAY_S
 
     tasks = [asyncio.create_task(pipeline()), warming]
     await stop.wait()
     for t in tasks:
         t.cancel()
     await ing.stop()
-    print(f"stopped: {ing.feed.stats.ticks:,} trades, {hp.fired} alerts", file=sys.stderr)
+    print(
+        f"stopped: {ing.feed.stats.ticks:,} trades, {hp.fired} alerts, {recomputes} recomputes",
+        file=sys.stderr,
+    )
     return 0
 
 

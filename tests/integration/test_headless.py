@@ -16,7 +16,7 @@ import pytest
 
 from quanttui.model import Tick, iso_utc, parse_iso_ms
 from quanttui.store.queries import load_pair_bars
-from tests.fakes.exchange import FakeExchange, FakeTrade
+from tests.fakes.exchange import FakeExchange, FakeTrade, Faults, synthetic_trades
 from tests.helpers import spawn, store_ticks
 
 W = 20
@@ -200,3 +200,39 @@ async def test_bad_alert_rule_exits_2(tmp_path: Path) -> None:
         err.decode().strip()
         == "quanttui: error: bad alert rule 'zscore >> 2' at column 9: expected a number, entry_z or exit_z, then the end"
     )
+
+
+async def test_headless_recomputes_after_trades_missed_in_a_stall(tmp_path: Path) -> None:
+    """A stall longer than `stale_after_s`: the missed trades come over REST after their
+    bars closed, and the headless pipeline rebuilds from the database once."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[feed]\nstale_after_s = 1.5\nbackfill = "off"\n[alerts]\nbell = false\n')
+    db = tmp_path / "h.db"
+    faults = Faults(stall_after=120)
+    async with FakeExchange(synthetic_trades(600), rate=40, restamp=True, faults=faults) as ex:
+        proc = await spawn(
+            "BTCUSDT",
+            "ETHUSDT",
+            "--headless",
+            "--window",
+            "20",
+            "--config",
+            str(cfg),
+            "--db",
+            str(db),
+            "--ws-url",
+            ex.ws_base,
+            "--rest-url",
+            ex.rest_base,
+        )
+        await asyncio.wait_for(ex.done.wait(), 60)
+        await asyncio.sleep(2.0)
+        proc.send_signal(signal.SIGINT)
+        _out, err = await asyncio.wait_for(proc.communicate(), 30)
+    text = err.decode()
+    assert proc.returncode == 0, text
+    assert ex.stalls == 1
+    assert "recomputed after late trades (1)" in text, text[-800:]
+    assert re.search(r"stopped: 600 trades, \d+ alerts, [1-9]\d* recomputes", text), text[-400:]
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT count(*) FROM ticks").fetchone()[0] == 600
