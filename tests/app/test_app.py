@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import dataclasses
+import inspect
 import sqlite3
 import time
 from pathlib import Path
@@ -31,7 +32,13 @@ async def until(pred, limit_s: float = 15.0) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + limit_s
     while not pred():
-        assert loop.time() < end, "condition not reached in time"
+        if loop.time() >= end:
+            try:
+                text = inspect.getsourcelines(pred)[0][0].strip()
+            except OSError:
+                text = "?"
+            line = pred.__code__.co_firstlineno
+            raise AssertionError(f"not reached in {limit_s:g}s (line {line}): {text}")
         await asyncio.sleep(0.05)
 
 
