@@ -60,6 +60,11 @@ class BarBuilder:
     oldest first. A trade older than the open bucket is *late*: it is counted in `late`
     and not applied, so closed bars (and analytics derived from them) never change
     silently. A recompute from the database picks such trades up.
+
+    A silence of both legs longer than `max_gap_bars` buckets is skipped, as a recompute
+    skips it. A clock ticking through the silence has by then closed its first
+    `max_gap_bars` buckets as filled bars, which a recompute would not have; their number
+    is added to `retracted`, the cue for the caller to recompute.
     """
 
     def __init__(
@@ -69,6 +74,8 @@ class BarBuilder:
             raise ValueError(f"timeframe_ms must be > 0, got {timeframe_ms}")
         self.max_gap_bars = max_gap_bars
         self.skipped = 0
+        self.retracted = 0
+        self._silent = 0
         self.last_traded: int | None = None
         self.symbol_x = symbol_x
         self.symbol_y = symbol_y
@@ -128,12 +135,16 @@ class BarBuilder:
                 and (bucket - self.last_traded) // self.tf - 1 > self.max_gap_bars
             ):
                 self.skipped += (bucket - t) // self.tf
+                self.retracted += self._silent
+                self._silent = 0
                 self.current = bucket
                 break
+            silent = self._x.trades == 0 and self._y.trades == 0
             bx = self._x.close_bar(t)
             by = self._y.close_bar(t)
             if bx is not None and by is not None:
                 out.append(PairBar(t, bx, by))
+                self._silent = self._silent + 1 if silent else 0
             self.current = t + self.tf
         return out
 

@@ -148,6 +148,13 @@ class LivePair:
         pair.add(open_bucket)
         return pair, {(t.symbol, t.trade_id) for t in open_bucket}
 
+    @property
+    def diverged(self) -> int:
+        """How often the live bars have parted from what a recompute from the database
+        would give: late trades plus filled bars of a silence later skipped. A rise is
+        the cue to recompute (`resume`)."""
+        return self.builder.late + self.builder.retracted
+
     def _apply(self, bars: list[PairBar]) -> list[BarMetrics]:
         out = []
         for b in bars:

@@ -289,9 +289,9 @@ class QuantApp(App[int]):
             self._last_leg_rx[t.symbol] = now
         self._ticks_total += len(ticks)
         if self.pair is not None:
-            late = self.pair.builder.late
+            diverged = self.pair.diverged
             closed = self.pair.add(ticks)
-            if self.pair.builder.late > late:
+            if self.pair.diverged > diverged:
                 self._resync_due = now + RESYNC_DELAY_S
             if closed:
                 self._bars_closed()
@@ -308,17 +308,23 @@ class QuantApp(App[int]):
         self._resync_if_due()
         if isinstance(self.ingestion, Replay) and self.ingestion.now_ms() == 0:
             return
-        if self.pair is not None and self.pair.advance(self.now()):
-            self._bars_closed()
+        pair = self.pair
+        if pair is not None:
+            diverged = pair.diverged
+            if pair.advance(self.now()):
+                self._bars_closed()
+            if pair.diverged > diverged:
+                self._resync_due = time.monotonic() + RESYNC_DELAY_S
 
     @property
     def resync_pending(self) -> bool:
         return self._resync_due is not None
 
     def _resync_if_due(self) -> None:
-        """Recompute once trades stop arriving late. Late trades (REST backfill of the
-        trades missed during a disconnect or a stall) are stored but cannot change bars
-        the clock already closed; a recompute from the database puts them in."""
+        """Recompute once the live bars have parted from the database's (see
+        `LivePair.diverged`) and trades stop arriving late. Late trades (REST backfill of
+        the trades missed during a disconnect or a stall) are stored but cannot change
+        bars the clock already closed; a recompute from the database puts them in."""
         now = time.monotonic()
         if (
             self._resync_due is None

@@ -137,21 +137,23 @@ async def _headless(
     )
 
     async def recompute() -> None:
-        """Late trades (REST backfill after a disconnect or stall) are stored but cannot
-        change closed bars; rebuild from the database, as the app does."""
+        """Rebuild from the database, as the app does: late trades (REST backfill after a
+        disconnect or stall) are stored but cannot change closed bars."""
         nonlocal live_from, seen, recomputes
         end = clock()
         await ing.writer.flush()
         live_from = end - end % params.timeframe_ms
         seen = await asyncio.to_thread(hp.load, ing.writer.path, live_from)
         recomputes += 1
-        print(f"recomputed after late trades ({recomputes})", file=sys.stderr)
+        print(f"recomputed from the database ({recomputes})", file=sys.stderr)
 
     async def pipeline() -> None:
         """One task owns the pipeline, so a bar's alerts are evaluated (after its
         stationarity tests) before the next bar can close. Trades close bars as they
         arrive; the clock closes them only when the queue has been quiet for 0.2 s.
-        Late trades schedule a recompute once they have stopped for `RESYNC_DELAY_S`."""
+        When the live bars part from the database's (`LivePair.diverged`: late trades, or
+        fills of a silence that turned out too long), a recompute follows once that has
+        stopped for `RESYNC_DELAY_S`."""
         guard = StallGuard(0.2)
         loop = asyncio.get_running_loop()
         due: float | None = None
@@ -164,14 +166,17 @@ async def _headless(
             try:
                 ticks = await asyncio.wait_for(queue.get(), 0.2)
             except TimeoutError:
-                if guard.ready() and clock():
+                if guard.ready() and clock() and hp.pair is not None:
+                    diverged = hp.pair.diverged
                     await hp.advance(clock())
+                    if hp.pair.diverged > diverged:
+                        due = loop.time() + RESYNC_DELAY_S
                 if replay is not None and ing.finished.is_set() and queue.empty():
                     stop.set()
                 continue
             guard.ready()
             assert hp.pair is not None
-            late = hp.pair.builder.late
+            diverged = hp.pair.diverged
             await hp.add(
                 [
                     t
@@ -179,7 +184,7 @@ async def _headless(
                     if t.ts_ms >= live_from and (not seen or (t.symbol, t.trade_id) not in seen)
                 ]
             )
-            if hp.pair.builder.late > late:
+            if hp.pair.diverged > diverged:
                 due = loop.time() + RESYNC_DELAY_S
 
     tasks = [asyncio.create_task(pipeline()), warming]

@@ -232,7 +232,7 @@ async def test_headless_recomputes_after_trades_missed_in_a_stall(tmp_path: Path
     text = err.decode()
     assert proc.returncode == 0, text
     assert ex.stalls == 1
-    assert "recomputed after late trades (1)" in text, text[-800:]
+    assert "recomputed from the database (1)" in text, text[-800:]
     assert re.search(r"stopped: 600 trades, \d+ alerts, [1-9]\d* recomputes", text), text[-400:]
     with sqlite3.connect(db) as c:
         assert c.execute("SELECT count(*) FROM ticks").fetchone()[0] == 600

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quanttui.analytics.bars import BarBuilder, leg_bars, pair_bars
+from quanttui.analytics.live import LivePair, PairParams
 from quanttui.model import Tick, parse_iso_ms
+from tests.helpers import store_ticks
 
 
 def random_trades(seed: int, n: int, span_ms: int) -> list[Tick]:
@@ -161,3 +164,32 @@ def test_long_silence_of_both_legs_is_skipped_not_filled() -> None:
     short.add(Tick("X", 2, 100_000, 1.5, 1.0, False))
     resumed = short.advance(101_000)
     assert resumed[-1].ts_ms == 100_000 and resumed[-1].x.close == 1.5
+
+
+def test_a_clock_ticking_into_a_long_silence_retracts_its_fills_and_resume_matches(
+    tmp_path: Path,
+) -> None:
+    """The live clock fills the first G empty buckets, then learns the silence is too
+    long: `retracted` counts those fills, and `LivePair.resume` (what the app does next)
+    gives exactly the bars of a recompute, which never had them."""
+    params = PairParams("X", "Y", "1s", 5, "ols")  # G = 10
+    ticks = [
+        Tick(sym, i, 1_000_000 + 1000 * i + (0 if sym == "X" else 300), px + 0.01 * i, 1.0, False)
+        for i in range(30)
+        for sym, px in (("X", 100.0), ("Y", 50.0))
+    ]
+    lp = LivePair(params)
+    lp.add(ticks)
+    seen = [lp.diverged]
+    for s in range(1031, 1060):
+        lp.advance(s * 1000)
+        seen.append(lp.diverged)
+    assert seen[0] == 0 and seen[-1] == 10 == lp.builder.retracted
+    assert lp.engine.last.ts_ms == 1_039_000  # 10 fills after the last traded bucket
+
+    conn = store_ticks(tmp_path / "t.db", ticks)
+    resumed, _ = LivePair.resume(conn, params, 1_060_000)
+    conn.close()
+    assert resumed.engine.last.ts_ms == 1_029_000
+    assert resumed.diverged == 0
+    assert resumed.advance(1_100_000) == [] and resumed.diverged == 0
