@@ -10,6 +10,7 @@ from pathlib import Path
 from quanttui.model import Tick
 from quanttui.store.db import connect
 from quanttui.store.writer import INSERT_TICK
+from tests.fakes.exchange import FakeExchange
 
 
 def store_ticks(db: Path, ticks: Iterable[Tick]) -> sqlite3.Connection:
@@ -70,3 +71,8 @@ async def spawn(*args: str) -> asyncio.subprocess.Process:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+def exchange_args(ex: FakeExchange) -> list[str]:
+    """`--ws-url` and `--rest-url` pointing a subprocess at a `FakeExchange`."""
+    return ["--ws-url", ex.ws_base, "--rest-url", ex.rest_base]

@@ -22,7 +22,7 @@ from quanttui.store.db import connect
 from quanttui.store.queries import load_pair_bars
 from quanttui.store.writer import TickWriter
 from tests.fakes.exchange import FakeExchange, FakeTrade, Faults
-from tests.helpers import spawn, store_ticks
+from tests.helpers import exchange_args, spawn, store_ticks
 
 MINUTE = 60_000
 
@@ -231,10 +231,7 @@ async def test_record_backfills_at_launch(tmp_path: Path) -> None:
             str(cfg),
             "--db",
             str(db),
-            "--ws-url",
-            ex.ws_base,
-            "--rest-url",
-            ex.rest_base,
+            *exchange_args(ex),
         )
         end = time.monotonic() + 20
         while time.monotonic() < end:

@@ -14,7 +14,7 @@ from quanttui.feed.binance import BinanceRest, SymbolError, check_symbols
 from quanttui.feed.ingest import Ingestion
 from quanttui.feed.recordings import read_ndjson
 from tests.fakes.exchange import FakeExchange, Faults, synthetic_trades, trades_from_ticks
-from tests.helpers import spawn
+from tests.helpers import exchange_args, spawn
 
 
 def cfg_for(ex: FakeExchange, db: Path, **feed):
@@ -150,10 +150,7 @@ async def test_unknown_symbol_is_refused(tmp_path: Path) -> None:
             "NOPEUSDT",
             "--db",
             str(tmp_path / "r.db"),
-            "--ws-url",
-            ex.ws_base,
-            "--rest-url",
-            ex.rest_base,
+            *exchange_args(ex),
         )
         out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
@@ -193,10 +190,7 @@ async def test_sigterm_mid_stream_loses_nothing_received(tmp_path: Path) -> None
             "ETHUSDT",
             "--db",
             str(db),
-            "--ws-url",
-            ex.ws_base,
-            "--rest-url",
-            ex.rest_base,
+            *exchange_args(ex),
         )
         await wait_for(lambda: len(ex.produced) > 3000, 30)
         proc.terminate()

@@ -17,7 +17,7 @@ import pytest
 from quanttui.model import Tick, iso_utc, parse_iso_ms
 from quanttui.store.queries import load_pair_bars
 from tests.fakes.exchange import FakeExchange, FakeTrade, Faults, synthetic_trades
-from tests.helpers import spawn, store_ticks
+from tests.helpers import exchange_args, spawn, store_ticks
 
 W = 20
 RATE = 40
@@ -82,32 +82,38 @@ def reference_z(x: np.ndarray, y: np.ndarray, w: int) -> np.ndarray:
     return z
 
 
+async def run_headless(
+    ex: FakeExchange, cfg: Path, db: Path, *args: str
+) -> tuple[int, bytes, bytes]:
+    """`quanttui BTCUSDT ETHUSDT --headless ARGS` against `ex` until it has sent every
+    trade, then 2 s more, then SIGINT: (exit code, stdout, stderr)."""
+    proc = await spawn(
+        "BTCUSDT",
+        "ETHUSDT",
+        "--headless",
+        *args,
+        "--config",
+        str(cfg),
+        "--db",
+        str(db),
+        *exchange_args(ex),
+    )
+    await asyncio.wait_for(ex.done.wait(), 60)
+    await asyncio.sleep(2.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode is not None
+    return proc.returncode, out, err
+
+
 async def test_headless_z_excursion_prints_exactly_the_expected_alerts(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text("[alerts]\ncooldown_s = 0\nhysteresis = 0.25\nbell = false\n")
     db = tmp_path / "h.db"
     store_ticks(db, history_ticks(int(time.time() * 1000) - 500)).close()
     async with FakeExchange(z_excursion_trades(), shift=True) as ex:
-        proc = await spawn(
-            "BTCUSDT",
-            "ETHUSDT",
-            "--headless",
-            "--window",
-            str(W),
-            "--config",
-            str(cfg),
-            "--db",
-            str(db),
-            "--ws-url",
-            ex.ws_base,
-            "--rest-url",
-            ex.rest_base,
-        )
-        await asyncio.wait_for(ex.done.wait(), 60)
-        await asyncio.sleep(2.0)
-        proc.send_signal(signal.SIGINT)
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, err.decode()
+        code, out, err = await run_headless(ex, cfg, db, "--window", str(W))
+    assert code == 0, err.decode()
     live_from = parse_iso_ms(re.search(r"live from (\S+)", err.decode()).group(1))
     lines = [json.loads(line) for line in out.decode().splitlines()]
 
@@ -151,28 +157,10 @@ async def test_headless_price_rule_on_a_known_price_excursion(tmp_path: Path) ->
     cfg.write_text("[alerts]\ncooldown_s = 0\nhysteresis = 1.0\nbell = false\n")
     db = tmp_path / "h.db"
     async with FakeExchange(excursion_trades(), rate=20, restamp=True) as ex:
-        proc = await spawn(
-            "BTCUSDT",
-            "ETHUSDT",
-            "--headless",
-            "--alert",
-            "price_y > 105",
-            "--window",
-            "10",
-            "--config",
-            str(cfg),
-            "--db",
-            str(db),
-            "--ws-url",
-            ex.ws_base,
-            "--rest-url",
-            ex.rest_base,
+        code, out, err = await run_headless(
+            ex, cfg, db, "--alert", "price_y > 105", "--window", "10"
         )
-        await asyncio.wait_for(ex.done.wait(), 60)
-        await asyncio.sleep(2.0)
-        proc.send_signal(signal.SIGINT)
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, err.decode()
+    assert code == 0, err.decode()
     lines = [json.loads(line) for line in out.decode().splitlines()]
     assert [(a["pair"], a["rule"], a["metric"], a["value"], a["threshold"]) for a in lines] == [
         ("BTCUSDT/ETHUSDT", "price_y > 105", "price_y", 110.0, 105.0),
@@ -210,27 +198,9 @@ async def test_headless_recomputes_after_trades_missed_in_a_stall(tmp_path: Path
     db = tmp_path / "h.db"
     faults = Faults(stall_after=120)
     async with FakeExchange(synthetic_trades(600), rate=40, restamp=True, faults=faults) as ex:
-        proc = await spawn(
-            "BTCUSDT",
-            "ETHUSDT",
-            "--headless",
-            "--window",
-            "20",
-            "--config",
-            str(cfg),
-            "--db",
-            str(db),
-            "--ws-url",
-            ex.ws_base,
-            "--rest-url",
-            ex.rest_base,
-        )
-        await asyncio.wait_for(ex.done.wait(), 60)
-        await asyncio.sleep(2.0)
-        proc.send_signal(signal.SIGINT)
-        _out, err = await asyncio.wait_for(proc.communicate(), 30)
+        code, _out, err = await run_headless(ex, cfg, db, "--window", "20")
     text = err.decode()
-    assert proc.returncode == 0, text
+    assert code == 0, text
     assert ex.stalls == 1
     assert "recomputed from the database (1)" in text, text[-800:]
     assert re.search(r"stopped: 600 trades, \d+ alerts, [1-9]\d* recomputes", text), text[-400:]
