@@ -163,6 +163,7 @@ class QuantApp(App[int]):
         self.backfill_progress: BackfillProgress | None = None
         self._cells: dict[tuple[str, str], str] = {}
         self._drawn: dict[str | None, Snapshot] = {}
+        self._next_piece = 0
 
     # ----------------------------------------------------------------- layout
     def compose(self) -> ComposeResult:
@@ -336,14 +337,17 @@ class QuantApp(App[int]):
         self._resync_due = None
         self._last_resync = now
         self.resyncs += 1
-        self.request_rebuild()
+        self.request_rebuild(resync=True)
 
     # ----------------------------------------------------------------- analytics
-    def request_rebuild(self) -> None:
+    def request_rebuild(self, *, resync: bool = False) -> None:
+        """Recompute from the database. A `resync` (same parameters) keeps showing the
+        last stationarity tests until the recomputed ones arrive."""
         self.generation += 1
         self.pair = None
-        self.stat = Stationarity()
-        self.stat_ts = None
+        if not resync:
+            self.stat = Stationarity()
+            self.stat_ts = None
         self._rebuild(self.params, self.generation)
 
     @work(exclusive=True, group="rebuild", exit_on_error=False)
@@ -495,28 +499,36 @@ class QuantApp(App[int]):
 
     # ----------------------------------------------------------------- drawing
     def _render(self) -> None:
-        """One piece of the screen per tick: the metrics table when the snapshot changed,
-        else the next chart that does not show the latest snapshot yet. Spreading the
-        work keeps every frame short (the three plotext charts together cost about as
-        much as the 50 ms frame budget at 5k trades/s); each chart still redraws within
-        a few ticks of a new snapshot."""
+        """One piece of the screen per tick, in turn: the metrics table (when the
+        snapshot changed), then each chart that does not show the latest snapshot yet.
+        Spreading the work keeps every frame short (the three plotext charts together
+        cost about as much as the 50 ms frame budget at 5k trades/s). Taking the pieces
+        in rotation means none starves when snapshots come faster than ticks (a fast
+        replay): each stale piece redraws within four ticks."""
         if self.paused or self.snapshot is None:
             return
         snap = self.snapshot
-        if self._dirty:
-            self._dirty = False
-            table = self.query_one("#metrics", DataTable)
-            with self.batch_update():
-                for key, _label, value in snapshot_rows(snap):
-                    self._set_cell(table, key, "value", value)
-                self._set_cell(table, "price_x", "label", snap.symbol_x)
-                self._set_cell(table, "price_y", "label", snap.symbol_y)
+        pieces: list[Chart | None] = [None, *self.query(Chart)]
+        for step in range(len(pieces)):
+            i = (self._next_piece + step) % len(pieces)
+            piece = pieces[i]
+            if piece is None:
+                if not self._dirty:
+                    continue
+                self._dirty = False
+                table = self.query_one("#metrics", DataTable)
+                with self.batch_update():
+                    for key, _label, value in snapshot_rows(snap):
+                        self._set_cell(table, key, "value", value)
+                    self._set_cell(table, "price_x", "label", snap.symbol_x)
+                    self._set_cell(table, "price_y", "label", snap.symbol_y)
+            elif self._drawn.get(piece.id) is not snap:
+                self._drawn[piece.id] = snap
+                piece.draw(snap, self.config.analytics.entry_z)
+            else:
+                continue
+            self._next_piece = (i + 1) % len(pieces)
             return
-        for chart in self.query(Chart):
-            if self._drawn.get(chart.id) is not snap:
-                self._drawn[chart.id] = snap
-                chart.draw(snap, self.config.analytics.entry_z)
-                return
 
     def _set_cell(self, table: DataTable, row: str, column: str, value: str) -> None:
         """Touch a cell only when its text changes: every update re-renders the row, and

@@ -18,6 +18,7 @@ from quanttui.analytics.backtest import BacktestParams, backtest_bars
 from quanttui.app.app import QuantApp
 from quanttui.app.screens.backtest import BacktestScreen
 from quanttui.app.screens.rules import RulesScreen
+from quanttui.app.widgets.charts import Chart
 from quanttui.feed.recordings import read_ndjson
 from quanttui.feed.replay import ReplaySpec, prepare_source
 from quanttui.model import METRIC_NAMES, Tick
@@ -475,3 +476,23 @@ async def test_trades_backfilled_after_a_stall_are_recomputed_into_the_bars(
     )
     assert len(live) >= 12
     assert live == list(stored)
+
+
+async def test_every_chart_keeps_up_when_snapshots_outpace_frames(
+    real_data: Path, tmp_path: Path
+) -> None:
+    """The demo's pace (1 s bars at 5x, after a pre-filled window) publishes more
+    snapshots than the screen draws pieces; the table must not starve the charts."""
+    src = prepare_source([real_data / RECORDING], tmp_path / "source.db")
+    cfg = app_config(tmp_path / "s.db", "ws://127.0.0.1:1/market", "http://127.0.0.1:1", tmp_path)
+    app = QuantApp(cfg, "BTCUSDT", "ETHUSDT", replay=ReplaySpec(src, 5.0, prefill_ms=120_000))
+    async with asyncio.timeout(60), app.run_test(size=(120, 40)):
+        charts = list(app.query(Chart))
+        assert len(charts) == 3
+        await until(lambda: app.snapshot is not None and app.snapshot.zscore is not None)
+        await until(lambda: all(c.shown_ms is not None for c in charts), 3)
+        for _ in range(6):
+            await asyncio.sleep(0.5)
+            now = app.snapshot.time_ms
+            lags = [None if c.shown_ms is None else now - c.shown_ms for c in charts]
+            assert all(lag is not None and lag <= 10_000 for lag in lags), lags

@@ -33,6 +33,8 @@ class Chart(PlotextPlot):
     def __init__(self, title: str, **kw) -> None:
         super().__init__(**kw)
         self.title = title
+        self.shown_ms: int | None = None
+        """Time of the last bar this chart has drawn."""
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -82,4 +84,5 @@ class Chart(PlotextPlot):
                 p.plot(x1, y1, label="z", marker="braille")
                 p.hline(entry_z)
                 p.hline(-entry_z)
+        self.shown_ms = snap.series.ts_ms[-1]
         self.refresh()
