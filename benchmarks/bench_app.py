@@ -14,7 +14,7 @@ Three figures, each against a naive baseline measured in the same run:
 3. **Pty bytes/s** at steady state, 120x40, while trades stream in. Baseline: repainting
    the full screen at the same 4 Hz.
 
-Usage: python benchmarks/bench_app.py [--seconds 15] [--runs 5]
+Usage: python benchmarks/bench_app.py [--seconds 15] [--runs 5] [--frame-runs 3]
 """
 
 from __future__ import annotations
@@ -180,6 +180,7 @@ async def frame_times(seconds: float) -> dict[str, float]:
         "renders": len(renders),
         "trades": received,
         "naive_recompute": statistics.median(naive),
+        "resyncs": app.resyncs,
     }
 
 
@@ -187,6 +188,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--seconds", type=float, default=15.0)
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--frame-runs", type=int, default=3)
     args = p.parse_args()
 
     times, imports = first_frame(args.runs)
@@ -196,13 +198,22 @@ def main() -> None:
         f"  eager statsmodels import adds {imp * 1000:.0f} ms: baseline {(ff + imp) * 1000:.0f} ms, ratio {(ff + imp) / ff:.2f}x"
     )
 
-    ft = asyncio.run(frame_times(args.seconds))
+    runs = []
+    for _ in range(args.frame_runs):
+        ft = asyncio.run(frame_times(args.seconds))
+        runs.append(ft)
+        print(
+            f"5k trades/s for {args.seconds:.0f} s ({ft['trades']:,} stored): "
+            f"max loop stall {ft['stall_max'] * 1000:.1f} ms, p99 {ft['stall_p99'] * 1000:.1f} ms; "
+            f"redraw median {ft['render_median'] * 1000:.1f} ms, max {ft['render_max'] * 1000:.1f} ms "
+            f"over {ft['renders']} redraws; from launch until the warm start and first load "
+            f"are done: max stall {ft['startup_max'] * 1000:.1f} ms; "
+            f"{ft['resyncs']} recomputes after late trades"
+        )
+    ft = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     print(
-        f"5k trades/s for {args.seconds:.0f} s ({ft['trades']:,} stored): "
-        f"max loop stall {ft['stall_max'] * 1000:.1f} ms, p99 {ft['stall_p99'] * 1000:.1f} ms; "
-        f"redraw median {ft['render_median'] * 1000:.1f} ms, max {ft['render_max'] * 1000:.1f} ms "
-        f"over {ft['renders']} redraws; from launch until the warm start and first load "
-        f"are done: max stall {ft['startup_max'] * 1000:.1f} ms"
+        f"  median of {len(runs)} runs: max loop stall {ft['stall_max'] * 1000:.1f} ms, "
+        f"p99 {ft['stall_p99'] * 1000:.1f} ms, start-up max stall {ft['startup_max'] * 1000:.1f} ms"
     )
     print(
         f"  naive full recompute per refresh: {ft['naive_recompute'] * 1000:.1f} ms, "
