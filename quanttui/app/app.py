@@ -359,12 +359,16 @@ class QuantApp(App[int]):
         (same symbol and trade id)."""
         end = self.now()
         end -= end % params.timeframe_ms
+        await self._commit_received()
+        pair, seen, stored = await asyncio.to_thread(self._load_pair, params, end)
+        self.post_message(PairRebuilt(pair, generation, end, stored, seen))
+
+    async def _commit_received(self) -> None:
+        """Wait (up to 5 s) until everything received so far is committed."""
         if self.ingestion is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(5):
                     await self.ingestion.writer.flush()
-        pair, seen, stored = await asyncio.to_thread(self._load_pair, params, end)
-        self.post_message(PairRebuilt(pair, generation, end, stored, seen))
 
     def _load_pair(
         self, params: PairParams, end: int
@@ -635,10 +639,7 @@ class QuantApp(App[int]):
     async def _export(self, params: PairParams) -> None:
         """Export everything received up to the key press: the writer's queue is committed
         first, so the CSVs include ticks still in flight to the database."""
-        if self.ingestion is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5):
-                    await self.ingestion.writer.flush()
+        await self._commit_received()
         try:
             done = await asyncio.to_thread(self._export_files, params)
         except ExportError as exc:
