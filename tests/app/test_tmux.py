@@ -32,7 +32,7 @@ def metric_value(screen: str, label: str) -> float | None:
     return None
 
 
-def wait_screen(session: str, needle: str, limit_s: float = 20) -> str:
+def wait_screen(session: str, needle: str, limit_s: float = 40) -> str:
     end = time.monotonic() + limit_s
     while time.monotonic() < end:
         screen = capture(session)
@@ -76,7 +76,7 @@ def test_tmux_user_session(real_data: Path, tmp_path: Path) -> None:
         assert "ETHUSDT = a + b*BTCUSDT" in screen
         wait_screen(session, "ticks/s  BTCUSDT")
         subprocess.run(["tmux", "send-keys", "-t", session, "e"], check=True)
-        end = time.monotonic() + 20
+        end = time.monotonic() + 40
         while len(list((tmp_path / "exp").glob("*.csv"))) < 4:
             assert time.monotonic() < end, capture(session)
             time.sleep(0.2)
@@ -98,7 +98,7 @@ def test_tmux_demo_shows_numbers_without_network(tmp_path: Path) -> None:
         )
         screen = wait_screen(session, " DEMO  BTCUSDT -> ETHUSDT")
         assert "REPLAY" in wait_screen(session, "5x 2025-12-15")
-        end = time.monotonic() + 20
+        end = time.monotonic() + 40
         while metric_value(capture(session), "z-score") is None:
             assert time.monotonic() < end, capture(session)
             time.sleep(0.2)
