@@ -180,7 +180,7 @@ async def frame_times(seconds: float) -> dict[str, float]:
         "renders": len(renders),
         "trades": received,
         "naive_recompute": statistics.median(naive),
-        "resyncs": app.resyncs,
+        "resyncs": app.resync.count,
     }
 
 

@@ -31,6 +31,35 @@ RESYNC_MIN_INTERVAL_S = 5.0
 """At most one such recompute per this many seconds."""
 
 
+class ResyncTimer:
+    """When to recompute after the live bars parted from the database's.
+
+    `watch` records a rise of `LivePair.diverged`; `ready()` is True once, when
+    `RESYNC_DELAY_S` have passed since the last rise and `RESYNC_MIN_INTERVAL_S` since
+    the previous recompute. Shared by the app and headless mode."""
+
+    def __init__(self) -> None:
+        self._due: float | None = None
+        self._last = -RESYNC_MIN_INTERVAL_S
+        self.count = 0
+
+    @property
+    def pending(self) -> bool:
+        return self._due is not None
+
+    def watch(self, pair: LivePair, diverged_before: int) -> None:
+        if pair.diverged > diverged_before:
+            self._due = time.monotonic() + RESYNC_DELAY_S
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        if self._due is None or now < self._due or now - self._last < RESYNC_MIN_INTERVAL_S:
+            return False
+        self._due, self._last = None, now
+        self.count += 1
+        return True
+
+
 @dataclass(frozen=True, slots=True)
 class PairParams:
     symbol_x: str

@@ -39,10 +39,9 @@ from textual.worker import Worker, WorkerState
 from quanttui.alerts import AlertEngine, RuleError, build_engine, parse_rule
 from quanttui.analytics.backtest import BacktestParams, BacktestReport, backtest_bars
 from quanttui.analytics.live import (
-    RESYNC_DELAY_S,
-    RESYNC_MIN_INTERVAL_S,
     LivePair,
     PairParams,
+    ResyncTimer,
     StallGuard,
 )
 from quanttui.analytics.snapshot import build_snapshot
@@ -157,9 +156,7 @@ class QuantApp(App[int]):
         self._stored_base = 0
         self.backtest_screen: BacktestScreen | None = None
         self._stall_guard = StallGuard(0.2)
-        self._resync_due: float | None = None
-        self._last_resync = -RESYNC_MIN_INTERVAL_S
-        self.resyncs = 0
+        self.resync = ResyncTimer()
         self.backfill_progress: BackfillProgress | None = None
         self._cells: dict[tuple[str, str], str] = {}
         self._drawn: dict[str | None, Snapshot] = {}
@@ -292,8 +289,7 @@ class QuantApp(App[int]):
         if self.pair is not None:
             diverged = self.pair.diverged
             closed = self.pair.add(ticks)
-            if self.pair.diverged > diverged:
-                self._resync_due = now + RESYNC_DELAY_S
+            self.resync.watch(self.pair, diverged)
             if closed:
                 self._bars_closed()
 
@@ -314,30 +310,15 @@ class QuantApp(App[int]):
             diverged = pair.diverged
             if pair.advance(self.now()):
                 self._bars_closed()
-            if pair.diverged > diverged:
-                self._resync_due = time.monotonic() + RESYNC_DELAY_S
-
-    @property
-    def resync_pending(self) -> bool:
-        return self._resync_due is not None
+            self.resync.watch(pair, diverged)
 
     def _resync_if_due(self) -> None:
         """Recompute once the live bars have parted from the database's (see
         `LivePair.diverged`) and trades stop arriving late. Late trades (REST backfill of
         the trades missed during a disconnect or a stall) are stored but cannot change
         bars the clock already closed; a recompute from the database puts them in."""
-        now = time.monotonic()
-        if (
-            self._resync_due is None
-            or now < self._resync_due
-            or now - self._last_resync < RESYNC_MIN_INTERVAL_S
-            or self.pair is None
-        ):
-            return
-        self._resync_due = None
-        self._last_resync = now
-        self.resyncs += 1
-        self.request_rebuild(resync=True)
+        if self.pair is not None and self.resync.ready():
+            self.request_rebuild(resync=True)
 
     # ----------------------------------------------------------------- analytics
     def request_rebuild(self, *, resync: bool = False) -> None:

@@ -15,10 +15,9 @@ import orjson
 
 from quanttui.alerts import build_engine
 from quanttui.analytics.live import (
-    RESYNC_DELAY_S,
-    RESYNC_MIN_INTERVAL_S,
     LivePair,
     PairParams,
+    ResyncTimer,
     StallGuard,
 )
 from quanttui.analytics.snapshot import build_snapshot
@@ -153,15 +152,11 @@ async def _headless(
         arrive; the clock closes them only when the queue has been quiet for 0.2 s.
         When the live bars part from the database's (`LivePair.diverged`: late trades, or
         fills of a silence that turned out too long), a recompute follows once that has
-        stopped for `RESYNC_DELAY_S`."""
+        settled (`ResyncTimer`)."""
         guard = StallGuard(0.2)
-        loop = asyncio.get_running_loop()
-        due: float | None = None
-        last = -RESYNC_MIN_INTERVAL_S
+        timer = ResyncTimer()
         while True:
-            now = loop.time()
-            if due is not None and now >= due and now - last >= RESYNC_MIN_INTERVAL_S:
-                due, last = None, now
+            if timer.ready():
                 await recompute()
             try:
                 ticks = await asyncio.wait_for(queue.get(), 0.2)
@@ -169,8 +164,7 @@ async def _headless(
                 if guard.ready() and clock() and hp.pair is not None:
                     diverged = hp.pair.diverged
                     await hp.advance(clock())
-                    if hp.pair.diverged > diverged:
-                        due = loop.time() + RESYNC_DELAY_S
+                    timer.watch(hp.pair, diverged)
                 if replay is not None and ing.finished.is_set() and queue.empty():
                     stop.set()
                 continue
@@ -184,8 +178,7 @@ async def _headless(
                     if t.ts_ms >= live_from and (not seen or (t.symbol, t.trade_id) not in seen)
                 ]
             )
-            if hp.pair.diverged > diverged:
-                due = loop.time() + RESYNC_DELAY_S
+            timer.watch(hp.pair, diverged)
 
     tasks = [asyncio.create_task(pipeline()), warming]
     await stop.wait()

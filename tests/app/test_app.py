@@ -458,10 +458,10 @@ async def test_trades_backfilled_after_a_stall_are_recomputed_into_the_bars(
         async with app.run_test(size=(120, 40)) as pilot:
             await until(lambda: ex.stalls == 1, 20)
             await until(lambda: app.ingestion.feed.stats.backfilled > 0, 20)
-            await until(lambda: app.resyncs >= 1 and app.pair is not None, 20)
+            await until(lambda: app.resync.count >= 1 and app.pair is not None, 20)
             await until(lambda: ex.done.is_set(), 30)
             await pilot.pause(1.0)
-            await until(lambda: app.resync_pending is False and app.pair is not None)
+            await until(lambda: app.resync.pending is False and app.pair is not None)
             live = [(m.ts_ms, m.x, m.y) for m in app.pair.engine.history]
             gap = app.pair.params.max_gap_bars
             await pilot.press("q")
