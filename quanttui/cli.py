@@ -74,6 +74,29 @@ def _add_pair(p: argparse.ArgumentParser) -> None:
     p.add_argument("symbol_y", metavar="SYMBOL_Y", help="traded leg Y, regressed on X")
 
 
+def parse_pairs(words: Sequence[str]) -> list[tuple[str, str]]:
+    """`X Y` (one pair) or `X/Y [X/Y ...]` (one or more pairs; Y regressed on X)."""
+    if not words:
+        raise UsageError("expected SYMBOL_X SYMBOL_Y, or one or more pairs X/Y")
+    if not any("/" in w for w in words):
+        if len(words) != 2:
+            raise UsageError(
+                f"expected SYMBOL_X SYMBOL_Y (got {len(words)} symbols); "
+                "several pairs are written X/Y X/Y ..."
+            )
+        return [pair(words[0], words[1])]
+    out: list[tuple[str, str]] = []
+    for w in words:
+        x, sep, y = w.partition("/")
+        if not sep or "/" in y:
+            raise UsageError(f"invalid pair {w!r}: expected X/Y, e.g. BTCUSDT/ETHUSDT")
+        p = pair(x, y)
+        if p in out:
+            raise UsageError(f"pair {x}/{y} given twice")
+        out.append(p)
+    return out
+
+
 def _live_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="quanttui",
@@ -84,7 +107,12 @@ def _live_parser() -> argparse.ArgumentParser:
         epilog="subcommands: quanttui {demo,record,snapshot,export,backtest,import} --help",
     )
     p.add_argument("--version", action="version", version=f"quanttui {__version__}")
-    _add_pair(p)
+    p.add_argument(
+        "pairs",
+        nargs="+",
+        metavar="PAIR",
+        help="SYMBOL_X SYMBOL_Y (y regressed on x), or several pairs X/Y X/Y ...",
+    )
     _add_config(p)
     _add_db(p)
     _add_net(p)
@@ -152,7 +180,15 @@ def _run_demo(args: argparse.Namespace) -> int:
     with resources.as_file(demo) as path:
         prefill = 2 * cfg.analytics.window * cfg.analytics.timeframe_ms
         return _run_pair(
-            cfg, "BTCUSDT", "ETHUSDT", [], args.headless, [path], args.speed, True, "DEMO", prefill
+            cfg,
+            [("BTCUSDT", "ETHUSDT")],
+            [],
+            args.headless,
+            [path],
+            args.speed,
+            True,
+            "DEMO",
+            prefill,
         )
 
 
@@ -236,20 +272,19 @@ def _build_config(args: argparse.Namespace) -> Config:
 
 
 def _run_live(args: argparse.Namespace) -> int:
-    sx, sy = pair(args.symbol_x, args.symbol_y)
+    pairs = parse_pairs(args.pairs)
     cfg = _build_config(args)
     _check_rules(cfg, args.alert)
     if args.speed is not None and not args.replay:
         raise UsageError("--speed needs --replay SOURCE")
     sources = [Path(p).expanduser() for p in args.replay]
     speed = 1.0 if args.speed is None else args.speed
-    return _run_pair(cfg, sx, sy, args.alert, args.headless, sources, speed, False, "REPLAY")
+    return _run_pair(cfg, pairs, args.alert, args.headless, sources, speed, False, "REPLAY")
 
 
 def _run_pair(
     cfg: Config,
-    sx: str,
-    sy: str,
+    pairs: list[tuple[str, str]],
     rules: list[str],
     headless_mode: bool,
     sources: list[Path],
@@ -282,11 +317,20 @@ def _run_pair(
         if headless_mode:
             from quanttui.modes import headless
 
-            return headless.run(cfg, sx, sy, extra_rules=rules, replay=spec)
+            return headless.run(cfg, pairs, extra_rules=rules, replay=spec)
+        if len(pairs) > 1:
+            raise UsageError(
+                "several pairs run with --headless (the watchlist screen is not here yet)"
+            )
         from quanttui.app.app import QuantApp
 
+        ((sx, sy),) = pairs
         app = QuantApp(cfg, sx, sy, extra_rules=rules, replay=spec)
-        app.run()
+        guard = app.guard().install()
+        try:
+            app.run()
+        finally:
+            guard.uninstall()
         return app.return_code or 0
     finally:
         if tmp is not None:
@@ -295,10 +339,13 @@ def _run_pair(
 
 def _check_rules(cfg: Config, extra: list[str]) -> None:
     from quanttui.alerts import RuleError, parse_rule
+    from quanttui.engine.core import split_rule
 
     for text in [*cfg.alerts.rules, *extra]:
         try:
-            parse_rule(text, entry_z=cfg.analytics.entry_z, exit_z=cfg.analytics.exit_z)
+            parse_rule(
+                split_rule(text)[1], entry_z=cfg.analytics.entry_z, exit_z=cfg.analytics.exit_z
+            )
         except RuleError as exc:
             raise UsageError(str(exc)) from None
 

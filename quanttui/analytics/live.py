@@ -1,6 +1,6 @@
 """A pair's live pipeline: trades -> bar builder -> streaming analytics.
 
-The app and the headless modes both drive one `LivePair`: feed it trades and the clock,
+The engine (`quanttui.engine`) drives one `LivePair` per pair: feed it trades and the clock,
 get back the bars that closed. It is rebuilt from the database (`from_store`) on start and
 whenever timeframe, window or hedge mode change, so a change applies to the whole stored
 history, not only to new data.
@@ -9,7 +9,6 @@ history, not only to new data.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -22,42 +21,6 @@ from quanttui.model import PairBar, Tick
 CLOSE_GRACE_MS = 250
 """A bar is closed this long after its end, so trades stamped just before the boundary
 that arrive a little late (network, exchange latency) still land in it."""
-
-RESYNC_DELAY_S = 1.0
-"""Trades that arrive after their bar closed (the REST backfill of trades missed during a
-disconnect or a stall) are stored but cannot change that bar; the live modes recompute
-from the database once none has arrived for this long."""
-RESYNC_MIN_INTERVAL_S = 5.0
-"""At most one such recompute per this many seconds."""
-
-
-class ResyncTimer:
-    """When to recompute after the live bars parted from the database's.
-
-    `watch` records a rise of `LivePair.diverged`; `ready()` is True once, when
-    `RESYNC_DELAY_S` have passed since the last rise and `RESYNC_MIN_INTERVAL_S` since
-    the previous recompute. Shared by the app and headless mode."""
-
-    def __init__(self) -> None:
-        self._due: float | None = None
-        self._last = -RESYNC_MIN_INTERVAL_S
-        self.count = 0
-
-    @property
-    def pending(self) -> bool:
-        return self._due is not None
-
-    def watch(self, pair: LivePair, diverged_before: int) -> None:
-        if pair.diverged > diverged_before:
-            self._due = time.monotonic() + RESYNC_DELAY_S
-
-    def ready(self) -> bool:
-        now = time.monotonic()
-        if self._due is None or now < self._due or now - self._last < RESYNC_MIN_INTERVAL_S:
-            return False
-        self._due, self._last = None, now
-        self.count += 1
-        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,26 +55,6 @@ class PairParams:
     def max_gap_bars(self) -> int:
         """Longer silences of both legs than this are skipped, not filled (2W)."""
         return 2 * self.window
-
-
-class StallGuard:
-    """Holds the clock back for one tick after the event loop stalled.
-
-    Bars are closed by the clock only when the feed is quiet. After a stall (a blocking
-    import, a slow disk) the clock callback can run before the feed has read the trades
-    that queued up meanwhile; closing bars then would drop those trades from their bars.
-    `ready()` is False once whenever the previous call is more than twice `period_s` ago,
-    which gives the feed one turn of the loop first.
-    """
-
-    def __init__(self, period_s: float) -> None:
-        self.period_s = period_s
-        self._last: float | None = None
-
-    def ready(self) -> bool:
-        now = time.monotonic()
-        last, self._last = self._last, now
-        return last is None or now - last <= 2 * self.period_s
 
 
 class LivePair:

@@ -64,12 +64,29 @@ def stationarity(spreads: Sequence[float], x: Sequence[float], y: Sequence[float
 
     statsmodels' warnings about such windows (a rank-deficient design, log of zero) are
     silenced: the outcome is reported in `error` or as a missing value, never on stderr,
-    which headless mode keeps for status lines."""
+    which headless mode keeps for status lines. The filter is process-wide and installed
+    once (`warnings.catch_warnings` is not thread-safe, and the tests run in threads)."""
     if len(spreads) < 10 or len(x) < 10:
         return Stationarity(error="too few bars for ADF")
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
+    _quiet_statsmodels()
+    with np.errstate(all="ignore"):
         return _stationarity(spreads, x, y)
+
+
+_quiet = False
+
+
+def _quiet_statsmodels() -> None:
+    """After importing statsmodels, whose `sm_exceptions` puts "always" filters for its
+    own warnings at the front of the list when first imported."""
+    global _quiet
+    if _quiet:
+        return
+    import statsmodels.tools.sm_exceptions  # noqa: F401
+
+    warnings.filterwarnings("ignore", module=r"statsmodels(\.|$)")
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"numpy(\.|$)")
+    _quiet = True
 
 
 def _stationarity(spreads: Sequence[float], x: Sequence[float], y: Sequence[float]) -> Stationarity:
@@ -92,4 +109,5 @@ def _stationarity(spreads: Sequence[float], x: Sequence[float], y: Sequence[floa
 
 def warm_up() -> None:
     """Import statsmodels ahead of need (from a worker thread)."""
+    _quiet_statsmodels()
     import statsmodels.tsa.stattools  # noqa: F401

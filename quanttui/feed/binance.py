@@ -333,11 +333,48 @@ class BinanceFeed:
         self._stopping = asyncio.Event()
         self._ws: websockets.ClientConnection | None = None
         self._last_rx = 0.0
+        self._symset: set[str] = set(self.symbols)
+        self._req_id = 0
 
     def _set_state(self, state: str, detail: str = "") -> None:
         self.stats.state, self.stats.detail = state, detail
         if self.on_state:
             self.on_state(state, detail)
+
+    async def subscribe(self, symbols: Sequence[str]) -> None:
+        """Add symbols: SUBSCRIBE on the open connection (no reconnect), and the URL of
+        any later reconnect names them too."""
+        await self._change("SUBSCRIBE", [s for s in symbols if s not in self.symbols])
+
+    async def unsubscribe(self, symbols: Sequence[str]) -> None:
+        """Drop symbols: UNSUBSCRIBE on the open connection (no reconnect). Their
+        high-water marks are forgotten, so a later SUBSCRIBE does not backfill the time
+        in between."""
+        await self._change("UNSUBSCRIBE", [s for s in symbols if s in self.symbols])
+
+    async def _change(self, method: str, symbols: list[str]) -> None:
+        """Binance's live subscription request:
+        ``{"method": "SUBSCRIBE", "params": ["btcusdt@aggTrade"], "id": 1}``, answered
+        by ``{"result": null, "id": 1}`` (which `parse_frame` skips)."""
+        if not symbols:
+            return
+        if method == "SUBSCRIBE":
+            self.symbols += symbols
+        else:
+            self.symbols = [s for s in self.symbols if s not in symbols]
+            for sym in symbols:
+                self.hw.pop(sym, None)
+        self._symset.clear()
+        self._symset.update(self.symbols)
+        self.url = stream_url(self.cfg.ws_url, self.symbols, self.cfg.stream)
+        self._req_id += 1
+        ws = self._ws
+        if ws is not None:
+            params = [f"{s.lower()}@{self.cfg.stream}" for s in symbols]
+            with contextlib.suppress(WebSocketException, OSError):
+                await ws.send(
+                    orjson.dumps({"method": method, "params": params, "id": self._req_id}).decode()
+                )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -432,7 +469,7 @@ class BinanceFeed:
         self._last_rx = time.monotonic()
         watchdog = asyncio.create_task(self._watchdog(ws, time.monotonic()), name="feed-watchdog")
         stats = self.stats
-        symbols = set(self.symbols)
+        symbols = self._symset
         try:
             async for raw in ws:
                 recv = now_ms()

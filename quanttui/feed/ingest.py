@@ -47,6 +47,7 @@ class Ingestion:
         )
         self._task: asyncio.Task[None] | None = None
         self._backfill_task: asyncio.Task[BackfillProgress] | None = None
+        self._backfills: dict[frozenset[str], asyncio.Task[BackfillProgress]] = {}
         self._closed = False
 
     async def check_symbols(self) -> str | None:
@@ -71,16 +72,22 @@ class Ingestion:
         timeframe: str,
         window: int,
         on_progress: Callable[[BackfillProgress], None] | None = None,
+        *,
+        symbols: Sequence[str] | None = None,
     ) -> Backfill:
-        """Warm start in a background task (replacing one still running); see
-        `quanttui.feed.backfill`. Its outcome is in the returned object's `progress`."""
-        if self._backfill_task is not None:
-            self._backfill_task.cancel()
+        """Warm start of `symbols` (default: all) in a background task, replacing one
+        still running for the same symbols; see `quanttui.feed.backfill`. Its outcome is
+        in the returned object's `progress`."""
+        syms = list(symbols) if symbols is not None else list(self.symbols)
+        key = frozenset(syms)
+        old = self._backfills.pop(key, None)
+        if old is not None:
+            old.cancel()
         span = span_ms(self.cfg.feed.backfill, timeframe, window)
-        bf = Backfill(
-            self.rest, self.writer, self.symbols, timeframe, span, on_progress=on_progress
-        )
-        self._backfill_task = asyncio.create_task(bf.run(now_ms()), name="backfill")
+        bf = Backfill(self.rest, self.writer, syms, timeframe, span, on_progress=on_progress)
+        task = asyncio.create_task(bf.run(now_ms()), name="backfill")
+        self._backfills[key] = task
+        self._backfill_task = task
         return bf
 
     async def wait_backfill(self) -> BackfillProgress | None:
@@ -89,6 +96,17 @@ class Ingestion:
         with contextlib.suppress(asyncio.CancelledError):
             return await asyncio.shield(self._backfill_task)
         return None
+
+    async def subscribe(self, symbols: Sequence[str]) -> None:
+        """Add symbols to the open connection (SUBSCRIBE), no reconnect."""
+        new = [s for s in symbols if s not in self.symbols]
+        self.symbols += new
+        await self.feed.subscribe(new)
+
+    async def unsubscribe(self, symbols: Sequence[str]) -> None:
+        """Drop symbols from the open connection (UNSUBSCRIBE), no reconnect."""
+        self.symbols = [s for s in self.symbols if s not in symbols]
+        await self.feed.unsubscribe(list(symbols))
 
     async def start(self) -> None:
         if self._closed:
@@ -102,10 +120,10 @@ class Ingestion:
         if self._closed:
             return
         self._closed = True
-        if self._backfill_task is not None:
-            self._backfill_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._backfill_task
+        for task in self._backfills.values():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         self.feed.stop()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):

@@ -309,6 +309,14 @@ class Replay:
                     wait = (page[i].ts_ms - self.now_ms()) / 1000 / self.speed
                     await asyncio.sleep(min(max(wait, 0.0), 0.1))
 
+    async def subscribe(self, symbols: Sequence[str]) -> None:
+        """A replay delivers the symbols it was opened with; others have no trades."""
+        if set(symbols) - set(self.symbols):
+            raise ValueError("a replay cannot add symbols")
+
+    async def unsubscribe(self, symbols: Sequence[str]) -> None:
+        return None
+
     async def start(self) -> None:
         if self._closed:
             return

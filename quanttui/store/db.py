@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 SCHEMA_V1 = """
@@ -64,7 +64,13 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 """
 
-MIGRATIONS: dict[int, str] = {1: SCHEMA_V1}
+SCHEMA_V2 = """
+ALTER TABLE alerts ADD COLUMN withdrawn_ms INTEGER;
+"""
+"""v2: an alert that a recompute from the database contradicted keeps its row, with the
+time it was withdrawn."""
+
+MIGRATIONS: dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2}
 
 
 class StoreError(Exception):

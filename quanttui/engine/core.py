@@ -1,0 +1,736 @@
+"""The monitor engine: N pairs over one feed, one writer, one database; no UI.
+
+Why it is shaped this way:
+
+* **One pipeline for every view.** The app, headless mode, `record` and the watchlist all
+  run this object; they send commands (`set_params`, `add_pair`, `add_rule`, `export`,
+  `backtest`, `stop`) and render the events it publishes (`quanttui.engine.events`). No
+  view holds a copy of the ingestion, recompute or alert logic.
+* **Nothing waits for a view.** `publish` only puts into each subscriber's `Mailbox`,
+  which coalesces snapshots and bounds the rest. The engine normally runs on its own
+  thread and event loop (`quanttui.engine.runner`), so a terminal that stops draining
+  (a stalled SSH link blocks Textual's writer) cannot delay a trade, a bar or an alert.
+* **One connection.** Every pair's legs are subscribed once on one combined stream, a
+  symbol shared by several pairs is stored once, and adding or removing a pair at run
+  time sends SUBSCRIBE/UNSUBSCRIBE on the open connection.
+* **Alerts agree with the database.** Bars that a recompute would give differently
+  (late trades) trigger a recompute; alerts are evaluated on settled bars and revised or
+  withdrawn after a recompute (`quanttui.engine.alertbook`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from quanttui.alerts import RuleError, parse_rule
+from quanttui.analytics.live import LivePair, PairParams
+from quanttui.analytics.stationarity import stationarity, warm_up
+from quanttui.config import Config
+from quanttui.engine.alertbook import AlertBook
+from quanttui.engine.events import (
+    AlertEvent,
+    AlertWithdrawn,
+    BackfillEvent,
+    BacktestDone,
+    Event,
+    ExportDone,
+    FeedState,
+    Finished,
+    Notice,
+    PairsChanged,
+    Recomputed,
+    RulesChanged,
+    SnapshotEvent,
+    Status,
+)
+from quanttui.engine.mailbox import Mailbox
+from quanttui.engine.pair import HISTORY, PairMonitor, StallGuard, make_rules
+from quanttui.feed.backfill import BackfillProgress
+from quanttui.feed.binance import SymbolError, now_ms
+from quanttui.feed.ingest import Ingestion
+from quanttui.feed.replay import Replay, ReplaySpec, open_feed
+from quanttui.model import Alert, Tick
+from quanttui.store.db import connect
+from quanttui.store.queries import tick_counts
+from quanttui.store.writer import INSERT_ALERT
+
+CLOCK_S = 0.2
+STATUS_S = 1.0
+RATE_SPAN_S = 3.0
+"""ticks/s is the rate over the last this many seconds, so it drops to 0 soon after the
+feed goes quiet."""
+COMMIT_TIMEOUT_S = 5.0
+WITHDRAW_ALERT = (
+    "UPDATE alerts SET withdrawn_ms = ? WHERE ts_ms = ? AND pair = ? AND rule = ? "
+    "AND withdrawn_ms IS NULL"
+)
+
+
+class EngineError(Exception):
+    """A command that cannot be carried out (unknown pair, bad rule, ...); one line."""
+
+
+def pair_key(x: str, y: str) -> str:
+    return f"{x}/{y}"
+
+
+class Engine:
+    def __init__(
+        self,
+        cfg: Config,
+        pairs: Sequence[tuple[str, str]] = (),
+        *,
+        symbols: Sequence[str] = (),
+        rules: Sequence[str] = (),
+        replay: ReplaySpec | None = None,
+        analyse: bool = True,
+    ) -> None:
+        self.cfg = cfg
+        self.replay = replay
+        self.extra_rules = list(rules)
+        self.analyse = analyse
+        self.pairs: dict[str, PairMonitor] = {}
+        self._subscribers: list[Mailbox] = []
+        for x, y in pairs:
+            self._new_pair(x, y)
+        self.extra_symbols = [s for s in symbols if s not in self._pair_symbols()]
+        self.feed: Ingestion | Replay = open_feed(
+            cfg, self.symbols, replay, on_ticks=self._on_ticks, on_state=self._on_state
+        )
+        self.feed_state = "connecting"
+        self.feed_detail = ""
+        self.backfill: BackfillProgress | None = None
+        self.ticks = 0
+        self.last_rx: dict[str, float] = {}
+        self.alerts_fired = 0
+        self.alerts_withdrawn = 0
+        self.recomputes = 0
+        self.stored_base = 0
+        self._rate: deque[tuple[float, int]] = deque(maxlen=int(RATE_SPAN_S / CLOCK_S) + 1)
+        self._stop = asyncio.Event()
+        self._stopped = False
+        self._tasks: set[asyncio.Task] = set()
+        self._stat_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stationarity")
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.finished: Finished | None = None
+
+    # ----------------------------------------------------------------- pairs and rules
+    def _pair_symbols(self) -> list[str]:
+        out: list[str] = []
+        for p in self.pairs.values():
+            for s in p.symbols:
+                if s not in out:
+                    out.append(s)
+        return out
+
+    @property
+    def symbols(self) -> list[str]:
+        out = self._pair_symbols()
+        out += [s for s in getattr(self, "extra_symbols", []) if s not in out]
+        return out
+
+    def _params(self, x: str, y: str) -> PairParams:
+        a = self.cfg.analytics
+        return PairParams(x, y, a.timeframe, a.window, a.hedge, a.kalman_delta, a.kalman_obs_var)
+
+    def _rule_args(self) -> dict:
+        a, al = self.cfg.analytics, self.cfg.alerts
+        return {
+            "entry_z": a.entry_z,
+            "exit_z": a.exit_z,
+            "hysteresis": al.hysteresis,
+            "cooldown_s": al.cooldown_s,
+            "default": False,
+        }
+
+    def default_rules(self, key: str) -> list[str]:
+        """The rules a new pair starts with: `abs(zscore) >= entry_z`, the config's
+        `[alerts] rules` and the command line's, each either for every pair or, written
+        `X/Y: rule`, for the pair X/Y only."""
+        a = self.cfg.analytics
+        out = [f"abs(zscore) >= {a.entry_z:g}"]
+        for text in [*self.cfg.alerts.rules, *self.extra_rules]:
+            target, rule = split_rule(text)
+            if target is None or target == key:
+                out.append(rule)
+        return out
+
+    def _new_pair(self, x: str, y: str) -> PairMonitor:
+        key = pair_key(x, y)
+        if key in self.pairs:
+            raise EngineError(f"pair {key} is already watched")
+        texts = self.default_rules(key)
+        rules = make_rules(texts, key, self._rule_args())
+        mon = PairMonitor(
+            key, self._params(x, y), AlertBook(rules, HISTORY), [r.text for r in rules.rules]
+        )
+        self.pairs[key] = mon
+        return mon
+
+    def pair_infos(self) -> tuple:
+        return tuple(p.info for p in self.pairs.values())
+
+    # ----------------------------------------------------------------- events
+    def subscribe(self, box: Mailbox) -> Mailbox:
+        self._subscribers.append(box)
+        return box
+
+    def unsubscribe(self, box: Mailbox) -> None:
+        with contextlib.suppress(ValueError):
+            self._subscribers.remove(box)
+
+    def publish(self, event: Event) -> None:
+        for box in self._subscribers:
+            box.put(event)
+
+    def _on_state(self, state: str, detail: str) -> None:
+        self.feed_state, self.feed_detail = state, detail
+        if state == "finished" and self.loop is not None:
+            self._spawn(self._replay_finished(detail))
+            return
+        self.publish(FeedState(state, detail))
+        self._publish_status()
+
+    async def _replay_finished(self, detail: str, timeout_s: float = 15.0) -> None:
+        """A replay has delivered its last trade. `finished` is published once every
+        pair has taken it in: loaded, no recompute pending, stationarity done, so a
+        view that stops on it has seen every alert of the recording."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            busy = any(
+                m.live is None or m.resync.pending or m.stat_running or m.wants_stationarity()
+                for m in self.pairs.values()
+            )
+            if not busy:
+                break
+            await asyncio.sleep(0.05)
+        self.publish(FeedState("finished", detail))
+        self._publish_status()
+
+    # ----------------------------------------------------------------- life cycle
+    def now(self) -> int:
+        """Wall-clock ms, or the replay clock in a replay."""
+        if isinstance(self.feed, Replay):
+            return self.feed.now_ms()
+        return now_ms()
+
+    async def run(self) -> Finished:
+        """Check symbols, start the feed, warm start, run until `stop()`. Returns (and
+        publishes) `Finished`."""
+        self.loop = asyncio.get_running_loop()
+        code, error = 0, None
+        try:
+            try:
+                warning = await self.feed.check_symbols()
+            except SymbolError as exc:
+                code, error = 2, str(exc)
+                return await self._finish(code, error)
+            if warning:
+                self.publish(Notice(warning, "Symbols not verified", "warning"))
+            await self.feed.start()
+            if self.analyse and self.pairs:
+                self._spawn(asyncio.to_thread(warm_up))
+            self._start_backfill(list(self.symbols))
+            for mon in list(self.pairs.values()):
+                self._spawn(self.rebuild(mon, new_params=True))
+            self._spawn(self._clock())
+            await self._stop.wait()
+        except Exception as exc:  # noqa: BLE001 - a view must always get Finished
+            code, error = 1, f"{exc.__class__.__name__}: {exc}"
+        return await self._finish(code, error)
+
+    async def _finish(self, code: int, error: str | None) -> Finished:
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        await self._close_feed()
+        self._stat_pool.shutdown(wait=False, cancel_futures=True)
+        stats = {
+            "ticks": self.ticks,
+            "stored": self.feed.writer.inserted,
+            "alerts": self.alerts_fired,
+            "withdrawn": self.alerts_withdrawn,
+            "recomputes": self.recomputes,
+        }
+        for attr in ("unsaved", "dropped"):
+            v = getattr(self.feed.writer, attr, None)
+            if isinstance(v, int):
+                stats[attr] = v
+        if code == 0 and stats.get("dropped", 0) + stats.get("unsaved", 0) > 0:
+            code = 1
+        self.finished = Finished(code, error, stats)
+        self.publish(self.finished)
+        return self.finished
+
+    async def _close_feed(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        await self.feed.stop()
+
+    def stop(self) -> None:
+        """End the run: stop the feed, flush the writer, publish `Finished`."""
+        self._stop.set()
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                exc = t.exception()
+                self.publish(Notice(f"{exc.__class__.__name__}: {exc}", "Error", "error"))
+
+        task.add_done_callback(done)
+        return task
+
+    # ----------------------------------------------------------------- ingestion
+    def _start_backfill(self, symbols: list[str]) -> None:
+        if not isinstance(self.feed, Ingestion) or self._stopped:
+            return
+        tf, window = self._backfill_span()
+        self.backfill = None
+        self.feed.start_backfill(tf, window, self._on_backfill, symbols=symbols)
+
+    def _backfill_span(self) -> tuple[str, int]:
+        """The warm start covers the widest span any pair needs."""
+        from quanttui.config import TIMEFRAMES
+
+        if not self.pairs:
+            a = self.cfg.analytics
+            return a.timeframe, a.window
+        best = max(
+            self.pairs.values(), key=lambda p: TIMEFRAMES[p.params.timeframe] * p.params.window
+        )
+        return best.params.timeframe, best.params.window
+
+    def _on_backfill(self, progress: BackfillProgress) -> None:
+        self.backfill = progress
+        self.publish(
+            BackfillEvent(
+                progress.state, progress.done, progress.total, progress.rows, progress.detail
+            )
+        )
+        if progress.state == "skipped":
+            self.publish(
+                Notice(
+                    f"backfill skipped, using stored data: {progress.detail}",
+                    "Warm start",
+                    "warning",
+                )
+            )
+        elif progress.state == "done" and progress.rows:
+            for mon in list(self.pairs.values()):
+                self._spawn(self.rebuild(mon))
+
+    def _on_ticks(self, ticks: list[Tick]) -> None:
+        now = time.monotonic()
+        self.ticks += len(ticks)
+        by_symbol: dict[str, list[Tick]] = {}
+        for t in ticks:
+            by_symbol.setdefault(t.symbol, []).append(t)
+        for sym in by_symbol:
+            self.last_rx[sym] = now
+        for mon in self.pairs.values():
+            x, y = mon.symbols
+            if x not in by_symbol and y not in by_symbol:
+                continue
+            sel = (
+                ticks
+                if len(by_symbol) <= 2 and set(by_symbol) <= {x, y}
+                else [t for t in ticks if t.symbol == x or t.symbol == y]
+            )
+            if mon.live is None:
+                mon.buffer(sel)
+                continue
+            live = mon.live
+            before = live.diverged
+            closed = live.add(sel)
+            mon.resync.watch(live, before)
+            if closed:
+                self._bars_closed(mon, closed)
+
+    async def _clock(self) -> None:
+        guard = StallGuard(CLOCK_S)
+        last_status = 0.0
+        while True:
+            await asyncio.sleep(CLOCK_S)
+            mono = time.monotonic()
+            self._rate.append((mono, self.ticks))
+            if mono - last_status >= STATUS_S:
+                last_status = mono
+                self._publish_status()
+            if not guard.ready():
+                continue
+            now = self.now()
+            for mon in list(self.pairs.values()):
+                if mon.live is not None and mon.resync.ready():
+                    self._spawn(self.rebuild(mon))
+                    continue
+                if now == 0 or mon.live is None:
+                    continue
+                live = mon.live
+                before = live.diverged
+                closed = live.advance(now)
+                mon.resync.watch(live, before)
+                if closed:
+                    self._bars_closed(mon, closed)
+
+    def rate(self) -> float:
+        """ticks/s over the last `RATE_SPAN_S` seconds."""
+        if len(self._rate) < 2:
+            return 0.0
+        (t0, n0), (t1, n1) = self._rate[0], self._rate[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def _publish_status(self) -> None:
+        feed = self.feed
+        st = feed.feed.stats
+        w = feed.writer
+        path = w.path
+        size = 0
+        for p in (path, Path(f"{path}-wal")):
+            with contextlib.suppress(OSError):
+                size += os.path.getsize(p)
+        mono = time.monotonic()
+        replay_ms = feed.now_ms() if isinstance(feed, Replay) else 0
+        self.publish(
+            Status(
+                state=self.feed_state,
+                detail=self.feed_detail,
+                rate=self.rate(),
+                ticks=self.ticks,
+                stored=self.stored_base + w.inserted,
+                inserted=w.inserted,
+                leg_age={s: mono - t for s, t in self.last_rx.items()},
+                symbols=tuple(self.symbols),
+                gaps_open=st.gaps_open,
+                gaps_filled=st.gaps_filled,
+                malformed=sum(getattr(st, "malformed", {}).values())
+                if hasattr(st, "malformed")
+                else 0,
+                db_bytes=size,
+                replay_ms=replay_ms,
+                speed=feed.speed if isinstance(feed, Replay) else None,
+                backfill=self.backfill.state if self.backfill else "",
+                backfill_done=self.backfill.done if self.backfill else 0,
+                backfill_total=self.backfill.total if self.backfill else 0,
+                db_error=getattr(w, "error", None),
+                unsaved=getattr(w, "unsaved", 0) or 0,
+                alerts=self.alerts_fired,
+                dropped_events=sum(b.dropped for b in self._subscribers),
+            )
+        )
+
+    # ----------------------------------------------------------------- analytics
+    def _bars_closed(self, mon: PairMonitor, closed: list) -> None:
+        fired = mon.closed(closed)
+        if fired:
+            self._fire(mon, fired)
+        self._maybe_stationarity(mon)
+        self._publish_snapshot(mon)
+
+    def _publish_snapshot(self, mon: PairMonitor) -> None:
+        snap = mon.build_snapshot()
+        if snap is not None:
+            self.publish(SnapshotEvent(mon.key, snap))
+
+    def _maybe_stationarity(self, mon: PairMonitor) -> None:
+        if not self.analyse or not mon.wants_stationarity():
+            return
+        live = mon.live
+        assert live is not None and live.engine.last is not None
+        e = live.engine
+        mon.stat_running = True
+        self._spawn(
+            self._stationarity(
+                mon,
+                list(e.window_spread),
+                list(e.window_x),
+                list(e.window_y),
+                e.last.ts_ms,
+                mon.generation,
+            )
+        )
+
+    async def _stationarity(self, mon, s, x, y, ts: int, generation: int) -> None:
+        """ADF and coint off the event loop, one at a time per pair; a bar that closed
+        meanwhile gets its own run right after."""
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(self._stat_pool, stationarity, s, x, y)
+        finally:
+            mon.stat_running = False
+        if generation != mon.generation or mon.live is None:
+            return
+        mon.stat, mon.stat_ts = result, ts
+        values = {
+            k: v
+            for k, v in (
+                ("adf_stat", result.adf_stat),
+                ("adf_p", result.adf_p),
+                ("coint_p", result.coint_p),
+            )
+            if v is not None
+        }
+        fired = mon.book.on_stationarity(ts, values)
+        if fired:
+            self._fire(mon, fired)
+        self._publish_snapshot(mon)
+        self._maybe_stationarity(mon)
+
+    # ----------------------------------------------------------------- alerts
+    def _fire(self, mon: PairMonitor, alerts: list[Alert], *, revised: bool = False) -> None:
+        writer = self.feed.writer
+        for a in alerts:
+            self.alerts_fired += 1
+            self.publish(AlertEvent(a, revised))
+            self._spawn(
+                writer.execute(
+                    INSERT_ALERT, (a.ts_ms, a.pair, a.rule, a.metric, a.value, a.threshold)
+                )
+            )
+
+    def _withdraw(self, alerts: list[Alert]) -> None:
+        t = now_ms()
+        for a in alerts:
+            self.alerts_withdrawn += 1
+            self.publish(AlertWithdrawn(a, t, "a recompute from the database changed its bar"))
+            self._spawn(self.feed.writer.execute(WITHDRAW_ALERT, (t, a.ts_ms, a.pair, a.rule)))
+
+    # ----------------------------------------------------------------- recompute
+    async def commit_received(self) -> None:
+        """Wait (up to `COMMIT_TIMEOUT_S`) until everything received so far is committed."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(COMMIT_TIMEOUT_S):
+                await self.feed.writer.flush()
+
+    async def rebuild(self, mon: PairMonitor, *, new_params: bool = False) -> None:
+        """Recompute a pair from the database without a seam. Trades received before
+        are committed first, so the load sees them; closed bars come from the stored
+        history and the open bucket from its stored trades; trades that arrive meanwhile
+        are buffered and added unless the load already held them (same symbol and
+        trade id). Trades the load missed for buckets it closed count as late, so another
+        resync follows once they stop. With the same parameters (a resync) the alerts
+        are re-run over the recomputed bars (`AlertBook.resync`)."""
+        mon.generation += 1
+        generation = mon.generation
+        params = mon.params
+        mon.live = None
+        if new_params:
+            mon.stat_ts = None
+            from quanttui.analytics.stationarity import Stationarity
+
+            mon.stat = Stationarity()
+        end = self.now()
+        end -= end % params.timeframe_ms
+        await self.commit_received()
+        live, seen, stored = await asyncio.to_thread(self._load, params, end)
+        if generation != mon.generation:
+            return
+        pending = [t for t in mon.pending if (t.symbol, t.trade_id) not in seen]
+        mon.pending = []
+        pending.sort(key=lambda t: (t.ts_ms, t.trade_id))
+        before = live.diverged
+        closed_pending = live.add(pending)
+        now = self.now()
+        closed_now = live.advance(now) if now else []
+        mon.live = live
+        mon.stored_ticks = stored
+        self.stored_base = stored - self.feed.writer.inserted
+        self.recomputes += not new_params
+        if not new_params:
+            revised, withdrawn = mon.book.resync(mon.history_metrics())
+            if withdrawn:
+                self._withdraw(withdrawn)
+            if revised:
+                self._fire(mon, revised, revised=True)
+        mon.resync.watch(live, before)
+        self.publish(Recomputed(mon.key, mon.info, live.engine.bars, stored, resync=not new_params))
+        closed = closed_pending + closed_now
+        if closed and not new_params:
+            fired = mon.closed(closed)
+            if fired:
+                self._fire(mon, fired)
+        self._maybe_stationarity(mon)
+        self._publish_snapshot(mon)
+
+    def _load(self, params: PairParams, end: int) -> tuple[LivePair, set[tuple[str, int]], int]:
+        conn = connect(
+            self.cfg.db_path if self.replay is None else self.feed.writer.path, readonly=True
+        )
+        try:
+            live, seen = LivePair.resume(conn, params, end, HISTORY)
+            stored = sum(tick_counts(conn, [params.symbol_x, params.symbol_y]).values())
+        finally:
+            conn.close()
+        return live, seen, stored
+
+    # ----------------------------------------------------------------- commands
+    def _pair(self, key: str) -> PairMonitor:
+        try:
+            return self.pairs[key]
+        except KeyError:
+            raise EngineError(f"no such pair {key}") from None
+
+    async def set_params(self, key: str, **changes: object) -> None:
+        """Change a pair's timeframe, window, hedge or legs (`swap=True`) and recompute
+        it from the database. Its rules start afresh on the new bars."""
+        mon = self._pair(key)
+        if changes.pop("swap", False):
+            changes["symbol_x"], changes["symbol_y"] = mon.params.symbol_y, mon.params.symbol_x
+        mon.params = dataclasses.replace(mon.params, **changes)
+        rules = make_rules(mon.rule_texts, mon.params.pair, self._rule_args())
+        mon.book = AlertBook(rules, HISTORY)
+        self._spawn(self.rebuild(mon, new_params=True))
+        if "timeframe" in changes or "window" in changes:
+            self._start_backfill(list(mon.symbols))
+
+    async def add_pair(self, x: str, y: str) -> str:
+        """Watch another pair; new legs are subscribed on the open connection."""
+        if isinstance(self.feed, Replay) and not {x, y} <= set(self.feed.symbols):
+            raise EngineError("a replay cannot add symbols it does not replay")
+        new = [s for s in (x, y) if s not in self.symbols]
+        if new and isinstance(self.feed, Ingestion):
+            from quanttui.feed.binance import check_symbols
+
+            try:
+                warning = await check_symbols(self.feed.rest, new)
+            except SymbolError as exc:
+                raise EngineError(str(exc)) from None
+            if warning:
+                self.publish(Notice(warning, "Symbols not verified", "warning"))
+        mon = self._new_pair(x, y)
+        if new:
+            await self.feed.subscribe(new)
+            self._start_backfill(new)
+        self.publish(PairsChanged(self.pair_infos(), tuple(self.symbols)))
+        self._spawn(self.rebuild(mon, new_params=True))
+        return mon.key
+
+    async def remove_pair(self, key: str) -> None:
+        """Stop watching a pair; legs no other pair uses are unsubscribed."""
+        mon = self.pairs.pop(key, None)
+        if mon is None:
+            raise EngineError(f"no such pair {key}")
+        mon.generation += 1
+        still = set(self.symbols)
+        gone = [s for s in mon.symbols if s not in still]
+        if gone:
+            await self.feed.unsubscribe(gone)
+        self.publish(PairsChanged(self.pair_infos(), tuple(self.symbols)))
+
+    def add_rule(self, text: str, key: str | None = None) -> str:
+        """Add a rule to one pair (or every pair); returns its normalised text. Raises
+        `EngineError` for a rule that does not parse or is already there."""
+        a = self.cfg.analytics
+        try:
+            rule = parse_rule(text, entry_z=a.entry_z, exit_z=a.exit_z)
+        except RuleError as exc:
+            raise EngineError(str(exc)) from None
+        targets = [self._pair(key)] if key else list(self.pairs.values())
+        added = False
+        for mon in targets:
+            if mon.book.rules.add(rule):
+                mon.rule_texts.append(rule.text)
+                added = True
+                self.publish(RulesChanged(mon.key, tuple(mon.rule_texts)))
+        if not added:
+            raise EngineError(f"already there: {rule.text}")
+        return rule.text
+
+    def remove_rule(self, text: str, key: str | None = None) -> bool:
+        targets = [self._pair(key)] if key else list(self.pairs.values())
+        removed = False
+        for mon in targets:
+            if mon.book.rules.remove(text):
+                mon.rule_texts = [r.text for r in mon.book.rules.rules]
+                removed = True
+                self.publish(RulesChanged(mon.key, tuple(mon.rule_texts)))
+        return removed
+
+    def rules(self, key: str) -> list[str]:
+        return list(self._pair(key).rule_texts)
+
+    async def export(
+        self, keys: Sequence[str] | None = None, out_dir: str | Path | None = None
+    ) -> ExportDone:
+        """CSVs of everything received up to now: the writer's queue is committed first.
+        One pair: its files in `out_dir`; several: one timestamped directory with every
+        pair's files (named per pair) and a `watchlist.csv` summary."""
+        from quanttui.export import ExportError, export_pair
+
+        await self.commit_received()
+        mons = [self._pair(k) for k in keys] if keys else list(self.pairs.values())
+        target = out_dir or self.cfg.export.dir
+        db = self.feed.writer.path
+
+        def write() -> list[str]:
+            conn = connect(db, readonly=True)
+            try:
+                out: list[str] = []
+                for mon in mons:
+                    done = export_pair(conn, mon.params, target)
+                    out += [f"{p} ({n:,} rows)" for p, n in done.values()]
+                return out
+            finally:
+                conn.close()
+
+        try:
+            paths = await asyncio.to_thread(write)
+        except ExportError as exc:
+            ev = ExportDone((), str(exc))
+        else:
+            ev = ExportDone(tuple(paths))
+        self.publish(ev)
+        return ev
+
+    async def backtest(self, key: str, params) -> BacktestDone:
+        from quanttui.analytics.backtest import backtest_bars
+        from quanttui.store.queries import load_pair_bars
+
+        mon = self._pair(key)
+        pair = mon.params
+        await self.commit_received()
+        db = self.feed.writer.path
+
+        def run():
+            conn = connect(db, readonly=True)
+            try:
+                bars = load_pair_bars(
+                    conn,
+                    pair.symbol_x,
+                    pair.symbol_y,
+                    pair.timeframe,
+                    max_gap_bars=pair.max_gap_bars,
+                )
+            finally:
+                conn.close()
+            return backtest_bars(bars, pair, params)
+
+        try:
+            ev = BacktestDone(key, await asyncio.to_thread(run))
+        except ValueError as exc:
+            ev = BacktestDone(key, None, str(exc))
+        self.publish(ev)
+        return ev
+
+
+def split_rule(text: str) -> tuple[str | None, str]:
+    """`X/Y: rule` -> ("X/Y", "rule"); a plain rule -> (None, rule)."""
+    head, sep, rest = text.partition(":")
+    if sep and "/" in head and all(p.strip().isalnum() for p in head.split("/")):
+        x, y = (p.strip().upper() for p in head.split("/"))
+        return pair_key(x, y), rest.strip()
+    return None, text.strip()

@@ -1,0 +1,176 @@
+"""What the engine tells its views: one stream of frozen events.
+
+A view subscribes (`Engine.subscribe`) with a `Mailbox` and renders what it drains. The
+engine never waits for a view: snapshots coalesce to the latest one per pair (a slow
+view skips intermediate ones, the `can_replace` idea), alerts and everything else stay in
+order in a bounded queue (see `quanttui.engine.mailbox`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from quanttui.model import Alert, Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class PairInfo:
+    """A pair the engine runs. `key` is fixed for the pair's life (its legs as given at
+    `add_pair`); the legs, timeframe, window and hedge can change by command."""
+
+    key: str
+    symbol_x: str
+    symbol_y: str
+    timeframe: str
+    window: int
+    hedge: str
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotEvent:
+    """The pair's metrics at its last closed bar (or after a recompute)."""
+
+    pair: str
+    snapshot: Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """A rule fired on a settled bar. `revised` marks an alert that a recompute from the
+    database added after the live bars had missed it (late trades)."""
+
+    alert: Alert
+    revised: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AlertWithdrawn:
+    """An alert emitted earlier that a recompute from the database contradicts: its bar
+    changed and the rule's value there is different or no longer holds."""
+
+    alert: Alert
+    withdrawn_ms: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """connecting, live, reconnecting, stale, offline, replay, finished or stopped."""
+
+    state: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """The engine's counters, published once a second (and on a feed state change);
+    a view keeps only the latest. `rate` is ticks/s over the last few seconds."""
+
+    state: str
+    detail: str
+    rate: float
+    ticks: int
+    stored: int
+    inserted: int
+    leg_age: dict[str, float]
+    symbols: tuple[str, ...]
+    gaps_open: int
+    gaps_filled: int
+    malformed: int
+    db_bytes: int
+    replay_ms: int = 0
+    speed: float | None = None
+    backfill: str = ""
+    backfill_done: int = 0
+    backfill_total: int = 0
+    db_error: str | None = None
+    unsaved: int = 0
+    alerts: int = 0
+    dropped_events: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillEvent:
+    """Warm-start progress: state running, done, skipped or off."""
+
+    state: str
+    done: int
+    total: int
+    rows: int
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Recomputed:
+    """A pair was rebuilt from the database (start-up, a parameter change, a resync)."""
+
+    pair: str
+    info: PairInfo
+    bars: int
+    stored_ticks: int
+    resync: bool
+    live_from: int = 0
+    """Bars from this time on are live: alerts may name them."""
+
+
+@dataclass(frozen=True, slots=True)
+class PairsChanged:
+    """The set of pairs changed (added or removed at run time)."""
+
+    pairs: tuple[PairInfo, ...]
+    symbols: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RulesChanged:
+    pair: str
+    rules: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something a view should show the user once (severity info, warning or error)."""
+
+    text: str
+    title: str = ""
+    severity: str = "information"
+
+
+@dataclass(frozen=True, slots=True)
+class ExportDone:
+    paths: tuple[str, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestDone:
+    pair: str
+    report: object | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The engine stopped. `code` is the exit code a view should end with; `error` a
+    one-line reason when it stopped because of one."""
+
+    code: int = 0
+    error: str | None = None
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+Event = (
+    SnapshotEvent
+    | AlertEvent
+    | AlertWithdrawn
+    | FeedState
+    | Status
+    | BackfillEvent
+    | Recomputed
+    | PairsChanged
+    | RulesChanged
+    | Notice
+    | ExportDone
+    | BacktestDone
+    | Finished
+)

@@ -1,0 +1,193 @@
+"""One pair inside the engine: its live pipeline, rules, stationarity and resync state.
+
+`PairMonitor` holds no I/O of its own; the engine feeds it trades and the clock, runs
+its recomputes and stationarity tests, and publishes what it returns.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+from quanttui.alerts import AlertEngine
+from quanttui.analytics.engine import BarMetrics
+from quanttui.analytics.live import LivePair, PairParams
+from quanttui.analytics.snapshot import build_snapshot
+from quanttui.analytics.stationarity import Stationarity
+from quanttui.config import TIMEFRAMES
+from quanttui.engine.alertbook import AlertBook
+from quanttui.engine.events import PairInfo
+from quanttui.model import Alert, Snapshot, Tick
+
+RESYNC_DELAY_S = 1.0
+"""Trades that arrive after their bar closed (the REST backfill of trades missed during a
+disconnect or a stall) are stored but cannot change that bar; the engine recomputes
+from the database once none has arrived for this long."""
+RESYNC_MIN_INTERVAL_S = 5.0
+"""At most one such recompute per this many seconds."""
+MAX_PENDING = 500_000
+"""Trades kept for a pair while it is being rebuilt (added at the seam); older ones are
+dropped (they are in the database, and the next recompute picks them up)."""
+HISTORY = 600
+"""Bars of metrics each pair keeps in memory: the charts' history and the alert
+re-evaluation horizon."""
+
+
+class ResyncTimer:
+    """When to recompute after the live bars parted from the database's.
+
+    `watch` records a rise of `LivePair.diverged`; `ready()` is True once, when
+    `RESYNC_DELAY_S` have passed since the last rise and `RESYNC_MIN_INTERVAL_S` since
+    the previous recompute."""
+
+    def __init__(self) -> None:
+        self._due: float | None = None
+        self._last = -RESYNC_MIN_INTERVAL_S
+        self.count = 0
+
+    @property
+    def pending(self) -> bool:
+        return self._due is not None
+
+    def watch(self, pair: LivePair, diverged_before: int) -> None:
+        if pair.diverged > diverged_before:
+            self._due = time.monotonic() + RESYNC_DELAY_S
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        if self._due is None or now < self._due or now - self._last < RESYNC_MIN_INTERVAL_S:
+            return False
+        self._due, self._last = None, now
+        self.count += 1
+        return True
+
+
+class StallGuard:
+    """Holds the clock back for one tick after the event loop stalled.
+
+    Bars are closed by the clock only when the feed is quiet. After a stall (a blocking
+    import, a slow disk) the clock callback can run before the feed has read the trades
+    that queued up meanwhile; closing bars then would drop those trades from their bars.
+    `ready()` is False once whenever the previous call is more than twice `period_s` ago,
+    which gives the feed one turn of the loop first.
+    """
+
+    def __init__(self, period_s: float) -> None:
+        self.period_s = period_s
+        self._last: float | None = None
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        last, self._last = self._last, now
+        return last is None or now - last <= 2 * self.period_s
+
+
+def bar_metrics(m: BarMetrics, bars: int, timeframe: str) -> dict[str, float]:
+    """The rule metrics of one closed bar (`quanttui.model.METRIC_NAMES` less the
+    stationarity tests), the same numbers `Snapshot.metrics()` gives at that bar;
+    undefined ones are left out."""
+    hl = m.half_life_bars
+    raw = {
+        "price_x": m.x,
+        "price_y": m.y,
+        "close_x": m.x,
+        "close_y": m.y,
+        "alpha": m.alpha,
+        "beta": m.beta,
+        "r2": m.r2,
+        "beta_se": m.beta_se,
+        "spread": m.spread,
+        "spread_mean": m.spread_mean,
+        "zscore": m.zscore,
+        "corr": m.corr,
+        "half_life_bars": hl,
+        "half_life_s": hl * TIMEFRAMES[timeframe] / 1000,
+        "return_beta": m.return_beta,
+        "return_r2": m.return_r2,
+        "return_beta_se": m.return_beta_se,
+        "bars": float(bars),
+    }
+    for name in ("kalman_q", "kalman_z"):
+        v = getattr(m, name, None)
+        if v is not None:
+            raw[name] = v
+    return {k: float(v) for k, v in raw.items() if math.isfinite(v)}
+
+
+@dataclass
+class PairMonitor:
+    key: str
+    params: PairParams
+    book: AlertBook
+    rule_texts: list[str]
+    live: LivePair | None = None
+    generation: int = 0
+    pending: list[Tick] = field(default_factory=list)
+    stat: Stationarity = field(default_factory=Stationarity)
+    stat_ts: int | None = None
+    stat_running: bool = False
+    resync: ResyncTimer = field(default_factory=ResyncTimer)
+    snapshot: Snapshot | None = None
+    stored_ticks: int = 0
+
+    @property
+    def symbols(self) -> tuple[str, str]:
+        return self.params.symbol_x, self.params.symbol_y
+
+    @property
+    def info(self) -> PairInfo:
+        p = self.params
+        return PairInfo(self.key, p.symbol_x, p.symbol_y, p.timeframe, p.window, p.hedge)
+
+    def buffer(self, ticks: list[Tick]) -> None:
+        self.pending.extend(ticks)
+        if len(self.pending) > MAX_PENDING:
+            del self.pending[: len(self.pending) - MAX_PENDING]
+
+    def bars_index(self, i_from_end: int) -> int:
+        assert self.live is not None
+        return self.live.engine.bars - i_from_end
+
+    def closed(self, metrics: list[BarMetrics]) -> list[Alert]:
+        """Evaluate the bar rules on bars that just closed (deferred while a resync is
+        pending, see `AlertBook`)."""
+        if self.live is None:
+            return []
+        fired: list[Alert] = []
+        n = len(metrics)
+        for i, m in enumerate(metrics):
+            values = bar_metrics(m, self.bars_index(n - 1 - i), self.params.timeframe)
+            fired += self.book.on_bar(m.ts_ms, values, defer=self.resync.pending)
+        return fired
+
+    def history_metrics(self) -> list[tuple[int, dict[str, float]]]:
+        assert self.live is not None
+        hist = list(self.live.engine.history)
+        n = len(hist)
+        return [
+            (m.ts_ms, bar_metrics(m, self.bars_index(n - 1 - i), self.params.timeframe))
+            for i, m in enumerate(hist)
+        ]
+
+    def build_snapshot(self) -> Snapshot | None:
+        if self.live is None:
+            return None
+        p = self.params
+        self.snapshot = build_snapshot(
+            self.live.engine, p.symbol_x, p.symbol_y, p.timeframe, self.stat, run_tests=False
+        )
+        return self.snapshot
+
+    def wants_stationarity(self) -> bool:
+        live = self.live
+        if live is None or live.engine.last is None or self.stat_running:
+            return False
+        e = live.engine
+        return self.stat_ts != e.last.ts_ms and len(e.window_spread) == e.window
+
+
+def make_rules(texts: list[str], pair: str, engine_args: dict) -> AlertEngine:
+    from quanttui.alerts import build_engine
+
+    return build_engine(pair, texts, **engine_args)

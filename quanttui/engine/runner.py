@@ -1,0 +1,150 @@
+"""Running the engine apart from the views, and ending the process when told.
+
+`EngineThread` runs an `Engine` on its own thread and event loop. The UI loop (Textual)
+and the engine then share nothing but the GIL: when the terminal stops draining,
+Textual's writer thread fills its bounded queue and the UI loop blocks inside
+`queue.Queue.put`; ingestion, storage, bars and alerts go on, on the engine's loop. A
+view talks to it only through `call` (commands, thread-safe) and a `Mailbox` (events).
+
+`ShutdownGuard` is the promise that nothing survives its terminal: SIGTERM, SIGINT and
+SIGHUP first ask the view to end as usual, and a watchdog thread makes sure the process
+is gone within `deadline` seconds in any state (a blocked terminal, a shutdown stuck in
+Textual's writer): it stops the engine (the writer's queue is committed) and then calls
+`os._exit`. A hang-up means the terminal is gone, so it does not wait for the view.
+A second signal during a shutdown changes nothing, the exit code included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from quanttui.engine.core import Engine
+from quanttui.engine.events import Finished
+
+HARD_EXIT_S = 5.0
+
+
+class EngineThread:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._main, name="quanttui-engine", daemon=True)
+        self._started = threading.Event()
+        self.done = threading.Event()
+        self.result: Finished | None = None
+
+    def start(self) -> EngineThread:
+        self._thread.start()
+        self._started.wait()
+        return self
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._started.set)
+        try:
+            self.result = self.loop.run_until_complete(self.engine.run())
+        except BaseException as exc:  # noqa: BLE001 - reported as Finished
+            self.result = Finished(1, f"{exc.__class__.__name__}: {exc}")
+        finally:
+            with contextlib.suppress(Exception):
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.done.set()
+
+    def call(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future:
+        """Run a command coroutine on the engine's loop; thread-safe."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run a plain engine method on its loop; thread-safe, fire and forget."""
+        if not self.loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(fn, *args)
+
+    def stop(self, timeout: float | None = HARD_EXIT_S) -> bool:
+        """Ask the engine to stop (feed closed, writer flushed); wait up to `timeout`.
+        Returns whether it finished."""
+        self.call_soon(self.engine.stop)
+        return self.done.wait(timeout)
+
+    async def wait(self) -> Finished | None:
+        """Await the engine's end from another event loop."""
+        await asyncio.get_running_loop().run_in_executor(None, self.done.wait)
+        return self.result
+
+
+class ShutdownGuard:
+    """See the module docstring. `request_exit(code)` is called from the signal handler
+    (in the main thread): it must only schedule the view's exit, never block."""
+
+    def __init__(
+        self,
+        runner: EngineThread,
+        request_exit: Callable[[int], None],
+        *,
+        deadline: float = HARD_EXIT_S,
+        signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP),
+    ) -> None:
+        self.runner = runner
+        self.request_exit = request_exit
+        self.deadline = deadline
+        self.signals = signals
+        self.signalled: int | None = None
+        self._watchdog: threading.Thread | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> ShutdownGuard:
+        for sig in self.signals:
+            with contextlib.suppress(ValueError, OSError):
+                self._previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def uninstall(self) -> None:
+        for sig, prev in self._previous.items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(sig, prev)
+
+    def _handler(self, signum: int, frame: object) -> None:
+        if self.signalled is not None:
+            return
+        self.signalled = signum
+        hangup = signum == signal.SIGHUP
+        self.arm(grace=0.0 if hangup else self.deadline)
+        if not hangup:
+            with contextlib.suppress(Exception):
+                self.request_exit(0)
+
+    def arm(self, grace: float | None = None) -> None:
+        """Start the watchdog: the engine is stopped and the process exits hard after
+        `grace` seconds at most (default: `deadline`), unless it has ended by then."""
+        if self._watchdog is not None:
+            return
+        started = time.monotonic()
+        limit = self.deadline if grace is None else grace
+
+        def watch() -> None:
+            finished = self.runner.stop(timeout=max(self.deadline - 0.5, 0.5))
+            remaining = limit - (time.monotonic() - started)
+            if remaining > 0:
+                time.sleep(remaining)
+            result = self.runner.result
+            code = result.code if finished and result is not None else 1
+            with contextlib.suppress(Exception):
+                if result is not None and result.stats.get("unsaved"):
+                    os.write(
+                        2, f"quanttui: {result.stats['unsaved']:,} trades not saved\n".encode()
+                    )
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            os._exit(code)
+
+        self._watchdog = threading.Thread(target=watch, name="quanttui-exit", daemon=True)
+        self._watchdog.start()
