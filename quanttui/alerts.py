@@ -16,6 +16,10 @@ re-arms only once the value has gone back past the threshold by the hysteresis m
 ``threshold + h`` for ``<``/``<=``); with ``h = 0`` that is simply "false again".
 A transition inside the cooldown (in bar time, so a replay at any speed alerts the same)
 is swallowed: the rule disarms without firing. Rules are evaluated on each closed bar.
+
+An `Alert` carries the metric's signed value, even when the rule compares ``abs()`` of
+it (``abs(zscore) >= 2`` at z = -2.4 stores -2.4: the sign is the side of the trade),
+and the threshold as the rule states it.
 """
 
 from __future__ import annotations
@@ -49,19 +53,24 @@ class Rule:
     threshold: float
 
     def value(self, metrics: Mapping[str, float]) -> float | None:
+        """The metric's own (signed) value, or None when it is undefined."""
         v = metrics.get(self.metric)
         if v is None or not math.isfinite(v):
             return None
+        return v
+
+    def term(self, v: float) -> float:
+        """The left-hand side of the rule for a metric value: ``|v|`` under ``abs()``."""
         return abs(v) if self.use_abs else v
 
     def holds(self, v: float) -> bool:
-        return OPS[self.op](v, self.threshold)
+        return OPS[self.op](self.term(v), self.threshold)
 
     def rearmed(self, v: float, hysteresis: float) -> bool:
         """False by at least the margin: the condition fails even against a threshold
         moved `hysteresis` towards the value."""
         shift = -hysteresis if self.op in (">", ">=") else hysteresis
-        return not OPS[self.op](v, self.threshold + shift)
+        return not OPS[self.op](self.term(v), self.threshold + shift)
 
 
 _TERM = re.compile(r"\s*(abs\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)|([A-Za-z_][A-Za-z0-9_]*))")

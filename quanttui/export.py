@@ -5,17 +5,24 @@ directly. Each file is written to a temporary name and renamed into place only w
 complete, and nothing is renamed unless every file was written, so a failure (an
 unwritable directory, a full disk) never leaves a half-written CSV behind. Times are
 ISO-8601 UTC; every file has a header row.
+
+Every cell passes through `csv_cell`, so a file holds only plain numbers and text
+whatever types the rows carry (numpy scalars used to leak out as ``np.float64(...)``),
+and a spreadsheet never runs a text cell as a formula.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import numbers
 import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+
+import numpy as np
 
 from quanttui.analytics.backtest import TRADE_FIELDS, BacktestReport
 from quanttui.analytics.live import PairParams
@@ -25,16 +32,43 @@ from quanttui.store.queries import load_pair_bars
 
 ANALYTICS_COLUMNS = (
     "alpha beta r2 beta_se spread spread_mean zscore corr return_beta return_r2 "
-    "return_beta_se half_life_bars"
+    "return_beta_se half_life_bars kalman_q kalman_z"
 ).split()
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+"""A text cell starting with one of these is run as a formula by Excel, LibreOffice and
+Google Sheets (OWASP, "CSV Injection")."""
 
 
 class ExportError(Exception):
     """The export could not be written; nothing was left behind."""
 
 
-def _fmt(v: float) -> str:
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(float(v))
+def csv_cell(v: object) -> str:
+    """The text of one CSV cell.
+
+    * ``None`` and NaN: an empty cell;
+    * booleans: ``1``/``0``; integers (Python or numpy): decimal digits;
+    * other reals (Python or numpy): ``repr(float(v))``, the shortest text that reads
+      back to the same double (``-0.0067``, ``1e-05``, ``inf``);
+    * text: as is, except that text starting with ``= + - @``, a tab or a carriage
+      return gets a leading ``'`` so that a spreadsheet shows it instead of evaluating
+      it. Numbers are never text here, so a negative number stays a number.
+
+    Anything else raises `TypeError` rather than writing its ``repr``.
+    """
+    if v is None:
+        return ""
+    if isinstance(v, bool | np.bool_):
+        return "1" if v else "0"
+    if isinstance(v, numbers.Integral):
+        return str(int(v))
+    if isinstance(v, numbers.Real):
+        f = float(v)
+        return "" if math.isnan(f) else repr(f)
+    if isinstance(v, str):
+        return "'" + v if v.startswith(FORMULA_PREFIXES) else v
+    raise TypeError(f"no CSV form for {type(v).__name__}: {v!r}")
 
 
 def _write(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> int:
@@ -43,7 +77,7 @@ def _write(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) 
         w = csv.writer(fh)
         w.writerow(header)
         for r in rows:
-            w.writerow(r)
+            w.writerow([csv_cell(v) for v in r])
             n += 1
     return n
 
@@ -71,29 +105,20 @@ def export_pair(
             (sx, sy),
         )
         for ts, sym, tid, p, q, m in cur:
-            yield (iso_utc(ts), sym, tid, repr(p), repr(q), m)
+            yield (iso_utc(ts), sym, tid, p, q, m)
 
     def bar_rows() -> Iterable[Sequence[object]]:
         for i in range(len(bars)):
             b = bars.pair_bar(i)
             yield (
                 iso_utc(b.ts_ms),
-                *(repr(v) for v in (b.x.open, b.x.high, b.x.low, b.x.close, b.x.volume)),
-                b.x.trades,
-                int(b.x.filled),
-                *(repr(v) for v in (b.y.open, b.y.high, b.y.low, b.y.close, b.y.volume)),
-                b.y.trades,
-                int(b.y.filled),
+                *(b.x.open, b.x.high, b.x.low, b.x.close, b.x.volume, b.x.trades, b.x.filled),
+                *(b.y.open, b.y.high, b.y.low, b.y.close, b.y.volume, b.y.trades, b.y.filled),
             )
 
     def analytics_rows() -> Iterable[Sequence[object]]:
         for m in engine.history:
-            yield (
-                iso_utc(m.ts_ms),
-                repr(m.x),
-                repr(m.y),
-                *(_fmt(getattr(m, c)) for c in ANALYTICS_COLUMNS),
-            )
+            yield (iso_utc(m.ts_ms), m.x, m.y, *(getattr(m, c) for c in ANALYTICS_COLUMNS))
 
     def alert_rows() -> Iterable[Sequence[object]]:
         cur = conn.execute(
@@ -101,7 +126,7 @@ def export_pair(
             (params.pair,),
         )
         for ts, pair, rule, metric, value, thr in cur:
-            yield (iso_utc(ts), pair, rule, metric, repr(value), repr(thr))
+            yield (iso_utc(ts), pair, rule, metric, value, thr)
 
     leg = ("open", "high", "low", "close", "volume", "trades", "filled")
     plan = {
@@ -128,13 +153,13 @@ def export_backtest(
 
     def trade_rows() -> Iterable[Sequence[object]]:
         for t in trades:
-            yield ["" if v is None else repr(v) if isinstance(v, float) else v for v in t.values()]
+            yield [t[k] for k in TRADE_FIELDS]
 
     def equity_rows() -> Iterable[Sequence[object]]:
         for ts, pnl, eq in zip(
             res.ts_ms.tolist(), res.bar_pnl.tolist(), res.equity.tolist(), strict=True
         ):
-            yield (iso_utc(ts), repr(pnl), repr(eq))
+            yield (iso_utc(ts), pnl, eq)
 
     plan = {
         "backtest_trades": (TRADE_FIELDS, trade_rows()),
@@ -173,8 +198,10 @@ def _write_all(
             written[kind] = (final, _write(tmp, header, rows))
         for tmp, final in temps:
             os.replace(tmp, final)
-    except OSError as exc:
+    except BaseException as exc:
         for tmp, _ in temps:
             tmp.unlink(missing_ok=True)
-        raise ExportError(f"export to {out} failed: {exc.strerror or exc}") from None
+        if isinstance(exc, OSError):
+            raise ExportError(f"export to {out} failed: {exc.strerror or exc}") from None
+        raise
     return written

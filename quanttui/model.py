@@ -65,6 +65,10 @@ class PairBar:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
+    """A rule that fired at the bar of `ts_ms`. `value` is the metric's signed value at
+    that bar (not ``|value|`` for an ``abs()`` rule, whose text keeps the ``abs``), and
+    `threshold` is the rule's own, with ``entry_z``/``exit_z`` resolved."""
+
     ts_ms: int
     pair: str
     rule: str
@@ -130,6 +134,8 @@ class Snapshot:
     return_beta: float | None = None
     return_r2: float | None = None
     return_beta_se: float | None = None
+    kalman_q: float | None = None
+    kalman_z: float | None = None
     flags: tuple[str, ...] = ()
     series: Series = field(default_factory=Series)
 
@@ -150,7 +156,7 @@ class Snapshot:
         keys = (
             "symbol_x symbol_y timeframe window hedge bars time close_x close_y alpha beta r2 "
             "beta_se spread zscore corr adf_stat adf_p coint_p half_life_bars return_beta "
-            "return_r2 flags"
+            "return_r2 kalman_q kalman_z flags"
         ).split()
         data = asdict(self)
         data["time"] = iso_utc(self.time_ms) if self.time_ms is not None else None
@@ -180,5 +186,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "return_beta",
     "return_r2",
     "return_beta_se",
+    "kalman_q",
+    "kalman_z",
     "bars",
 )

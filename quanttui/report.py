@@ -36,6 +36,9 @@ def snapshot_rows(s: Snapshot) -> list[tuple[str, str, str]]:
         rb = f"{s.return_beta:.3f} R² {_num(s.return_r2, '.2f')}"
         if "return_beta_unreliable" in s.flags:
             rb += " (?)"
+    z = _num(s.zscore, "+.3f")
+    if s.kalman_z is not None:
+        z += f" Kalman {s.kalman_z:+.2f}"
     time_text = "—" if s.time_ms is None else iso_utc(s.time_ms)[:19].replace("T", " ")
     return [
         ("time", "Last bar (UTC)", time_text),
@@ -46,7 +49,7 @@ def snapshot_rows(s: Snapshot) -> list[tuple[str, str, str]]:
         ("r2", "R²", _num(s.r2, ".4f")),
         ("beta_se", "se(b)", _num(s.beta_se, ".3g")),
         ("spread", "Spread", _num(s.spread, ".5g")),
-        ("zscore", "z-score", _num(s.zscore, "+.3f")),
+        ("zscore", "z-score", z),
         ("corr", "Corr (returns)", _num(s.corr, ".4f")),
         ("adf_stat", "ADF stat", _num(s.adf_stat, ".3f")),
         ("adf_p", "ADF p", adf_p),

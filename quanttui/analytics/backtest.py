@@ -119,7 +119,7 @@ def run_backtest(
                 cost = fee * (abs(open_t.qy) * py + abs(open_t.qx) * px)
                 bar_pnl[t] -= cost
                 fees_total += cost
-                open_t.pnl += bar_pnl[t]
+                open_t.pnl += float(bar_pnl[t])
                 open_t.exit_time, open_t.exit_x, open_t.exit_y = int(ts_ms[t]), px, py
                 open_t.bars_held = t - open_t.entry_index
                 trades.append(open_t)
@@ -134,7 +134,7 @@ def run_backtest(
                 fees_total += cost
                 open_t.pnl = -cost
         elif open_t is not None and t > open_t.entry_index:
-            open_t.pnl += bar_pnl[t]
+            open_t.pnl += float(bar_pnl[t])
         if open_t is not None:
             in_market += 1
         if t == n - 1:

@@ -10,9 +10,14 @@ Definitions (W = window in bars; see the README for the same list):
 
 * hedge ``ols``: OLS with intercept of ``y`` on ``x`` over the last W closes,
   ``y = a_t + b_t x``; ``log`` does the same on log closes; ``kalman`` uses
-  `KalmanHedge` on closes.
-* spread: ``s_t = y_t - a_t - b_t x_t`` (in log space for ``log``).
-* z-score: ``z_t = (s_t - mean(s_{t-W+1..t})) / std(s_{t-W+1..t}, ddof=1)``.
+  `KalmanHedge` on closes, and reports ``a_t, b_t`` after bar t's update.
+* spread: ``s_t = y_t - a_t - b_t x_t`` (in log space for ``log``). In ``kalman`` mode
+  it is the one-step-ahead forecast error ``s_t = y_t - (a_{t|t-1} + b_{t|t-1} x_t)``,
+  with the state from before bar t's update (Chan 2013, ch. 3); ``kalman_q`` is its
+  forecast variance ``Q_t`` and ``kalman_z = s_t / sqrt(Q_t)``. The first bar only
+  seeds the filter and has no spread.
+* z-score: ``z_t = (s_t - mean(s_{t-W+1..t})) / std(s_{t-W+1..t}, ddof=1)``, in every
+  hedge mode; alerts and the backtest use it.
 * correlation: Pearson correlation of one-bar log returns of x and y over the last W
   returns; the return beta and its R^2 come from the same window.
 * half-life: OLS ``ds_t = c + k s_{t-1}`` over the W spreads of the z window
@@ -50,6 +55,8 @@ class BarMetrics:
     return_r2: float
     return_beta_se: float
     half_life_bars: float
+    kalman_q: float = NAN
+    kalman_z: float = NAN
 
 
 def _nz(v: float) -> float:
@@ -68,8 +75,8 @@ class PairAnalytics:
         window: int,
         hedge: str = "ols",
         *,
-        kalman_delta: float = 1e-4,
-        kalman_obs_var: float = 1e-3,
+        kalman_delta: float = 1e-8,
+        kalman_obs_var: float = 1e-5,
         history: int = 600,
     ) -> None:
         if window < 3:
@@ -104,12 +111,13 @@ class PairAnalytics:
         self.window_x.append(hx)
         self.window_y.append(hy)
 
-        alpha = beta = r2 = se = spread = NAN
+        alpha = beta = r2 = se = spread = kq = kz = NAN
         if self._kalman is not None:
             k = self._kalman
-            k.update(hx, hy)
+            spread, kq = k.update(hx, hy)
             alpha, beta, se = k.alpha, k.beta, k.beta_se
-            spread = hy - alpha - beta * hx
+            if kq > 0:
+                kz = spread / math.sqrt(kq)
         else:
             fit = self._fit
             fit.update(hx, hy)
@@ -164,6 +172,8 @@ class PairAnalytics:
             rr2,
             rse,
             half_life,
+            kq,
+            kz,
         )
         self.history.append(m)
         return m

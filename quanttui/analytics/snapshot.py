@@ -98,6 +98,8 @@ def build_snapshot(
         return_beta=_f(rb),
         return_r2=_f(rr2),
         return_beta_se=_f(rse),
+        kalman_q=_f(m.kalman_q),
+        kalman_z=_f(m.kalman_z),
         flags=tuple(flags),
         series=series,
     )

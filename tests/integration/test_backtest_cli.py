@@ -3,6 +3,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from quanttui.cli import main
 from tests.conftest import need
 from tests.helpers import store_kline_csv
@@ -69,6 +72,9 @@ def test_backtest_runs_on_real_futures_klines(real_data: Path, tmp_path: Path, c
     assert equity.read_text().count("\n") == 41_761
     (trades,) = out.glob("AVAXUSDT_NEARUSDT_1m_*_backtest_trades.csv")
     assert trades.read_text().count("\n") == len(rep["trades"]) + 1
+    df = pd.read_csv(trades)
+    assert df["pnl"].dtype == float and df["beta"].dtype == float
+    np.testing.assert_allclose(df["pnl"], [t["pnl"] for t in rep["trades"]], rtol=1e-12)
     assert (
         main(
             [

@@ -134,7 +134,7 @@ async def test_headless_z_excursion_prints_exactly_the_expected_alerts(tmp_path:
         (t, "BTCUSDT/ETHUSDT", "abs(zscore) >= 2", "zscore", 2.0) for t, _ in expected
     ]
     for a, (_, zt) in zip(lines, expected, strict=True):
-        assert a["value"] == pytest.approx(abs(zt), rel=1e-9)
+        assert a["value"] == pytest.approx(zt, rel=1e-9)
     assert [r[1] for r in stored_alerts] == ["abs(zscore) >= 2"] * 2
 
 

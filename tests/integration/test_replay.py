@@ -71,7 +71,7 @@ def test_headless_replay_at_50x_and_max_speed_match_a_recompute(
             (t, "abs(zscore) >= 2") for t, _ in expected
         ]
         for a, (_, v) in zip(lines, expected, strict=True):
-            assert a["value"] == pytest.approx(abs(v), rel=1e-9)
+            assert a["value"] == pytest.approx(v, rel=1e-9)
     assert hashlib.sha256(recording_db.read_bytes()).hexdigest() == before
 
 

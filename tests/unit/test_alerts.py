@@ -18,6 +18,8 @@ from quanttui.alerts import AlertEngine, RuleError, build_engine, parse_rule
         ("price_y > 3500", "price_y", False, ">", 3500.0),
         ("abs(zscore) >= entry_z", "zscore", True, ">=", 2.2),
         ("half_life_bars <= 1e3", "half_life_bars", False, "<=", 1000.0),
+        ("abs(kalman_z) > 1.5", "kalman_z", True, ">", 1.5),
+        ("kalman_q < 1e-4", "kalman_q", False, "<", 1e-4),
     ],
 )
 def test_parse(text, metric, absv, op, thr) -> None:
@@ -103,9 +105,45 @@ def test_default_rule_and_extra_rules() -> None:
     )
     assert [r.text for r in eng.rules] == ["abs(zscore) >= 2", "corr < 0.6"]
     a = eng.evaluate({"zscore": -2.4, "corr": 0.9}, 1000)
-    assert [(x.rule, x.value, x.threshold) for x in a] == [("abs(zscore) >= 2", 2.4, 2.0)]
+    assert [(x.rule, x.value, x.threshold) for x in a] == [("abs(zscore) >= 2", -2.4, 2.0)]
     assert eng.evaluate({"zscore": -1.9}, 2000) == []
     assert eng.evaluate({"zscore": 2.1}, 3000) == []  # never went below 1.5
     assert eng.evaluate({"zscore": 1.4}, 4000) == []
     assert len(eng.evaluate({"zscore": 2.0}, 5000)) == 1
     assert eng.remove("corr < 0.6") and not eng.remove("corr < 0.6")
+
+
+@pytest.mark.parametrize("z", [-2.024, 2.024])
+def test_an_abs_rule_stores_the_signed_value(z: float) -> None:
+    eng = AlertEngine("AVAXUSDT/NEARUSDT", 0.25, 0)
+    eng.add(parse_rule("abs(zscore) >= 2"))
+    (a,) = eng.evaluate({"zscore": z}, 1_706_745_600_000)
+    assert (a.metric, a.value, a.threshold, a.rule) == ("zscore", z, 2.0, "abs(zscore) >= 2")
+    assert a.as_json() == {
+        "time": "2024-02-01T00:00:00.000Z",
+        "pair": "AVAXUSDT/NEARUSDT",
+        "rule": "abs(zscore) >= 2",
+        "metric": "zscore",
+        "value": z,
+        "threshold": 2.0,
+    }
+
+
+def test_abs_rules_rearm_on_the_magnitude_on_either_side() -> None:
+    eng = AlertEngine("X/Y", 0.5, 0)
+    eng.add(parse_rule("abs(zscore) >= entry_z", entry_z=2.0))
+    seen = []
+    for t, z in enumerate([-2.4, -1.9, 1.8, -1.4, 2.1, 1.0, -3.0]):
+        seen += [(a.ts_ms, a.value) for a in eng.evaluate({"zscore": z}, t)]
+    assert seen == [(0, -2.4), (4, 2.1), (6, -3.0)]
+
+
+def test_signed_rules_keep_their_value() -> None:
+    eng = AlertEngine("X/Y", 0.0, 0)
+    eng.add(parse_rule("zscore < -2"))
+    eng.add(parse_rule("kalman_z > 1.5"))
+    got = eng.evaluate({"zscore": -2.5, "kalman_z": 1.75}, 0)
+    assert [(a.metric, a.value, a.threshold) for a in got] == [
+        ("zscore", -2.5, -2.0),
+        ("kalman_z", 1.75, 1.5),
+    ]

@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from numpy.lib.stride_tricks import sliding_window_view
 
 from quanttui.analytics.engine import PairAnalytics
-from quanttui.analytics.kalman import KalmanHedge
 from quanttui.analytics.rolling import RollingCov
 
 RTOL = 1e-9
@@ -184,40 +183,3 @@ def test_rolling_cov_rejects_bad_input() -> None:
         eng.update(0, 0.0, 1.0)
     with pytest.raises(ValueError):
         PairAnalytics(10, "ridge")
-
-
-def test_kalman_matches_matrix_form() -> None:
-    rng = np.random.default_rng(4)
-    x = 50 + np.cumsum(rng.normal(0, 0.2, 300))
-    y = 2 + 1.3 * x + rng.normal(0, 0.05, 300)
-    delta, r = 1e-4, 2.5e-3
-    k = KalmanHedge(delta, r)
-    theta = np.array([y[0] / x[0], 0.0])
-    p = np.zeros((2, 2))
-    q = delta / (1 - delta) * np.eye(2)
-    for xi, yi in zip(x, y, strict=True):
-        k.update(float(xi), float(yi))
-        f = np.array([xi, 1.0])
-        p = p + q
-        e = yi - f @ theta
-        s = f @ p @ f + r
-        gain = p @ f / s
-        theta = theta + gain * e
-        p = p - np.outer(gain, f @ p)
-        assert math.isclose(k.beta, theta[0], rel_tol=1e-9)
-        assert math.isclose(k.alpha, theta[1], rel_tol=1e-9, abs_tol=1e-12)
-
-
-def test_kalman_tracks_a_shifting_beta() -> None:
-    rng = np.random.default_rng(2)
-    n = 4000
-    x = 200 + np.cumsum(rng.normal(0, 0.5, n))
-    beta = np.where(np.arange(n) < n // 2, 1.0, 1.5)
-    y = 2 + beta * x + rng.normal(0, 0.05, n)
-    eng = PairAnalytics(50, "kalman", kalman_delta=1e-4, kalman_obs_var=2.5e-3, history=n)
-    for i in range(n):
-        eng.update(i, float(x[i]), float(y[i]))
-    b = np.array([m.beta for m in eng.history])
-    assert abs(b[n // 2 - 1] - 1.0) < 0.1
-    assert abs(b[-1] - 1.5) < 0.1
-    assert np.isfinite(eng.last.zscore)
