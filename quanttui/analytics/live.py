@@ -30,8 +30,8 @@ class PairParams:
     timeframe: str
     window: int
     hedge: str
-    kalman_delta: float = 1e-4
-    kalman_obs_var: float = 1e-3
+    kalman_delta: float = 1e-8
+    kalman_obs_var: float = 1e-5
 
     @property
     def timeframe_ms(self) -> int:

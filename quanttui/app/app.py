@@ -22,6 +22,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from quanttui.analytics.backtest import BacktestParams
+from quanttui.analytics.live import PairParams
 from quanttui.app.messages import CommandFailed, EngineWoke
 from quanttui.app.screens.backtest import BacktestScreen
 from quanttui.app.screens.monitor import MonitorScreen
@@ -43,6 +44,7 @@ from quanttui.engine.events import (
 )
 from quanttui.export import ExportError, export_backtest
 from quanttui.feed.replay import ReplaySpec
+from quanttui.model import Snapshot
 from quanttui.textsafe import printable
 
 
@@ -80,13 +82,32 @@ class QuantApp(App[int]):
         self.alerts: list[AlertEvent | AlertWithdrawn] = []
         self._quitting = False
 
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The snapshot on screen."""
+        return self.monitor.snapshot
+
+    @property
+    def params(self) -> PairParams:
+        """The shown pair's parameters as the screen has asked for them."""
+        i, a = self.monitor.info, self.config.analytics
+        return PairParams(
+            i.symbol_x, i.symbol_y, i.timeframe, i.window, i.hedge, a.kalman_delta, a.kalman_obs_var
+        )
+
+    @property
+    def paused(self) -> bool:
+        return self.monitor.paused
+
     # ----------------------------------------------------------------- engine link
     def _wake(self) -> None:
         """Called from the engine's thread; `post_message` is thread-safe."""
         self.post_message(EngineWoke())
 
+    def get_default_screen(self) -> Screen:
+        return self.monitor
+
     def on_mount(self) -> None:
-        self.push_screen(self.monitor)
         self.runner.start()
         self.set_interval(0.5, self._drain_anyway)
 
@@ -127,8 +148,8 @@ class QuantApp(App[int]):
         elif isinstance(ev, FeedState):
             self.feed_state = ev.state
         elif isinstance(ev, Recomputed):
-            if ev.pair == mon.key:
-                mon.set_info(ev.info)
+            if ev.pair == mon.key and ev.info == mon.info:
+                mon.set_info(ev.info, ev.bars)
         elif isinstance(ev, RulesChanged):
             if ev.pair == mon.key:
                 mon.rules = list(ev.rules)

@@ -317,6 +317,7 @@ class Engine:
 
     def _on_backfill(self, progress: BackfillProgress) -> None:
         self.backfill = progress
+        self._publish_status()
         self.publish(
             BackfillEvent(
                 progress.state, progress.done, progress.total, progress.rows, progress.detail

@@ -19,6 +19,8 @@ from quanttui.app.app import QuantApp
 from quanttui.app.screens.backtest import BacktestScreen
 from quanttui.app.screens.rules import RulesScreen
 from quanttui.app.widgets.charts import Chart
+from quanttui.engine import Mailbox
+from quanttui.engine.events import SnapshotEvent, Status
 from quanttui.feed.recordings import read_ndjson
 from quanttui.feed.replay import ReplaySpec, prepare_source
 from quanttui.model import METRIC_NAMES, Tick
@@ -43,6 +45,14 @@ async def until(pred, limit_s: float = 15.0) -> None:
         await asyncio.sleep(0.05)
 
 
+def pair_of(app: QuantApp):
+    return app.engine.pairs[app.key]
+
+
+def live(app: QuantApp):
+    return pair_of(app).live
+
+
 def cell(app: QuantApp, key: str) -> str:
     return str(app.query_one("#metrics", DataTable).get_cell(key, "value"))
 
@@ -63,7 +73,7 @@ async def test_live_app_shows_data_every_key_works_and_quit_flushes(
             assert "BTCUSDT -> ETHUSDT" in text_of(app, "#title")
             assert "ETHUSDT = a + b*BTCUSDT" in text_of(app, "#title")
             await until(lambda: app.snapshot is not None and app.snapshot.zscore is not None)
-            await until(lambda: app.feed_state == "live" and app.ingestion.writer.inserted > 50)
+            await until(lambda: app.feed_state == "live" and app.engine.feed.writer.inserted > 50)
             await until(lambda: app.snapshot.adf_p is not None)
             await pilot.pause(0.5)
             assert cell(app, "zscore") != "—" and cell(app, "adf_p") != "—"
@@ -87,7 +97,7 @@ async def test_live_app_shows_data_every_key_works_and_quit_flushes(
 
             await pilot.press("t")
             assert app.params.timeframe == "1m"
-            await until(lambda: app.pair is not None and app.pair.params.timeframe == "1m")
+            await until(lambda: live(app) is not None and live(app).params.timeframe == "1m")
             assert "1m" in text_of(app, "#title")
             await pilot.press("t", "t")
             assert app.params.timeframe == "1s"
@@ -119,7 +129,7 @@ async def test_live_app_shows_data_every_key_works_and_quit_flushes(
             await pilot.press("question_mark")
             await pilot.pause(0.2)
             await pilot.press("q")
-        received = app.ingestion.feed.stats.ticks
+        received = app.engine.feed.feed.stats.ticks
     assert app.return_code == 0
     assert received > 50
     assert count_ticks(history_db) == preloaded + received
@@ -155,7 +165,7 @@ async def test_empty_db_shows_dashes_not_errors(tmp_path: Path) -> None:
         "ETHUSDT",
     )
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(lambda: app.pair is not None)
+        await until(lambda: live(app) is not None)
         await pilot.pause(1.1)
         assert cell(app, "zscore") == "—"
         assert "loading" not in text_of(app, "#status")
@@ -175,7 +185,7 @@ async def test_stale_leg_is_shown(fixed_db: Path, real_data: Path, tmp_path: Pat
             app_config(fixed_db, ex.ws_base, ex.rest_base, tmp_path), "BTCUSDT", "ETHUSDT"
         )
         async with app.run_test(size=(120, 40)) as pilot:
-            await until(lambda: app.ingestion.feed.stats.per_symbol["BTCUSDT"] > 5)
+            await until(lambda: app.engine.feed.feed.stats.per_symbol["BTCUSDT"] > 5)
             await pilot.pause(1.1)
             status = text_of(app, "#status")
             assert "ETHUSDT: no trades" in status and "LIVE" in status
@@ -193,7 +203,7 @@ async def test_unwritable_export_dir_reports_and_writes_nothing(
         "ETHUSDT",
     )
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(lambda: app.pair is not None)
+        await until(lambda: live(app) is not None)
         await pilot.press("e")
         await until(lambda: any("Export failed" in (n.title or "") for n in app._notifications))
         failed = next(n for n in app._notifications if n.title == "Export failed")
@@ -227,40 +237,45 @@ async def test_rules_dialog_adds_refuses_and_removes(fixed_db: Path, tmp_path: P
         assert app.screen.query_one("#rule-input", Input).value == "zscor > 2"
         app.screen.query_one("#rule-input", Input).value = ""
         await pilot.press(*"corr < 0.6", "enter")
-        assert [r.text for r in app.alert_engine.rules] == ["abs(zscore) >= 2", "corr < 0.6"]
+        assert [r.text for r in pair_of(app).book.rules.rules] == ["abs(zscore) >= 2", "corr < 0.6"]
         assert listed.option_count == 2
         await pilot.press("tab", "home", "delete")
-        assert [r.text for r in app.alert_engine.rules] == ["corr < 0.6"]
+        assert [r.text for r in pair_of(app).book.rules.rules] == ["corr < 0.6"]
         assert listed.option_count == 1
         await pilot.press("escape")
         assert not isinstance(app.screen, RulesScreen)
         await pilot.press("t")
-        await until(lambda: app.pair is not None and app.pair.params.timeframe == "1m")
-        assert [r.text for r in app.alert_engine.rules] == ["corr < 0.6"]
+        await until(lambda: live(app) is not None and live(app).params.timeframe == "1m")
+        assert [r.text for r in pair_of(app).book.rules.rules] == ["corr < 0.6"]
         await pilot.press("q")
 
 
-async def test_messages_flow_rebuild_then_snapshots(fixed_db: Path, tmp_path: Path) -> None:
+async def test_events_flow_recompute_then_snapshots(fixed_db: Path, tmp_path: Path) -> None:
+    """The engine's events in publish order: the load's `Recomputed` first, a snapshot
+    before the stationarity tests are in, then one with them."""
     app = QuantApp(
         app_config(fixed_db, "ws://127.0.0.1:1/market", "http://127.0.0.1:1", tmp_path),
         "BTCUSDT",
         "ETHUSDT",
     )
-    seen: list[str] = []
-    async with app.run_test(
-        size=(80, 24), message_hook=lambda m: seen.append(type(m).__name__)
-    ) as pilot:
-        await until(lambda: "StationarityComputed" in seen)
-        await pilot.pause(0.3)
+    seen: list[tuple[str, bool]] = []
+
+    class Recorder(Mailbox):
+        def put(self, event: object) -> None:
+            if isinstance(event, SnapshotEvent):
+                seen.append(("snapshot", event.snapshot.adf_p is not None))
+            elif not isinstance(event, Status):
+                seen.append((type(event).__name__, False))
+
+    app.engine.subscribe(Recorder())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(lambda: ("snapshot", True) in seen)
+        await until(lambda: app.snapshot is not None and app.snapshot.adf_p is not None)
         await pilot.press("q")
-    order = [
-        n
-        for n in seen
-        if n in ("PairRebuilt", "SnapshotReady", "StationarityComputed", "AlertsFired")
-    ]
-    assert order[0] == "PairRebuilt"
-    assert order.index("SnapshotReady") < order.index("StationarityComputed")
-    assert order[-1] == "SnapshotReady"
+    names = [n for n, _ in seen]
+    assert names.index("Recomputed") < names.index("snapshot")
+    assert seen.index(("snapshot", False)) < seen.index(("snapshot", True))
+    assert names[-1] == "Finished"
 
 
 async def test_backtest_screen_runs_shows_and_exports(fixed_db: Path, tmp_path: Path) -> None:
@@ -271,7 +286,7 @@ async def test_backtest_screen_runs_shows_and_exports(fixed_db: Path, tmp_path: 
         "ETHUSDT",
     )
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(lambda: app.pair is not None)
+        await until(lambda: live(app) is not None)
         await pilot.press("b")
         assert isinstance(app.screen, BacktestScreen)
         await until(lambda: app.screen.report is not None)
@@ -315,15 +330,15 @@ async def test_replay_at_50x_through_the_app(real_data: Path, tmp_path: Path) ->
         await until(lambda: app.feed_state == "finished", 30)
         await until(lambda: app.snapshot is not None and app.snapshot.bars >= 400)
         assert app.snapshot.zscore is not None
-        assert app.ingestion.stats.ticks == 19_280
+        assert app.engine.feed.stats.ticks == 19_280
         await pilot.press("e")
         out = tmp_path / "x"
         await until(lambda: len(list(out.glob("*.csv"))) == 4)
         (ticks_csv,) = out.glob("*_ticks.csv")
         assert ticks_csv.read_text().count("\n") == 19_280 + 1
         await pilot.press("t")
-        await until(lambda: app.pair is not None and app.pair.params.timeframe == "1m")
-        assert app.pair.engine.bars == 7
+        await until(lambda: live(app) is not None and live(app).params.timeframe == "1m")
+        assert live(app).engine.bars == 7
         await pilot.press("q")
     assert app.return_code == 0
     assert count_ticks(session) == 19_280
@@ -340,7 +355,7 @@ async def test_warm_start_on_an_empty_db_shows_a_full_window_z_at_1m(tmp_path: P
             await until(lambda: app.snapshot is not None and app.snapshot.zscore is not None, 5.0)
             assert time.monotonic() - t0 < 5.0
             assert app.snapshot.bars == 130  # 2W + max(10, W/10) closed minutes
-            assert app.backfill_progress.state == "done"
+            assert app.engine.backfill.state == "done"
             await pilot.press("q")
         with sqlite3.connect(db) as c:
             last = c.execute("SELECT max(open_ms) FROM klines").fetchone()[0]
@@ -348,9 +363,7 @@ async def test_warm_start_on_an_empty_db_shows_a_full_window_z_at_1m(tmp_path: P
         again = QuantApp(cfg, "BTCUSDT", "ETHUSDT")
         async with again.run_test(size=(120, 40)) as pilot:
             await until(
-                lambda: (
-                    again.backfill_progress is not None and again.backfill_progress.state == "done"
-                )
+                lambda: again.engine.backfill is not None and again.engine.backfill.state == "done"
             )
             await pilot.press("q")
         starts = kline_starts(ex)[2:]
@@ -388,11 +401,10 @@ async def test_leaving_without_quit_still_stops_and_flushes(
         async with asyncio.timeout(30):
             with pytest.raises(RuntimeError, match="test body failed"):
                 async with app.run_test(size=(80, 24)):
-                    await until(
-                        lambda: app.ingestion is not None and app.ingestion.writer.inserted > 20
-                    )
+                    await until(lambda: app.engine.feed.writer.inserted > 20)
                     raise RuntimeError("test body failed")
-    assert app.ingestion._closed and app.ingestion.writer._db is None
+    assert app.runner.done.is_set()
+    assert app.engine.feed._closed and app.engine.feed.writer._db is None
 
 
 def quiet_leg_minute_ticks(t0: int) -> list[Tick]:
@@ -422,20 +434,20 @@ async def test_a_rebuild_mid_bar_keeps_the_trades_already_in_that_bar(tmp_path: 
     cfg = app_config(session, "ws://127.0.0.1:1/market", "http://127.0.0.1:1", tmp_path, window=3)
     app = QuantApp(cfg, "BTCUSDT", "ETHUSDT", replay=ReplaySpec(src, 20.0))
     async with asyncio.timeout(60), app.run_test(size=(120, 40)) as pilot:
-        await until(lambda: app.ingestion.stats.ticks >= 2 * 190 + 5, 30)  # Y's last, X at 194 s
-        assert app.now() < t0 + 230_000
+        await until(lambda: app.engine.feed.stats.ticks >= 2 * 190 + 5, 30)  # Y's last, X at 194 s
+        assert app.engine.now() < t0 + 230_000
         await pilot.press("t")  # 1s -> 1m: the minute with Y's last trades is open
-        await until(lambda: app.pair is not None and app.pair.params.timeframe == "1m")
+        await until(lambda: live(app) is not None and live(app).params.timeframe == "1m")
         await until(lambda: app.feed_state == "finished", 30)
-        await until(lambda: app.pair.engine.bars == 5)
-        live = [(m.ts_ms, m.x, m.y) for m in app.pair.engine.history]
+        await until(lambda: live(app).engine.bars == 5)
+        shown = [(m.ts_ms, m.x, m.y) for m in live(app).engine.history]
         await pilot.press("q")
     with sqlite3.connect(session) as conn:
         bars = load_pair_bars(conn, "BTCUSDT", "ETHUSDT", "1m", t0 + 300_000)
-    assert live == list(
+    assert shown == list(
         zip(bars.ts_ms.tolist(), bars.x.close.tolist(), bars.y.close.tolist(), strict=True)
     )
-    assert live[3][2] > 3040  # minute 3 closes on Y's raised level
+    assert shown[3][2] > 3040  # minute 3 closes on Y's raised level
 
 
 async def test_trades_backfilled_after_a_stall_are_recomputed_into_the_bars(
@@ -457,25 +469,25 @@ async def test_trades_backfilled_after_a_stall_are_recomputed_into_the_bars(
         app = QuantApp(cfg, "BTCUSDT", "ETHUSDT")
         async with app.run_test(size=(120, 40)) as pilot:
             await until(lambda: ex.stalls == 1, 20)
-            await until(lambda: app.ingestion.feed.stats.backfilled > 0, 20)
-            await until(lambda: app.resync.count >= 1 and app.pair is not None, 20)
+            await until(lambda: app.engine.feed.feed.stats.backfilled > 0, 20)
+            await until(lambda: pair_of(app).resync.count >= 1 and live(app) is not None, 20)
             await until(lambda: ex.done.is_set(), 30)
             await pilot.pause(1.0)
-            await until(lambda: app.resync.pending is False and app.pair is not None)
-            live = [(m.ts_ms, m.x, m.y) for m in app.pair.engine.history]
-            gap = app.pair.params.max_gap_bars
+            await until(lambda: pair_of(app).resync.pending is False and live(app) is not None)
+            shown = [(m.ts_ms, m.x, m.y) for m in live(app).engine.history]
+            gap = live(app).params.max_gap_bars
             await pilot.press("q")
     with sqlite3.connect(db) as conn:
         bars = load_pair_bars(conn, "BTCUSDT", "ETHUSDT", "1s", max_gap_bars=gap)
-    keep = (bars.ts_ms >= live[0][0]) & (bars.ts_ms <= live[-1][0])
+    keep = (bars.ts_ms >= shown[0][0]) & (bars.ts_ms <= shown[-1][0])
     stored = zip(
         bars.ts_ms[keep].tolist(),
         bars.x.close[keep].tolist(),
         bars.y.close[keep].tolist(),
         strict=True,
     )
-    assert len(live) >= 12
-    assert live == list(stored)
+    assert len(shown) >= 12
+    assert shown == list(stored)
 
 
 async def test_every_chart_keeps_up_when_snapshots_outpace_frames(

@@ -22,24 +22,27 @@ def offline_app(db: Path, tmp_path: Path) -> QuantApp:
 
 async def settle(pilot) -> None:
     app = pilot.app
+    mon = app.monitor
     loop = asyncio.get_running_loop()
     end = loop.time() + 20
     while not (
-        app.stat_ts is not None
+        app.snapshot is not None
+        and app.snapshot.adf_p is not None
         and app.feed_state == "offline"
-        and app.snapshot
-        and app.backfill_progress is not None
-        and app.backfill_progress.state == "skipped"
+        and app.engine.backfill is not None
+        and app.engine.backfill.state == "skipped"
+        and mon.status is not None
+        and mon.status.state == "offline"
+        and mon.status.backfill == "skipped"
     ):
         assert loop.time() < end
         await asyncio.sleep(0.05)
     await pilot.pause(0.3)
-    app._dirty = True
+    mon._dirty = True
     for _ in range(4):  # the table, then one chart per call
-        app._render()
+        mon._draw_tick()
     app.clear_notifications()
-    app._last_leg_rx.clear()
-    app._update_status()
+    mon.show_status(mon.status)
     await pilot.pause(0.3)
 
 

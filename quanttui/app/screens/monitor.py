@@ -8,10 +8,13 @@ pauses.
 
 from __future__ import annotations
 
+import dataclasses
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
@@ -70,6 +73,7 @@ class MonitorScreen(Screen[None]):
         self.mode_label = mode_label
         self.entry_z = entry_z
         self.snapshot: Snapshot | None = None
+        self.loaded_bars: int | None = None
         self.status: Status | None = None
         self.rules: list[str] = []
         self._dirty = False
@@ -107,16 +111,21 @@ class MonitorScreen(Screen[None]):
         alerts.add_column("time", key="time")
         alerts.add_column("alert", key="alert")
         self.update_title()
-        self.set_interval(1 / 6, self._render)
+        self.set_interval(1 / 6, self._draw_tick)
 
     # ----------------------------------------------------------------- events
-    def set_info(self, info: PairInfo) -> None:
+    def set_info(self, info: PairInfo, bars: int | None = None) -> None:
+        """The pair's parameters (at once on a key, so repeated keys step from what was
+        asked, and again when the engine reports the recompute with `bars` loaded)."""
         if info != self.info:
             self.info = info
             self.snapshot = None
+            self.loaded_bars = None
             self._drawn.clear()
             self.update_title()
-            self.show_status(self.status)
+        if bars is not None:
+            self.loaded_bars = bars
+        self.show_status(self.status)
 
     def show_snapshot(self, snap: Snapshot) -> None:
         i = self.info
@@ -136,10 +145,15 @@ class MonitorScreen(Screen[None]):
         if not self.is_mounted:
             return
         snap = self.snapshot
-        fill = None if snap is None else (min(snap.bars, snap.window), snap.window)
-        width = self.size.width or 80
+        w = self.info.window
+        bars = snap.bars if snap is not None else self.loaded_bars
+        fill = None if bars is None else (min(bars, w), w)
+        width = self.app.size.width or 80
         legs = (self.info.symbol_x, self.info.symbol_y)
-        self.query_one("#status", Static).update(status_line(st, legs, fill, width))
+        try:
+            self.query_one("#status", Static).update(status_line(st, legs, fill, width))
+        except NoMatches:
+            return
         if st is not None:
             table = self.query_one("#metrics", DataTable)
             self._set_cell(table, "ticks", "value", f"{st.stored:,}")
@@ -179,7 +193,7 @@ class MonitorScreen(Screen[None]):
             t.append("  PAUSED", style="reverse")
         self.query_one("#title", Static).update(t)
 
-    def _render(self) -> None:
+    def _draw_tick(self) -> None:
         """Per tick: the metrics table when the snapshot changed (about 1 ms), then one
         chart that does not show the latest snapshot yet, taking the charts in turn.
         One plotext chart per tick keeps every frame short (the three together cost
@@ -222,6 +236,10 @@ class MonitorScreen(Screen[None]):
     def _set(self, **changes: object) -> None:
         engine = self.app.engine
         self.app.command(engine.set_params(self.key, **changes))
+        i = self.info
+        if changes.pop("swap", False):
+            changes.update(symbol_x=i.symbol_y, symbol_y=i.symbol_x)
+        self.set_info(dataclasses.replace(i, **changes))
 
     def action_cycle_timeframe(self) -> None:
         tfs = list(TIMEFRAMES)

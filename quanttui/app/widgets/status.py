@@ -43,7 +43,7 @@ def status_line(
     parts: list[Text] = []
     state = Text(f" {st.state.upper()} ", style=f"reverse {STATE_STYLE.get(st.state, 'bold red')}")
     if st.detail and st.state not in ("live", "replay"):
-        state.append(f" {printable(st.detail, 60)}", style="bold")
+        state.append(f" {printable(st.detail, max(20, min(60, width // 3)))}", style="bold")
     parts.append(state)
     if st.db_error:
         parts.append(
@@ -54,11 +54,11 @@ def status_line(
     if fill is None:
         parts.append(Text("loading history…"))
     elif fill[0] < fill[1]:
-        parts.append(Text(f"filling {fill[0]}/{fill[1]}", style="bold"))
+        parts.append(Text(f"filling window {fill[0]}/{fill[1]}", style="bold"))
     if st.replay_ms:
         speed = f"{st.speed:g}x" if st.speed else "max"
-        parts.append(Text(f"{speed} {iso_utc(st.replay_ms)[11:19]}Z", style="bold cyan"))
-    parts.append(Text(f"{st.rate:,.0f} ticks/s"))
+        clock = iso_utc(st.replay_ms)[:19].replace("T", " ")
+        parts.append(Text(f"{speed} {clock}Z", style="bold cyan"))
     for sym in legs:
         age = st.leg_age.get(sym)
         if age is None:
@@ -67,8 +67,11 @@ def status_line(
             parts.append(Text(f"{sym} {age:.0f}s STALE", style="bold yellow"))
         else:
             parts.append(Text(f"{sym} {age:.1f}s"))
+    parts.append(Text(f"{st.rate:,.0f} ticks/s"))
     if st.backfill == "running":
-        parts.append(Text(f"backfilling {st.backfill_done:,}/{st.backfill_total:,}", style="bold"))
+        parts.append(
+            Text(f"backfilling {st.backfill_done:,}/{st.backfill_total:,} bars", style="bold")
+        )
     elif st.backfill == "skipped":
         parts.append(Text("backfill skipped", style="yellow"))
     parts.append(Text(f"DB {human_bytes(st.db_bytes)}"))
