@@ -69,6 +69,7 @@ from quanttui.report import snapshot_rows
 from quanttui.store.db import connect
 from quanttui.store.queries import load_pair_bars, tick_counts
 from quanttui.store.writer import INSERT_ALERT
+from quanttui.textsafe import printable
 
 WINDOWS = (20, 30, 60, 120, 200, 300, 500, 1000, 2000, 5000)
 STALE_LEG_S = 30.0
@@ -246,10 +247,15 @@ class QuantApp(App[int]):
             warning = await ing.check_symbols()
         except SymbolError as exc:
             await self._stop_ingestion()
-            self.exit(2, message=f"quanttui: error: {exc}")
+            self.exit(2, message=Text(f"quanttui: error: {printable(exc, 1000, one_line=True)}"))
             return
         if warning:
-            self.notify(warning, title="Symbols not verified", severity="warning", markup=False)
+            self.notify(
+                printable(warning),
+                title="Symbols not verified",
+                severity="warning",
+                markup=False,
+            )
         self._start_backfill()
 
     def _start_backfill(self) -> None:
@@ -267,7 +273,7 @@ class QuantApp(App[int]):
     def on_backfill_finished(self, msg: BackfillFinished) -> None:
         if msg.state == "skipped":
             self.notify(
-                f"backfill skipped, using stored data: {msg.detail}",
+                f"backfill skipped, using stored data: {printable(msg.detail)}",
                 title="Warm start",
                 severity="warning",
                 markup=False,
@@ -461,7 +467,7 @@ class QuantApp(App[int]):
         try:
             rule = parse_rule(text, entry_z=a.entry_z, exit_z=a.exit_z)
         except RuleError as exc:
-            self.notify(str(exc), title="Rule not added", severity="error", markup=False)
+            self.notify(printable(exc), title="Rule not added", severity="error", markup=False)
             return False
         if not self.alert_engine.add(rule):
             self.notify(f"already there: {rule.text}", severity="warning", markup=False)
@@ -560,7 +566,7 @@ class QuantApp(App[int]):
         elif self.pair.engine.bars < self.params.window:
             t.append(f"  filling window {self.pair.engine.bars}/{self.params.window}")
         if self.feed_detail and state not in ("live", "replay"):
-            t.append(f"  ({self.feed_detail[:80]})")
+            t.append(f"  ({printable(self.feed_detail, 80, one_line=True)})")
         self.query_one("#status", Static).update(t)
         if self.ingestion is not None:
             st = self.ingestion.feed.stats
@@ -637,9 +643,11 @@ class QuantApp(App[int]):
 
     def on_export_finished(self, msg: ExportFinished) -> None:
         if msg.error:
-            self.notify(msg.error, title="Export failed", severity="error", markup=False)
+            self.notify(printable(msg.error), title="Export failed", severity="error", markup=False)
         else:
-            self.notify("\n".join(msg.paths), title="Exported", timeout=8, markup=False)
+            self.notify(
+                printable("\n".join(msg.paths), 1000), title="Exported", timeout=8, markup=False
+            )
 
     # ----------------------------------------------------------------- backtest
     def action_backtest(self) -> None:
@@ -717,7 +725,10 @@ class QuantApp(App[int]):
         if event.state == WorkerState.ERROR:
             err = event.worker.error
             self.notify(
-                f"{event.worker.group}: {err}", title="Error", severity="error", markup=False
+                printable(f"{event.worker.group}: {err}"),
+                title="Error",
+                severity="error",
+                markup=False,
             )
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

@@ -30,6 +30,7 @@ from quanttui.model import Tick, iso_utc
 from quanttui.modes import start_checked
 from quanttui.store.db import connect
 from quanttui.store.writer import INSERT_ALERT
+from quanttui.textsafe import printable
 
 
 class HeadlessPair:
@@ -83,7 +84,8 @@ class HeadlessPair:
             return
         for a in self.alerts.evaluate(snap.metrics(), snap.time_ms):
             self.fired += 1
-            sys.stdout.write(orjson.dumps(a.as_json()).decode() + "\n")
+            line = {k: printable(v) if isinstance(v, str) else v for k, v in a.as_json().items()}
+            sys.stdout.write(orjson.dumps(line).decode() + "\n")
             sys.stdout.flush()
             await self._store(
                 INSERT_ALERT, (a.ts_ms, a.pair, a.rule, a.metric, a.value, a.threshold)
@@ -110,7 +112,7 @@ async def _headless(
     queue: asyncio.Queue[list[Tick]] = asyncio.Queue()
 
     def status(state: str, detail: str) -> None:
-        print(f"feed: {state} {detail}".rstrip(), file=sys.stderr)
+        print(f"feed: {state} {printable(detail, one_line=True)}".rstrip(), file=sys.stderr)
 
     ing = open_feed(cfg, [sx, sy], replay, on_ticks=queue.put_nowait, on_state=status)
     clock = now_ms if isinstance(ing, Ingestion) else ing.now_ms
@@ -122,7 +124,8 @@ async def _headless(
         ing.start_backfill(a.timeframe, a.window)
         bf = await ing.wait_backfill()
         if bf is not None and bf.state in ("done", "skipped"):
-            print(f"backfill {bf.state}: {bf.rows:,} rows {bf.detail}".rstrip(), file=sys.stderr)
+            detail = printable(bf.detail, one_line=True)
+            print(f"backfill {bf.state}: {bf.rows:,} rows {detail}".rstrip(), file=sys.stderr)
         end = now_ms()
         await ing.writer.flush()
     live_from = end - end % params.timeframe_ms
