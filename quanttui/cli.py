@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from quanttui import __version__
 from quanttui.config import HEDGES, TIMEFRAMES, Config, ConfigError, load_config
 from quanttui.errors import UsageError, UserError
+from quanttui.textsafe import guard_logging, printable
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
 
@@ -419,8 +420,14 @@ _SUBCOMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..
 }
 
 
+def _error(prefix: str, exc: Exception) -> None:
+    """One line on stderr; the message may quote the exchange, a file or the user."""
+    print(f"quanttui: {prefix}: {printable(exc, 1000, one_line=True)}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    guard_logging()
     try:
         if argv and argv[0] in _SUBCOMMANDS:
             make, run = _SUBCOMMANDS[argv[0]]
@@ -430,13 +437,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             run = _run_live
         return run(args)
     except UsageError as exc:
-        print(f"quanttui: error: {exc}", file=sys.stderr)
+        _error("error", exc)
         return 2
     except ConfigError as exc:
-        print(f"quanttui: config error: {exc}", file=sys.stderr)
+        _error("config error", exc)
         return 2
     except UserError as exc:
-        print(f"quanttui: error: {exc}", file=sys.stderr)
+        _error("error", exc)
         return exc.code
     except KeyboardInterrupt:
         return 130

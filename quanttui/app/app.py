@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
+from rich.text import Text
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -166,7 +167,9 @@ class QuantApp(App[int]):
                     printable(ev.error), title="Export failed", severity="error", markup=False
                 )
             else:
-                self.notify("\n".join(ev.paths), title="Exported", timeout=8, markup=False)
+                self.notify(
+                    printable("\n".join(ev.paths), 1000), title="Exported", timeout=8, markup=False
+                )
         elif isinstance(ev, BacktestDone):
             screen = self.backtest_screen
             if screen is not None and screen.is_mounted:
@@ -179,7 +182,10 @@ class QuantApp(App[int]):
         elif isinstance(ev, Finished):
             self.finished = ev
             if ev.error and not self._quitting:
-                self.exit(ev.code or 1, message=f"quanttui: error: {printable(ev.error)}")
+                self.exit(
+                    return_code=ev.code or 1,
+                    message=Text(f"quanttui: error: {printable(ev.error, 1000, one_line=True)}"),
+                )
 
     def command(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future:
         """Send a command to the engine; a failure is shown as a notification."""
@@ -270,7 +276,7 @@ class QuantApp(App[int]):
             async with asyncio.timeout(10):
                 await self.runner.wait()
         result = self.runner.result
-        self.exit(result.code if result is not None else 0)
+        self.exit(return_code=result.code if result is not None else 0)
 
     async def on_unmount(self) -> None:
         """Any other way out (an exception, a test's teardown) still flushes the writer."""

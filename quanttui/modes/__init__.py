@@ -21,6 +21,7 @@ async def start_checked(ing) -> asyncio.Event:
 
     from quanttui.errors import UserError
     from quanttui.feed.binance import SymbolError
+    from quanttui.textsafe import printable
 
     try:
         warning = await ing.check_symbols()
@@ -30,7 +31,7 @@ async def start_checked(ing) -> asyncio.Event:
             await rest.close()
         raise UserError(str(exc), 2) from None
     if warning:
-        print(f"quanttui: warning: {warning}", file=sys.stderr)
+        print(f"quanttui: warning: {printable(warning, one_line=True)}", file=sys.stderr)
     stop = asyncio.Event()
     install_stop_signals(stop)
     await ing.start()

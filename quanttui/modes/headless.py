@@ -34,10 +34,20 @@ from quanttui.engine.events import (
 from quanttui.errors import UserError
 from quanttui.feed.replay import ReplaySpec
 from quanttui.model import iso_utc
+from quanttui.textsafe import printable
+
+
+def _safe(obj: object) -> object:
+    """Every string of a JSON line through `printable` (rule text, pair, reasons)."""
+    if isinstance(obj, str):
+        return printable(obj, 1000, one_line=True)
+    if isinstance(obj, dict):
+        return {k: _safe(v) for k, v in obj.items()}
+    return obj
 
 
 def _out(obj: object) -> None:
-    sys.stdout.write(orjson.dumps(obj).decode() + "\n")
+    sys.stdout.write(orjson.dumps(_safe(obj)).decode() + "\n")
     sys.stdout.flush()
 
 
@@ -94,11 +104,12 @@ def run(
                         }
                     )
                 elif isinstance(ev, FeedState):
-                    _err(f"feed: {ev.state} {ev.detail}".rstrip())
+                    _err(f"feed: {ev.state} {printable(ev.detail, one_line=True)}".rstrip())
                     if ev.state == "finished" and replay is not None and not replay.loop:
                         runner.call_soon(engine.stop)
                 elif isinstance(ev, BackfillEvent) and ev.state in ("done", "skipped"):
-                    _err(f"backfill {ev.state}: {ev.rows:,} rows {ev.detail}".rstrip())
+                    detail = printable(ev.detail, one_line=True)
+                    _err(f"backfill {ev.state}: {ev.rows:,} rows {detail}".rstrip())
                 elif isinstance(ev, Recomputed):
                     if ev.resync:
                         _err(f"recomputed from the database ({engine.recomputes})")
@@ -114,7 +125,7 @@ def run(
                             )
                         )
                 elif isinstance(ev, Notice):
-                    _err(f"quanttui: {ev.severity}: {ev.text}")
+                    _err(f"quanttui: {ev.severity}: {printable(ev.text, 1000, one_line=True)}")
                 elif isinstance(ev, Finished):
                     finished = ev
             if runner.done.is_set() and finished is None and not len(box):
@@ -131,5 +142,5 @@ def run(
         + (f", {s['withdrawn']} withdrawn" if s.get("withdrawn") else "")
     )
     if finished.error:
-        _err(f"quanttui: error: {finished.error}")
+        _err(f"quanttui: error: {printable(finished.error, 1000, one_line=True)}")
     return finished.code

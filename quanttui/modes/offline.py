@@ -13,6 +13,7 @@ from quanttui.config import Config
 from quanttui.errors import UserError
 from quanttui.store.db import StoreError, connect
 from quanttui.store.queries import load_pair_bars
+from quanttui.textsafe import printable
 
 
 def _open(cfg: Config):
@@ -134,6 +135,7 @@ def import_files(cfg: Config, files: list[str], symbol: str | None, *, progress:
     """Import each file in its own transaction; exit 1 if any file failed."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.text import Text
 
     from quanttui.store.importer import ArchiveError, estimate_rows, import_file
 
@@ -143,7 +145,7 @@ def import_files(cfg: Config, files: list[str], symbol: str | None, *, progress:
     total_new = 0
     try:
         with Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             console=err,
@@ -151,7 +153,7 @@ def import_files(cfg: Config, files: list[str], symbol: str | None, *, progress:
             transient=True,
         ) as bar:
             for f in files:
-                task = bar.add_task(Path(f).name, total=estimate_rows(f))
+                task = bar.add_task(printable(Path(f).name, 60), total=estimate_rows(f))
 
                 def tick(rows: int, task: int = task) -> None:
                     bar.update(task, completed=rows)
@@ -161,13 +163,15 @@ def import_files(cfg: Config, files: list[str], symbol: str | None, *, progress:
                 except ArchiveError as exc:
                     failed += 1
                     bar.remove_task(task)
-                    err.print(f"quanttui: error: {exc}", markup=False)
+                    err.print(Text(f"quanttui: error: {printable(exc, 1000, one_line=True)}"))
                     continue
                 bar.remove_task(task)
                 total_new += res.inserted
+                name = printable(res.path, one_line=True)
                 err.print(
-                    f"{res.path}: {res.symbol} {res.kind}, {res.rows:,} rows, {res.inserted:,} new",
-                    markup=False,
+                    Text(
+                        f"{name}: {res.symbol} {res.kind}, {res.rows:,} rows, {res.inserted:,} new"
+                    )
                 )
     finally:
         conn.close()

@@ -6,7 +6,10 @@ The exchange has its own clock: a producer walks the trade list at `rate` trades
 "produces" each trade whether or not a client is listening, so a client that is
 disconnected misses trades and must backfill them over REST, as against the real thing.
 Faults: disconnect every N frames, malformed frames, a stall (connection open, silent),
-bursts (rate=None), and 429 answers with Retry-After.
+bursts (rate=None), and 429 answers with Retry-After. Hostile modes: every REST call
+answered with a Binance-style error whose `msg` carries terminal control sequences and
+Rich markup (`Faults.hostile_rest`), or every websocket closed with such a reason
+(`Faults.close_reason`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,18 @@ class Faults:
     retry_after: str = "1"
     unfillable: set[tuple[str, int]] = field(default_factory=set)
     history_delay_s: float = 0.0  # a slow answer to each klines/aggTrades request
+    hostile_rest: str | None = None  # every REST call: 400 {"code": -1121, "msg": this}
+    close_reason: str | None = None  # every websocket closed at once (code 4000) with this
+
+
+# Rich markup, an OSC 0 window-title set, an OSC 52 clipboard write and a clear-screen.
+HOSTILE = (
+    "[reverse]PWNED[/reverse] [link=http://evil]click[/link] "
+    "\x1b]0;TITLEPWN\x07 \x1b]52;c;cHduZWQ=\x07 \x1b[2J"
+)
+# A close reason is at most 123 bytes (RFC 6455 §5.5: control frame payload <= 125, minus
+# the 2-byte code); the sequences come first so a display that cuts at 80 shows them.
+HOSTILE_CLOSE = "\x1b]0;TITLEPWN\x07\x1b[2J\x1b]52;c;cHduZWQ=\x07 [reverse]PWNED[/reverse]"
 
 
 @dataclass
@@ -157,6 +172,9 @@ class FakeExchange:
                 if name:
                     subs.add(name)
         self.connections += 1
+        if self.faults.close_reason is not None:
+            await ws.close(4000, self.faults.close_reason)
+            return
         if routed:
             self.conns[ws] = subs
             self._first_client.set()
@@ -246,6 +264,8 @@ class FakeExchange:
         url = urlsplit(request.path)
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         self.rest_requests.append(request.path)
+        if self.faults.hostile_rest is not None:
+            return self._json(conn, 400, {"code": -1121, "msg": self.faults.hostile_rest})
         if self.faults.rest_429 > 0:
             self.faults.rest_429 -= 1
             return self._json(

@@ -12,7 +12,14 @@ import json
 import sys
 from pathlib import Path
 
-from tests.fakes.exchange import FakeExchange, Faults, synthetic_trades, trades_from_ticks
+from tests.fakes.exchange import (
+    HOSTILE,
+    HOSTILE_CLOSE,
+    FakeExchange,
+    Faults,
+    synthetic_trades,
+    trades_from_ticks,
+)
 
 
 async def main() -> None:
@@ -23,6 +30,13 @@ async def main() -> None:
     p.add_argument("--loop", type=int, default=1, help="repeat the recording this many times")
     p.add_argument("--disconnect-every", type=int)
     p.add_argument("--restamp", action="store_true", help="stamp trades with the wall clock")
+    p.add_argument(
+        "--hostile",
+        choices=["rest", "ws", "status"],
+        help="rest: every REST call errors with control sequences in msg; "
+        "ws: every websocket is closed with them as the reason; "
+        "status: exchangeInfo gives the last symbol them as its status",
+    )
     args = p.parse_args()
     if args.ndjson:
         from quanttui.feed.recordings import read_ndjson
@@ -37,9 +51,17 @@ async def main() -> None:
                 trades.append(type(t)(t.symbol, ids[t.symbol], t.p, t.q, t.T + k * span, t.m))
     else:
         trades = synthetic_trades(args.trades)
-    faults = Faults(disconnect_every=args.disconnect_every)
+    faults = Faults(
+        disconnect_every=args.disconnect_every,
+        hostile_rest=HOSTILE if args.hostile == "rest" else None,
+        close_reason=HOSTILE_CLOSE if args.hostile == "ws" else None,
+    )
+    status = None
+    if args.hostile == "status":
+        names = sorted({t.symbol for t in trades})
+        status = {s: "TRADING" for s in names} | {names[-1]: HOSTILE}
     async with FakeExchange(
-        trades, rate=args.rate or None, faults=faults, restamp=args.restamp
+        trades, rate=args.rate or None, faults=faults, restamp=args.restamp, symbols=status
     ) as ex:
         print(json.dumps({"port": ex.port}), flush=True)
         await ex.done.wait()

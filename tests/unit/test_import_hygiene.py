@@ -14,6 +14,7 @@ PURE = (
     "quanttui.analytics",
     "quanttui.alerts",
     "quanttui.export",
+    "quanttui.textsafe",
 )
 
 

@@ -43,12 +43,15 @@ def status_line(
     parts: list[Text] = []
     state = Text(f" {st.state.upper()} ", style=f"reverse {STATE_STYLE.get(st.state, 'bold red')}")
     if st.detail and st.state not in ("live", "replay"):
-        state.append(f" {printable(st.detail, max(20, min(60, width // 3)))}", style="bold")
+        state.append(
+            f" {printable(st.detail, max(24, min(80, width - 40)), one_line=True)}", style="bold"
+        )
     parts.append(state)
     if st.db_error:
         parts.append(
             Text(
-                f"DB ERROR ({printable(st.db_error, 40)}) unsaved={st.unsaved:,}", style="bold red"
+                f"DB ERROR ({printable(st.db_error, 40, one_line=True)}) unsaved={st.unsaved:,}",
+                style="bold red",
             )
         )
     if fill is None:
