@@ -1,4 +1,10 @@
-"""`quanttui record SYMBOL...`: ingestion with no UI and a status line on stderr."""
+"""`quanttui record SYMBOL...`: ingestion with no UI and a status line on stderr.
+
+A database failure is reported on stderr the moment a commit fails, and once more when the
+database takes writes again; the status line carries `unsaved=N` (and `DB ERROR (reason)`
+while it lasts). A stop signal ends the run within `STOP_DEADLINE_S` whatever the
+database's state, and the exit code is 1 when trades could not be stored.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +18,62 @@ from quanttui.feed.backfill import BackfillProgress
 from quanttui.feed.ingest import Ingestion
 from quanttui.modes import start_checked
 from quanttui.store.db import StoreError
+from quanttui.store.writer import WriterStatus
+
+STOP_DEADLINE_S = 4.0
 
 
 def status_line(ing: Ingestion, rate: float) -> str:
     s = ing.feed.stats
     per = " ".join(f"{sym}={s.per_symbol[sym]:,}" for sym in ing.symbols)
     malformed = sum(s.malformed.values())
+    w = ing.writer
+    db = f"DB ERROR ({w.error})  " if w.error else ""
+    dropped = f" dropped={w.dropped:,}" if w.dropped else ""
     return (
-        f"[{s.state}] {rate:,.0f} ticks/s  {per}  stored={ing.writer.inserted:,}  "
+        f"{db}[{s.state}] {rate:,.0f} ticks/s  {per}  stored={w.inserted:,} "
+        f"unsaved={w.unsaved:,}{dropped}  "
         f"reconnects={s.reconnects}  gaps filled={s.gaps_filled} open={s.gaps_open}  "
         f"malformed={malformed}"
+    )
+
+
+def db_event_line(st: WriterStatus, max_unsaved: int) -> str:
+    """The one stderr line for the start or the end of a database failure."""
+    if st.error is not None:
+        return (
+            f"quanttui: error: database write failed ({st.error}: {st.detail}); "
+            f"holding up to {max_unsaved:,} trades in memory and retrying"
+        )
+    dropped = (
+        f"; {st.dropped:,} trades dropped past the bound, their ids recorded as open gaps"
+        if st.dropped
+        else ""
+    )
+    return f"quanttui: database writable again, every held trade written{dropped}"
+
+
+def _ranges(ranges: dict[str, list[tuple[int, int]]], limit: int = 3) -> str:
+    parts = []
+    for sym, rs in ranges.items():
+        shown = ", ".join(f"{lo}..{hi}" if hi > lo else f"{lo}" for lo, hi in rs[:limit])
+        more = f" and {len(rs) - limit} more ranges" if len(rs) > limit else ""
+        parts.append(f"{sym} {shown}{more}")
+    return "; ".join(parts)
+
+
+def loss_line(st: WriterStatus, ranges: dict[str, list[tuple[int, int]]]) -> str:
+    """The final stderr line of a run that could not store everything it received."""
+    why = f" ({st.error})" if st.error else ""
+    parts = []
+    if st.unsaved:
+        parts.append(f"{st.unsaved:,} unsaved at exit{why}")
+    if st.dropped:
+        gapped = f", {st.gapped:,} of them recorded as open gaps" if st.gapped else ""
+        parts.append(f"{st.dropped:,} dropped past the retry bound{gapped}")
+    ids = _ranges(ranges)
+    return f"quanttui: error: {st.lost:,} trades were not stored: {', '.join(parts)}" + (
+        f"; trade ids {ids}" if ids else ""
     )
 
 
@@ -30,7 +82,15 @@ async def _record(cfg: Config, symbols: list[str], status_every: float) -> int:
         ing = Ingestion(cfg, symbols)
     except StoreError as exc:
         raise UserError(str(exc), 2) from None
-    stop = await start_checked(ing)
+    max_unsaved = ing.writer.max_unsaved
+    ing.writer.on_error = lambda st: print(
+        db_event_line(st, max_unsaved), file=sys.stderr, flush=True
+    )
+    try:
+        stop = await start_checked(ing)
+    except StoreError as exc:
+        await ing.stop()
+        raise UserError(str(exc), 2) from None
     print(f"recording {', '.join(symbols)} into {ing.writer.path}", file=sys.stderr)
     a = cfg.analytics
 
@@ -47,11 +107,18 @@ async def _record(cfg: Config, symbols: list[str], status_every: float) -> int:
             n, t = ing.feed.stats.ticks, time.monotonic()
             print(status_line(ing, (n - last_n) / (t - last_t)), file=sys.stderr, flush=True)
             last_n, last_t = n, t
-    await ing.stop()
+    try:
+        await asyncio.wait_for(ing.stop(), STOP_DEADLINE_S)
+    except TimeoutError:
+        await ing.writer.close(within=0.5)
     print(
         f"stopped: received {ing.feed.stats.ticks:,} trades, stored {ing.writer.inserted:,} new rows",
         file=sys.stderr,
     )
+    st = ing.writer.status()
+    if st.lost:
+        print(loss_line(st, ing.writer.lost_ranges()), file=sys.stderr)
+        return 1
     return 0
 
 
