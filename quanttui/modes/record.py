@@ -18,7 +18,7 @@ from quanttui.feed.backfill import BackfillProgress
 from quanttui.feed.ingest import Ingestion
 from quanttui.modes import start_checked
 from quanttui.store.db import StoreError
-from quanttui.store.writer import WriterStatus
+from quanttui.store.writer import db_event_line, loss_line
 
 STOP_DEADLINE_S = 4.0
 
@@ -35,45 +35,6 @@ def status_line(ing: Ingestion, rate: float) -> str:
         f"unsaved={w.unsaved:,}{dropped}  "
         f"reconnects={s.reconnects}  gaps filled={s.gaps_filled} open={s.gaps_open}  "
         f"malformed={malformed}"
-    )
-
-
-def db_event_line(st: WriterStatus, max_unsaved: int) -> str:
-    """The one stderr line for the start or the end of a database failure."""
-    if st.error is not None:
-        return (
-            f"quanttui: error: database write failed ({st.error}: {st.detail}); "
-            f"holding up to {max_unsaved:,} trades in memory and retrying"
-        )
-    dropped = (
-        f"; {st.dropped:,} trades dropped past the bound, their ids recorded as open gaps"
-        if st.dropped
-        else ""
-    )
-    return f"quanttui: database writable again, every held trade written{dropped}"
-
-
-def _ranges(ranges: dict[str, list[tuple[int, int]]], limit: int = 3) -> str:
-    parts = []
-    for sym, rs in ranges.items():
-        shown = ", ".join(f"{lo}..{hi}" if hi > lo else f"{lo}" for lo, hi in rs[:limit])
-        more = f" and {len(rs) - limit} more ranges" if len(rs) > limit else ""
-        parts.append(f"{sym} {shown}{more}")
-    return "; ".join(parts)
-
-
-def loss_line(st: WriterStatus, ranges: dict[str, list[tuple[int, int]]]) -> str:
-    """The final stderr line of a run that could not store everything it received."""
-    why = f" ({st.error})" if st.error else ""
-    parts = []
-    if st.unsaved:
-        parts.append(f"{st.unsaved:,} unsaved at exit{why}")
-    if st.dropped:
-        gapped = f", {st.gapped:,} of them recorded as open gaps" if st.gapped else ""
-        parts.append(f"{st.dropped:,} dropped past the retry bound{gapped}")
-    ids = _ranges(ranges)
-    return f"quanttui: error: {st.lost:,} trades were not stored: {', '.join(parts)}" + (
-        f"; trade ids {ids}" if ids else ""
     )
 
 
