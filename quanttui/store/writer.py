@@ -461,14 +461,17 @@ class TickWriter:
             elif type(item) is Statement:
                 self._stmts.append(item)
                 self._stmt_rows += item.rows
+        if self.error is not None:
+            self._bound()
+
+    def _bound(self) -> None:
         while len(self._pending) > self.max_unsaved:
             self._drop(self._pending.popleft())
         while self._stmt_rows > MAX_UNSAVED_ROWS and len(self._stmts) > 1:
             s = self._stmts.popleft()
             self._stmt_rows -= s.rows
             self.dropped_other += s.rows
-        if self.error is not None:
-            self.unsaved = len(self._pending)
+        self.unsaved = len(self._pending)
 
     def _drop(self, t: Tick) -> None:
         self.dropped += 1
@@ -545,7 +548,7 @@ class TickWriter:
         self._chunk = max(CHUNK_MIN, self._chunk // 2)
         first = self.error is None
         self.error, self.error_detail = reason, detail
-        self.unsaved = len(self._pending)
+        self._bound()
         loop = asyncio.get_running_loop()
         self._retry_s = RETRY_FIRST_S if first else min(RETRY_MAX_S, self._retry_s * 2)
         self._retry_at = loop.time() + self._retry_s

@@ -220,3 +220,19 @@ def test_reasons_name_the_failure() -> None:
     with pytest.raises(sqlite3.OperationalError) as exc:
         full.executemany("INSERT INTO t VALUES (?)", [("x" * 1000,)] * 100)
     assert describe(exc.value) == ("disk full", "database or disk is full")
+
+
+async def test_a_burst_of_statements_is_not_bounded_while_healthy(tmp_path: Path) -> None:
+    """The retry bound on other rows (20,000) applies to a failing database only: a warm
+    start may queue more kline rows than that between two turns of the writer."""
+    db = tmp_path / "w.db"
+    w = TickWriter(db, 0.05)
+    await w.start()
+    sql = "INSERT INTO alerts(ts_ms, pair, rule, metric, value, threshold) VALUES (?,?,?,?,?,?)"
+    for k in range(25):
+        await w.execute(sql, [(k * 1000 + i, "X/Y", "r", "z", 1.0, 2.0) for i in range(1000)], True)
+    assert await w.flush() is True
+    await w.close()
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT count(*) FROM alerts").fetchone()[0] == 25_000
+    assert w.dropped_other == 0
