@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,13 +38,12 @@ class NaiveWriter(TickWriter):
     """One INSERT and one COMMIT per tick: what the old dashboards did."""
 
     async def submit_many(self, ticks) -> None:
-        db = self._db
+        db, conn = self._db, self._conn
         for t in ticks:
             self.received += 1
-            await db.execute(
-                INSERT_TICK, (t.symbol, t.trade_id, t.ts_ms, t.price, t.qty, int(t.is_buyer_maker))
-            )
-            await db.commit()
+            row = (t.symbol, t.trade_id, t.ts_ms, t.price, t.qty, int(t.is_buyer_maker))
+            await db.call(partial(conn.execute, INSERT_TICK, row))
+            await db.call(conn.commit)
             self.inserted += 1
 
 

@@ -58,9 +58,9 @@ from quanttui.feed.binance import SymbolError, now_ms
 from quanttui.feed.ingest import Ingestion
 from quanttui.feed.replay import Replay, ReplaySpec, open_feed
 from quanttui.model import Alert, Tick
-from quanttui.store.db import connect
+from quanttui.store.db import StoreError, connect
 from quanttui.store.queries import tick_counts
-from quanttui.store.writer import INSERT_ALERT
+from quanttui.store.writer import INSERT_ALERT, WriterStatus, db_event_line, loss_line
 
 CLOCK_S = 0.2
 STATUS_S = 1.0
@@ -105,6 +105,7 @@ class Engine:
         self.feed: Ingestion | Replay = open_feed(
             cfg, self.symbols, replay, on_ticks=self._on_ticks, on_state=self._on_state
         )
+        self.feed.writer.on_error = self._on_db_error
         self.feed_state = "connecting"
         self.feed_detail = ""
         self.backfill: BackfillProgress | None = None
@@ -191,6 +192,13 @@ class Engine:
         for box in self._subscribers:
             box.put(event)
 
+    def _on_db_error(self, st: WriterStatus) -> None:
+        """A commit failed (or the database takes writes again): said at once, once per
+        episode; the status carries `DB ERROR (reason)` and `unsaved=N` meanwhile."""
+        line = db_event_line(st, self.feed.writer.max_unsaved)
+        self.publish(Notice(line, "Database", "error" if st.error else "information"))
+        self._publish_status()
+
     def _on_state(self, state: str, detail: str) -> None:
         self.feed_state, self.feed_detail = state, detail
         if state == "finished" and self.loop is not None:
@@ -235,7 +243,11 @@ class Engine:
                 return await self._finish(code, error)
             if warning:
                 self.publish(Notice(warning, "Symbols not verified", "warning"))
-            await self.feed.start()
+            try:
+                await self.feed.start()
+            except StoreError as exc:
+                code, error = 2, str(exc)
+                return await self._finish(code, error)
             if self.analyse and self.pairs:
                 self._spawn(asyncio.to_thread(warm_up))
             self._start_backfill(list(self.symbols))
@@ -262,13 +274,14 @@ class Engine:
             "withdrawn": self.alerts_withdrawn,
             "recomputes": self.recomputes,
         }
-        for attr in ("unsaved", "dropped"):
-            v = getattr(self.feed.writer, attr, None)
-            if isinstance(v, int):
-                stats[attr] = v
-        if code == 0 and stats.get("dropped", 0) + stats.get("unsaved", 0) > 0:
-            code = 1
-        self.finished = Finished(code, error, stats)
+        writer = self.feed.writer
+        st = writer.status()
+        stats["unsaved"], stats["dropped"] = st.unsaved, st.dropped
+        loss = None
+        if st.lost:
+            loss = loss_line(st, writer.lost_ranges())
+            code = code or 1
+        self.finished = Finished(code, error, stats, loss)
         self.publish(self.finished)
         return self.finished
 
@@ -363,30 +376,39 @@ class Engine:
                 self._bars_closed(mon, closed)
 
     async def _clock(self) -> None:
+        """Every `CLOCK_S`: the status, due recomputes, and bars whose time has passed.
+        A failure in one tick is reported and the clock goes on: without it no bar
+        would close by time again."""
         guard = StallGuard(CLOCK_S)
-        last_status = 0.0
+        state = {"last_status": 0.0}
         while True:
             await asyncio.sleep(CLOCK_S)
-            mono = time.monotonic()
-            self._rate.append((mono, self.ticks))
-            if mono - last_status >= STATUS_S:
-                last_status = mono
-                self._publish_status()
-            if not guard.ready():
+            try:
+                self._tick(guard, state)
+            except Exception as exc:  # noqa: BLE001
+                self.publish(Notice(f"clock: {exc.__class__.__name__}: {exc}", "Error", "error"))
+
+    def _tick(self, guard: StallGuard, state: dict[str, float]) -> None:
+        mono = time.monotonic()
+        self._rate.append((mono, self.ticks))
+        if mono - state["last_status"] >= STATUS_S:
+            state["last_status"] = mono
+            self._publish_status()
+        if not guard.ready():
+            return
+        now = self.now()
+        for mon in list(self.pairs.values()):
+            if mon.live is not None and mon.resync.ready():
+                self._spawn(self.rebuild(mon))
                 continue
-            now = self.now()
-            for mon in list(self.pairs.values()):
-                if mon.live is not None and mon.resync.ready():
-                    self._spawn(self.rebuild(mon))
-                    continue
-                if now == 0 or mon.live is None:
-                    continue
-                live = mon.live
-                before = live.diverged
-                closed = live.advance(now)
-                mon.resync.watch(live, before)
-                if closed:
-                    self._bars_closed(mon, closed)
+            if now == 0 or mon.live is None:
+                continue
+            live = mon.live
+            before = live.diverged
+            closed = live.advance(now)
+            mon.resync.watch(live, before)
+            if closed:
+                self._bars_closed(mon, closed)
 
     def rate(self) -> float:
         """ticks/s over the last `RATE_SPAN_S` seconds."""
@@ -427,8 +449,11 @@ class Engine:
                 backfill=self.backfill.state if self.backfill else "",
                 backfill_done=self.backfill.done if self.backfill else 0,
                 backfill_total=self.backfill.total if self.backfill else 0,
-                db_error=getattr(w, "error", None),
-                unsaved=getattr(w, "unsaved", 0) or 0,
+                db_error=w.error,
+                unsaved=w.unsaved + (w.queue.qsize() if w.error else 0),
+                dropped=w.dropped,
+                per_symbol=dict(st.per_symbol),
+                reconnects=getattr(st, "reconnects", 0),
                 alerts=self.alerts_fired,
                 dropped_events=sum(b.dropped for b in self._subscribers),
             )

@@ -85,6 +85,9 @@ class Status:
     backfill_total: int = 0
     db_error: str | None = None
     unsaved: int = 0
+    dropped: int = 0
+    per_symbol: dict[str, int] = field(default_factory=dict)
+    reconnects: int = 0
     alerts: int = 0
     dropped_events: int = 0
 
@@ -157,6 +160,8 @@ class Finished:
     code: int = 0
     error: str | None = None
     stats: dict[str, int] = field(default_factory=dict)
+    loss: str | None = None
+    """When trades could not be stored: how many and their ids (one line)."""
 
 
 Event = (

@@ -125,7 +125,8 @@ def run(
                             )
                         )
                 elif isinstance(ev, Notice):
-                    _err(f"quanttui: {ev.severity}: {printable(ev.text, 1000, one_line=True)}")
+                    text = printable(ev.text, 300, one_line=True)
+                    _err(text if ev.title == "Database" else f"quanttui: {ev.severity}: {text}")
                 elif isinstance(ev, Finished):
                     finished = ev
             if runner.done.is_set() and finished is None and not len(box):
@@ -141,6 +142,8 @@ def run(
         f"{s.get('recomputes', 0)} recomputes"
         + (f", {s['withdrawn']} withdrawn" if s.get("withdrawn") else "")
     )
+    if finished.loss:
+        _err(printable(finished.loss, 2000, one_line=True))
     if finished.error:
         _err(f"quanttui: error: {printable(finished.error, 1000, one_line=True)}")
     return finished.code

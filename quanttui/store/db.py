@@ -8,6 +8,7 @@ untouched: nothing is created or migrated until the file has been recognised.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -158,8 +159,140 @@ def _migrate(conn: sqlite3.Connection, version: int) -> None:
             )
 
 
-def prepare(path: str | Path) -> Path:
+LOCK_WAIT_S = 2.0
+"""How long a writer waits at start-up for another process's write lock before refusing."""
+
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+
+
+def prepare(path: str | Path, *, lock_wait: float = LOCK_WAIT_S) -> Path:
     """Validate, create or migrate the file, then close it: for callers that reopen it
-    with aiosqlite."""
-    connect(path).close()
-    return Path(path).expanduser()
+    for writing. A file whose write lock another process holds for more than `lock_wait`
+    seconds is refused with a `StoreError` naming the holder, never waited on for ever."""
+    p = Path(path).expanduser()
+    _check_header(p)
+    check_write_lock(p, lock_wait)
+    connect(p).close()
+    return p
+
+
+def check_write_lock(path: Path, wait: float = LOCK_WAIT_S) -> None:
+    """Raise `StoreError` if another process keeps SQLite's write lock on `path` for
+    `wait` seconds. `BEGIN IMMEDIATE` takes the write lock without writing anything, and
+    the `ROLLBACK` releases it, so the file is left as it was. A missing or empty file has
+    no holder; a file SQLite cannot read is left for `connect` to diagnose."""
+    try:
+        if path.stat().st_size == 0:
+            return
+    except OSError:
+        return
+    try:
+        conn = sqlite3.connect(path, timeout=wait, isolation_level=None)
+    except sqlite3.Error:
+        return
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            raise StoreError(lock_message(path, wait)) from None
+    except sqlite3.DatabaseError:
+        pass
+    finally:
+        conn.close()
+
+
+def lock_message(path: Path, wait: float) -> str:
+    """One line naming the lock and, when Linux lets us see it, the process holding it."""
+    holders = lock_holders(path)
+    if holders:
+        who = ", ".join(f"pid {pid} ({cmd})" for pid, cmd in holders)
+        held = f"{who} holds its SQLite write lock"
+    else:
+        users = open_by(path)
+        held = "another process holds its SQLite write lock"
+        if users:
+            held += "; open in " + ", ".join(f"pid {pid} ({cmd})" for pid, cmd in users)
+    return f"{path}: database is locked by another writer: {held} (gave up after {wait:g} s)"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "?"
+    cmd = " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+    cmd = "".join(c if c.isprintable() else "?" for c in cmd)
+    return cmd[:77] + "..." if len(cmd) > 80 else cmd or "?"
+
+
+def lock_holders(path: Path) -> list[tuple[int, str]]:
+    """Processes (pid, command line) holding SQLite's write lock on `path`, read from
+    Linux's `/proc/locks`; empty elsewhere or when nothing is found.
+
+    SQLite locks with POSIX advisory locks (https://www.sqlite.org/lockingv3.html). In WAL
+    mode the writer holds an exclusive lock on byte 120 of the `-shm` file, the
+    WAL_WRITE_LOCK (https://www.sqlite.org/walformat.html, section 2.3.1); in rollback mode a
+    writer holds a write lock on the database file itself (RESERVED, PENDING, EXCLUSIVE).
+    `/proc/locks` rows read `1: POSIX ADVISORY WRITE <pid> <maj>:<min>:<inode> <start> <end>`.
+    """
+    wanted: dict[tuple[int, int, int], int | None] = {}
+    for suffix, byte in (("", None), ("-shm", 120)):
+        try:
+            st = os.stat(f"{path}{suffix}")
+        except OSError:
+            continue
+        wanted[(os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)] = byte
+    try:
+        rows = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return []
+    pids: list[int] = []
+    for row in rows:
+        f = row.split()
+        if "->" in f:
+            continue
+        try:
+            kind, pid = f[3], int(f[4])
+            maj, mino, ino = f[5].split(":")
+            key = (int(maj, 16), int(mino, 16), int(ino))
+            start = int(f[6])
+        except (IndexError, ValueError):
+            continue
+        if kind != "WRITE" or key not in wanted or pid in (os.getpid(), -1):
+            continue
+        byte = wanted[key]
+        if (byte is None or start == byte) and pid not in pids:
+            pids.append(pid)
+    return [(pid, _cmdline(pid)) for pid in pids]
+
+
+def open_by(path: Path, limit: int = 3) -> list[tuple[int, str]]:
+    """Other processes with `path` open (a scan of `/proc/*/fd`, as `fuser` does), for
+    when the lock table names nobody; only processes we may inspect are seen."""
+    try:
+        target = os.stat(path)
+    except OSError:
+        return []
+    found: list[tuple[int, str]] = []
+    try:
+        procs = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+    except OSError:
+        return []
+    for p in procs:
+        try:
+            fds = os.listdir(f"/proc/{p}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                st = os.stat(f"/proc/{p}/fd/{fd}")
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+                found.append((int(p), _cmdline(int(p))))
+                break
+        if len(found) >= limit:
+            break
+    return found
