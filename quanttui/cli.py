@@ -275,8 +275,8 @@ def _run_pair(
         if sources:
             from quanttui.feed import replay
 
-            tmp = stack.enter_context(replay.scratch_dir())
             try:
+                tmp = stack.enter_context(replay.scratch_dir())
                 src = replay.prepare_source(sources, tmp / "source.db")
             except replay.ReplayError as exc:
                 raise UserError(str(exc), 2) from None

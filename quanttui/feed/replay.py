@@ -20,6 +20,12 @@ alerts, export, backtest - runs unchanged. It differs in two ways:
 The replayed trades are written to the session database by the usual single writer;
 in loop mode (the demo) each pass is shifted by the recording's span (plus one second)
 and its trade ids by the largest id, so the session database never sees a duplicate.
+Rows that are not trades (price or quantity 0) are dropped by the live feed's own
+`drop_empty`, so a replay stores and exports what the live feed would have.
+
+The scratch and session databases live in a temporary directory (`scratch_dir`) that
+the run removes however it ends; one that a SIGKILL left behind names its dead process
+in a `pid` file, and the next replay removes it.
 """
 
 from __future__ import annotations
@@ -222,11 +228,16 @@ def scratch_dir(parent: Path | None = None) -> Iterator[Path]:
     previous = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM)} if main else {}
     for s in previous:
         signal.signal(s, _exit_on_signal)
-    path = make_scratch_dir(parent)
+    path: Path | None = None
     try:
+        try:
+            path = make_scratch_dir(parent)
+        except OSError as exc:
+            raise ReplayError(f"cannot make a temporary folder for the replay: {exc}") from None
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
         for s, handler in previous.items():
             if handler is not None:
                 signal.signal(s, handler)
