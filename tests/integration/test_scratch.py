@@ -17,7 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from quanttui.feed.replay import PID_FILE, SCRATCH_PREFIX, make_scratch_dir, sweep_scratch_dirs
+from quanttui.feed.replay import (
+    PID_FILE,
+    SCRATCH_PREFIX,
+    ReplayError,
+    make_scratch_dir,
+    scratch_dir,
+    sweep_scratch_dirs,
+)
 from tests.ptyrun import ROOT
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and ptys")
@@ -84,6 +91,14 @@ def test_sweep_removes_only_directories_of_processes_that_are_gone(tmp_path: Pat
     new = make_scratch_dir(tmp_path)
     assert (new / PID_FILE).read_text() == f"{os.getpid()}\n"
     assert new.name.startswith(SCRATCH_PREFIX) and new.stat().st_mode & 0o077 == 0
+
+
+def test_a_folder_that_cannot_be_made_is_a_replay_error(tmp_path: Path) -> None:
+    before = signal.getsignal(signal.SIGHUP)
+    with pytest.raises(ReplayError, match="^cannot make a temporary folder for the replay: "):
+        with scratch_dir(tmp_path / "missing"):
+            pass
+    assert signal.getsignal(signal.SIGHUP) == before
 
 
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM, signal.SIGINT])
