@@ -9,6 +9,7 @@ unknown symbol, too little data) exit 1 or 2 with one line, never a traceback.
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -176,6 +177,8 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     if args.window is None:
         args.window = 60
+    if args.timeframe is None:
+        args.timeframe = "1s"
     cfg = _build_config(args)
     demo = resources.files("quanttui").joinpath("data", DEMO_FILE)
     with resources.as_file(demo) as path:
@@ -295,47 +298,63 @@ def _run_pair(
     prefill_ms: int = 0,
 ) -> int:
     """Live from the exchange, or (with `sources`) a replay into a temporary session
-    database that is deleted afterwards; the sources are never written."""
+    database that is deleted afterwards (see `quanttui.feed.replay.scratch_dir`); the
+    sources are never written. A looping replay (the demo) first checks that one pass of
+    the recording can fill the window."""
+    import contextlib
     import dataclasses
     import shutil
-    import tempfile
 
     spec = None
-    tmp = None
-    try:
+    tmp: Path | None = None
+    with contextlib.ExitStack() as stack:
         if sources:
-            from quanttui.feed.replay import ReplayError, ReplaySpec, prepare_source
+            from quanttui.feed import replay
 
-            tmp = Path(tempfile.mkdtemp(prefix="quanttui-replay-"))
             try:
-                src = prepare_source(sources, tmp / "source.db")
-            except ReplayError as exc:
+                tmp = stack.enter_context(replay.scratch_dir())
+                src = replay.prepare_source(sources, tmp / "source.db")
+            except replay.ReplayError as exc:
                 raise UserError(str(exc), 2) from None
-            spec = ReplaySpec(src, speed, loop, label, prefill_ms)
+            if loop:
+                a = cfg.analytics
+                try:
+                    for legs in pairs:
+                        replay.check_fill(src, legs, a.timeframe, a.window, a.hedge)
+                except replay.ReplayError as exc:
+                    raise UserError(f"{label.lower()}: {exc}", 2) from None
+            name = ", ".join(str(s) for s in sources)
+            spec = replay.ReplaySpec(src, speed, loop, label, prefill_ms, name)
             storage = dataclasses.replace(cfg.storage, db=str(tmp / "session.db"))
             cfg = dataclasses.replace(cfg, storage=storage)
         _prepare_db(cfg)
         if headless_mode:
             from quanttui.modes import headless
 
-            return headless.run(cfg, pairs, extra_rules=rules, replay=spec)
+            return headless.run(
+                cfg,
+                pairs,
+                extra_rules=rules,
+                replay=spec,
+                cleanup=lambda: tmp and shutil.rmtree(tmp, ignore_errors=True),
+            )
         if len(pairs) > 1:
             raise UsageError(
                 "several pairs run with --headless (the watchlist screen is not here yet)"
             )
         from quanttui.app.app import QuantApp
+        from quanttui.terminal import watch_hangup
 
         ((sx, sy),) = pairs
         app = QuantApp(cfg, sx, sy, extra_rules=rules, replay=spec)
-        guard = app.guard().install()
+        guard = app.guard(cleanup=lambda: tmp and shutil.rmtree(tmp, ignore_errors=True))
+        guard.install()
         try:
-            app.run()
+            with watch_hangup(guard.hangup):
+                app.run()
         finally:
             guard.uninstall()
         return app.return_code or 0
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _check_rules(cfg: Config, extra: list[str]) -> None:
@@ -425,6 +444,20 @@ def _error(prefix: str, exc: Exception) -> None:
     print(f"quanttui: {prefix}: {printable(exc, 1000, one_line=True)}", file=sys.stderr)
 
 
+def _check_command(word: str) -> None:
+    """Refuse a lowercase word close to a subcommand's name as a mistyped command.
+
+    Symbols are also accepted in lower case (`quanttui btcusdt ethusdt`), so a word is
+    taken as a command only when it is all lowercase letters and `difflib` finds a
+    command name within a ratio of 0.75 (one swap or one missing letter in a name of four
+    or more). A symbol ends in its quote asset (`...usdt`), which keeps it far from them.
+    """
+    if word.isalpha() and word.islower() and not word.endswith(("usdt", "usdc", "busd")):
+        near = difflib.get_close_matches(word, list(_SUBCOMMANDS), n=1, cutoff=0.75)
+        if near:
+            raise UsageError(f"unknown command {word!r}; did you mean {near[0]!r}?")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     guard_logging()
@@ -433,6 +466,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             make, run = _SUBCOMMANDS[argv[0]]
             args = make().parse_args(argv[1:])
         else:
+            if argv:
+                _check_command(argv[0])
             args = _live_parser().parse_args(argv)
             run = _run_live
         return run(args)

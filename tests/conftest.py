@@ -7,18 +7,32 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "tests" / "data"
-CANDIDATES = [
-    Path(os.environ["QUANTTUI_REAL_DATA"]) if os.environ.get("QUANTTUI_REAL_DATA") else None,
-    ROOT.parent / "shared" / "data" / "real",
-    Path("/work/shared/data/real"),
-]
+ENV = "QUANTTUI_REAL_DATA"
+
+
+def candidates() -> list[Path]:
+    """Where the real recordings may be: `$QUANTTUI_REAL_DATA`, then `../shared/data/real`
+    beside the repository. No absolute path of any one machine."""
+    env = os.environ.get(ENV)
+    return [*([Path(env).expanduser()] if env else []), ROOT.parent / "shared" / "data" / "real"]
 
 
 def real_dir() -> Path:
-    for c in CANDIDATES:
-        if c is not None and (c / "SOURCE.md").is_file():
+    for c in candidates():
+        if (c / "SOURCE.md").is_file():
             return c
     return BUNDLED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    found = real_dir()
+    if found == BUNDLED:
+        terminalreporter.write_line(
+            f"real data: only the bundled {BUNDLED.relative_to(ROOT)}; set ${ENV} to the "
+            "shared data/real folder to run the tests that need its kline files"
+        )
+    else:
+        terminalreporter.write_line(f"real data: {found}")
 
 
 @pytest.fixture

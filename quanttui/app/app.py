@@ -213,11 +213,11 @@ class QuantApp(App[int]):
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(lambda: self.call_later(self.action_quit))
 
-    def guard(self) -> ShutdownGuard:
+    def guard(self, cleanup: Callable[[], object] | None = None) -> ShutdownGuard:
         """SIGTERM/SIGINT/SIGHUP handling and the hard-exit watchdog, for a real run; and a
         watch on Textual's output thread: if it died (EIO/EPIPE on the terminal), the
         terminal is gone, so the process ends as on a hang-up."""
-        guard = ShutdownGuard(self.runner, self.request_exit)
+        guard = ShutdownGuard(self.runner, self.request_exit, cleanup=cleanup)
 
         def watch_terminal() -> None:
             while not self.runner.done.is_set():

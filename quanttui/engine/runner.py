@@ -92,8 +92,10 @@ class ShutdownGuard:
         *,
         deadline: float = HARD_EXIT_S,
         signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP),
+        cleanup: Callable[[], object] | None = None,
     ) -> None:
         self.runner = runner
+        self.cleanup = cleanup
         self.request_exit = request_exit
         self.deadline = deadline
         self.signals = signals
@@ -111,6 +113,10 @@ class ShutdownGuard:
         for sig, prev in self._previous.items():
             with contextlib.suppress(ValueError, OSError, TypeError):
                 signal.signal(sig, prev)
+
+    def hangup(self) -> None:
+        """The terminal is gone (seen without a SIGHUP): as on a SIGHUP."""
+        self._handler(signal.SIGHUP, None)
 
     def _handler(self, signum: int, frame: object) -> None:
         if self.signalled is not None:
@@ -144,6 +150,9 @@ class ShutdownGuard:
                     )
             with contextlib.suppress(Exception):
                 sys.stderr.flush()
+            if self.cleanup is not None:
+                with contextlib.suppress(Exception):
+                    self.cleanup()
             os._exit(code)
 
         self._watchdog = threading.Thread(target=watch, name="quanttui-exit", daemon=True)

@@ -4,7 +4,8 @@ The NDJSON recordings in the wild (one object per line with `symbol`, `ts` as IS
 UTC, `price`, `size`) carry no trade id, so rows get a synthetic id: their 1-based
 position among the file's rows of the same symbol. Re-reading a file therefore yields the
 same ids, which keeps imports idempotent. Zero-price rows (Binance's `"p":"0","q":"0"`
-events) are kept as recorded; the bar builder ignores them.
+events) are read as recorded; a replay drops them where the live feed does
+(`quanttui.feed.binance.drop_empty`).
 """
 
 from __future__ import annotations

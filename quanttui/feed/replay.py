@@ -20,6 +20,12 @@ alerts, export, backtest - runs unchanged. It differs in two ways:
 The replayed trades are written to the session database by the usual single writer;
 in loop mode (the demo) each pass is shifted by the recording's span (plus one second)
 and its trade ids by the largest id, so the session database never sees a duplicate.
+Rows that are not trades (price or quantity 0) are dropped by the live feed's own
+`drop_empty`, so a replay stores and exports what the live feed would have.
+
+The scratch and session databases live in a temporary directory (`scratch_dir`) that
+the run removes however it ends; one that a SIGKILL left behind names its dead process
+in a `pid` file, and the next replay removes it.
 """
 
 from __future__ import annotations
@@ -27,20 +33,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import os
+import shutil
+import signal
 import sqlite3
+import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from quanttui.config import Config
-from quanttui.feed.binance import SymbolError
+from quanttui.config import TIMEFRAMES, Config
+from quanttui.feed.binance import SymbolError, drop_empty
 from quanttui.feed.ingest import Ingestion
 from quanttui.feed.recordings import RecordingError, read_ndjson
 from quanttui.model import Tick
 from quanttui.store.db import SQLITE_MAGIC, StoreError, connect
 from quanttui.store.importer import ArchiveError, import_file, inspect_name
+from quanttui.store.queries import load_pair_bars
 from quanttui.store.writer import INSERT_TICK, TickWriter
 
 BATCH = 2000
@@ -49,13 +61,16 @@ StateSink = Callable[[str, str], None]
 
 @dataclass(frozen=True, slots=True)
 class ReplaySpec:
-    """What to replay and how: the prepared source database, speed, loop, header label."""
+    """What to replay and how: the prepared source database, speed, loop, header label,
+    and `name`, the source as the user gave it, which messages use (the prepared
+    database may be an internal scratch file)."""
 
     source_db: Path
     speed: float = 1.0
     loop: bool = False
     label: str = "REPLAY"
     prefill_ms: int = 0
+    name: str = ""
 
 
 class ReplayError(ValueError):
@@ -67,6 +82,7 @@ class ReplayStats:
     """The `FeedStats` fields the screens read, for a replay."""
 
     ticks: int = 0
+    empty: int = 0
     per_symbol: dict[str, int] = field(default_factory=dict)
     gaps_open: int = 0
     gaps_filled: int = 0
@@ -140,6 +156,125 @@ def prepare_source(sources: Sequence[Path], scratch: Path) -> Path:
     return scratch
 
 
+MIN_WINDOW = 10  # the config's lower bound on [analytics] window
+
+
+def bars_needed(window: int, hedge: str) -> int:
+    """Closed bars until the first z-score: an OLS or log hedge has its first spread at
+    bar W and the z-score needs W spreads, so 2W - 1; the Kalman hedge has a spread from
+    the first bar, so W (see `quanttui.analytics.engine`)."""
+    return window if hedge == "kalman" else 2 * window - 1
+
+
+def check_fill(
+    source_db: Path, symbols: Sequence[str], timeframe: str, window: int, hedge: str
+) -> None:
+    """Raise `ReplayError` when one pass of the recording holds fewer bars than the first
+    z-score needs, naming what would fit. For the demo, whose loop would otherwise fill
+    the window only with repeats of itself (or never, at 1m and 5m)."""
+    conn = connect(source_db, readonly=True)
+    try:
+        sx, sy = symbols
+        held = len(load_pair_bars(conn, sx, sy, timeframe).ts_ms)
+        lo, hi = conn.execute(
+            "SELECT min(ts_ms), max(ts_ms) FROM ticks WHERE symbol IN (?, ?)", (sx, sy)
+        ).fetchone()
+    finally:
+        conn.close()
+    need = bars_needed(window, hedge)
+    if held >= need:
+        return
+    minutes, seconds = divmod(round(((hi or 0) - (lo or 0)) / 1000), 60)
+    rule = "W" if hedge == "kalman" else "2W-1"
+    fits = held if hedge == "kalman" else (held + 1) // 2
+    smaller = [tf for tf, ms in TIMEFRAMES.items() if ms < TIMEFRAMES[timeframe]]
+    if fits >= MIN_WINDOW:
+        advice = f"use --window {fits} or less"
+    elif smaller:
+        advice = f"use --timeframe {smaller[0]}"
+    else:
+        advice = "no window fits"
+    raise ReplayError(
+        f"the recording spans {minutes} min {seconds} s, {held} bars of {timeframe}; the "
+        f"first z-score with --window {window} ({hedge}) needs {need} ({rule}): {advice}"
+    )
+
+
+SCRATCH_PREFIX = "quanttui-replay-"
+PID_FILE = "pid"
+
+
+def make_scratch_dir(parent: Path | None = None) -> Path:
+    """A new private temporary directory for a replay's scratch and session databases,
+    with this process's id in its `pid` file.
+
+    The caller removes it on exit; a run that cannot (SIGKILL, a crash, power loss)
+    leaves it behind, and the next call removes it (`sweep_scratch_dirs`) before making
+    its own, so stale directories never pile up.
+    """
+    base = Path(parent) if parent is not None else Path(tempfile.gettempdir())
+    sweep_scratch_dirs(base)
+    path = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=base))
+    (path / PID_FILE).write_text(f"{os.getpid()}\n")
+    return path
+
+
+@contextlib.contextmanager
+def scratch_dir(parent: Path | None = None) -> Iterator[Path]:
+    """`make_scratch_dir`, removed on leaving. Meanwhile SIGHUP and SIGTERM end the run
+    through `SystemExit` (status 128 + signal), so they remove it too; a view that
+    installs its own handlers while it runs must end the run cleanly as well."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM)} if main else {}
+    for s in previous:
+        signal.signal(s, _exit_on_signal)
+    path: Path | None = None
+    try:
+        try:
+            path = make_scratch_dir(parent)
+        except OSError as exc:
+            raise ReplayError(f"cannot make a temporary folder for the replay: {exc}") from None
+        yield path
+    finally:
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
+        for s, handler in previous.items():
+            if handler is not None:
+                signal.signal(s, handler)
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def sweep_scratch_dirs(parent: Path) -> list[Path]:
+    """Remove the scratch directories in `parent` whose `pid` names a process that is
+    gone; returns them. A directory without a readable `pid` file (one being made at this
+    moment) and one whose process still runs are left alone."""
+    removed = []
+    for path in sorted(Path(parent).glob(SCRATCH_PREFIX + "*")):
+        try:
+            pid = int((path / PID_FILE).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Replay:
     """Delivers a source's trades for two symbols on the replay clock."""
 
@@ -155,10 +290,12 @@ class Replay:
         flush_interval_s: float = 0.25,
         on_ticks: Callable[[list[Tick]], Awaitable[None] | None] | None = None,
         on_state: StateSink | None = None,
+        source_name: str = "",
     ) -> None:
         if speed < 0:
             raise ValueError("speed must be >= 0")
         self.source_db = source_db
+        self.source_name = source_name or str(source_db)
         self.symbols = list(symbols)
         self.speed = speed
         self.loop = loop
@@ -214,7 +351,7 @@ class Replay:
         missing = [s for s, n in found.items() if n == 0]
         if missing:
             raise SymbolError(
-                f"the replay source {self.source_db} has no trades for {', '.join(missing)}"
+                f"the replay source {self.source_name} has no trades for {', '.join(missing)}"
             )
         return None
 
@@ -255,9 +392,13 @@ class Replay:
         finally:
             conn.close()
 
-    async def _deliver(self, ticks: list[Tick]) -> None:
-        await self.writer.submit_many(ticks)
+    async def _deliver(self, page: list[Tick]) -> None:
+        ticks = drop_empty(page)
         st = self.stats
+        st.empty += len(page) - len(ticks)
+        if not ticks:
+            return
+        await self.writer.submit_many(ticks)
         st.ticks += len(ticks)
         for t in ticks:
             st.per_symbol[t.symbol] = st.per_symbol.get(t.symbol, 0) + 1
@@ -358,4 +499,5 @@ def open_feed(
         flush_interval_s=cfg.storage.flush_interval_ms / 1000,
         on_ticks=on_ticks,
         on_state=on_state,
+        source_name=replay.name,
     )

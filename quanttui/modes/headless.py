@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import orjson
 
@@ -61,7 +61,10 @@ def run(
     *,
     extra_rules: Sequence[str] = (),
     replay: ReplaySpec | None = None,
+    cleanup: Callable[[], object] | None = None,
 ) -> int:
+    """`cleanup` runs before a forced exit (`ShutdownGuard`), e.g. removing a replay's
+    scratch directory."""
     engine = Engine(cfg, pairs, rules=extra_rules, replay=replay)
     wake = threading.Event()
     box = engine.subscribe(Mailbox(wake.set))
@@ -72,7 +75,7 @@ def run(
         stop.set()
         wake.set()
 
-    guard = ShutdownGuard(runner, request_exit).install()
+    guard = ShutdownGuard(runner, request_exit, cleanup=cleanup).install()
     runner.start()
     fired = dropped = 0
     finished: Finished | None = None

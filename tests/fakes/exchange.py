@@ -81,13 +81,14 @@ class FakeTrade:
         return json.dumps({"stream": f"{self.symbol.lower()}@aggTrade", "data": data})
 
 
-def trades_from_ticks(ticks: Iterable[Tick]) -> list[FakeTrade]:
-    """Real recorded ticks as exchange trades (zero rows dropped), re-timed so that the
-    exchange's ids are consecutive per symbol as Binance's `a` is."""
+def trades_from_ticks(ticks: Iterable[Tick], keep_empty: bool = False) -> list[FakeTrade]:
+    """Real recorded ticks as exchange trades, re-timed so that the exchange's ids are
+    consecutive per symbol as Binance's `a` is. Zero rows (`"p":"0","q":"0"`) are dropped
+    unless `keep_empty`, which streams them with ids of their own."""
     ids: dict[str, int] = {}
     out = []
     for t in sorted(ticks, key=lambda t: (t.ts_ms, t.symbol, t.trade_id)):
-        if t.price <= 0 or t.qty <= 0:
+        if not keep_empty and (t.price <= 0 or t.qty <= 0):
             continue
         ids[t.symbol] = ids.get(t.symbol, 1000) + 1
         out.append(

@@ -134,6 +134,28 @@ async def test_real_recording_replays_through_fake_exchange(
     assert 109_000 < got[0][2] <= got[0][3] < 111_000
 
 
+async def test_zero_price_events_are_dropped_not_stored_and_leave_no_gap(
+    real_data: Path, tmp_path: Path
+) -> None:
+    """The 98 `"p":"0","q":"0"` events of the 7-minute recording, streamed live with ids
+    of their own, go through `drop_empty` (as in a replay): counted, never stored."""
+    ticks = list(read_ndjson(real_data / "ticks_2025-12-15T08-50-11.076Z.ndjson"))
+    trades = trades_from_ticks(ticks, keep_empty=True)
+    assert sum(t.p == "0.0" for t in trades) == 98
+    db = tmp_path / "q.db"
+    async with FakeExchange(trades, rate=None) as ex:
+        ing = Ingestion(cfg_for(ex, db), ["BTCUSDT", "ETHUSDT"])
+        await ing.start()
+        await asyncio.wait_for(ex.done.wait(), 30)
+        st = ing.feed.stats
+        await wait_for(lambda: st.ticks + st.empty >= len(trades))
+        await ing.stop()
+    assert (st.ticks, st.empty, st.gaps_detected) == (19_182, 98, 0)
+    with sqlite3.connect(db) as c:
+        n, zero = c.execute("SELECT count(*), sum(price <= 0 OR qty <= 0) FROM ticks").fetchone()
+    assert (n, zero) == (19_182, 0)
+
+
 async def test_unknown_symbol_is_refused(tmp_path: Path) -> None:
     async with FakeExchange(
         synthetic_trades(10), symbols={"BTCUSDT": "TRADING", "OLDUSDT": "SETTLING"}

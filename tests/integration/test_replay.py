@@ -2,27 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from importlib import resources
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from quanttui.alerts import build_engine
 from quanttui.analytics.engine import PairAnalytics
+from quanttui.cli import DEMO_FILE
 from quanttui.feed.recordings import read_ndjson
+from quanttui.feed.replay import Replay, prepare_source
 from quanttui.model import iso_utc
 from quanttui.store.db import connect
 from quanttui.store.queries import load_pair_bars
 from tests.app.conftest import RECORDING
 from tests.helpers import run_cli, store_ticks
+from tests.ptyrun import ROOT, PtyApp
 
 W = 30
+ANSI = re.compile(rb"\x1b\[[0-9;?<>=]*[a-zA-Z]")
 
 
 def offline_alerts(db: Path) -> list[tuple[str, float]]:
@@ -62,7 +71,7 @@ def test_headless_replay_at_50x_and_max_speed_match_a_recompute(
         code, out, err = run_cli(*base, "--replay", str(source), "--speed", speed)
         assert code == 0, err
         assert "feed: replay" in err and "feed: finished end of the recording" in err
-        assert "stopped: 19,280 trades" in err
+        assert "stopped: 19,182 trades" in err  # 19,280 rows less the 98 zero rows
         runs[speed] = [json.loads(line) for line in out.splitlines()]
     expected = offline_alerts(recording_db)
     assert len(expected) >= 2
@@ -102,7 +111,9 @@ def test_replay_errors_are_one_line_exit_2(recording_db: Path, tmp_path: Path) -
     )
     code, _, err = run_cli("BTCUSDT", "SOLUSDT", "--headless", "--replay", str(recording_db))
     assert code == 2
-    assert err.strip().endswith(f"the replay source {recording_db} has no trades for SOLUSDT")
+    assert err.strip().endswith(
+        f"quanttui: error: the replay source {recording_db} has no trades for SOLUSDT"
+    )
     code, _, err = run_cli("BTCUSDT", "ETHUSDT", "--speed", "-1", "--replay", str(recording_db))
     assert code == 2 and "invalid speed '-1': must be >= 0" in err
     code, _, err = run_cli("BTCUSDT", "ETHUSDT", "--speed", "2")
@@ -170,3 +181,120 @@ def test_corrupt_gzip_recording_is_one_line(tmp_path: Path) -> None:
     assert code == 2
     assert err.startswith(f"quanttui: error: replay source {bad}: cannot read (")
     assert len(err.strip().splitlines()) == 1
+
+
+GIVEN = f"tests/data/{RECORDING}"  # relative to the repository, where the CLI runs
+
+
+def test_a_missing_symbol_names_the_recording_the_user_gave() -> None:
+    """Headless: not the scratch database it was loaded into (`.../source.db`)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "quanttui", "BTCUSDT", "SOLUSDT", "--headless"]
+        + ["--replay", GIVEN],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"quanttui: error: the replay source {GIVEN} has no trades for SOLUSDT"
+    )
+    assert "source.db" not in proc.stderr and "quanttui-replay" not in proc.stderr
+
+
+def test_a_missing_symbol_names_the_recording_the_user_gave_in_the_app() -> None:
+    app = PtyApp(["BTCUSDT", "SOLUSDT", "--replay", GIVEN], cols=200, rows=30)
+    app.pump(30, b"SOLUSDT\r\n")
+    app.proc.wait(30)
+    os.close(app.master)
+    text = ANSI.sub(b"", bytes(app.buf)).decode(errors="replace")
+    assert f"quanttui: error: the replay source {GIVEN} has no trades for SOLUSDT" in text
+    assert "source.db" not in text and "quanttui-replay" not in text
+
+
+DEMO_SPAN = "the recording spans 6 min 47 s"
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (
+            ["--timeframe", "1m"],
+            f"{DEMO_SPAN}, 8 bars of 1m; the first z-score with --window 60 (ols) needs 119 "
+            "(2W-1): use --timeframe 1s",
+        ),
+        (
+            ["--timeframe", "5m", "--window", "10", "--hedge", "log"],
+            f"{DEMO_SPAN}, 3 bars of 5m; the first z-score with --window 10 (log) needs 19 "
+            "(2W-1): use --timeframe 1s",
+        ),
+        (
+            ["--window", "205"],
+            f"{DEMO_SPAN}, 408 bars of 1s; the first z-score with --window 205 (ols) needs 409 "
+            "(2W-1): use --window 204 or less",
+        ),
+        (
+            ["--window", "409", "--hedge", "kalman"],
+            f"{DEMO_SPAN}, 408 bars of 1s; the first z-score with --window 409 (kalman) needs "
+            "409 (W): use --window 408 or less",
+        ),
+    ],
+)
+def test_demo_refuses_a_window_its_recording_cannot_fill(args: list[str], reason: str) -> None:
+    """Without the check, `demo --timeframe 1m` loops the recording for ever with every
+    metric at "-"."""
+    code, out, err = run_cli("demo", "--headless", *args)
+    assert (code, out, err) == (2, "", f"quanttui: error: demo: {reason}\n")
+
+
+def test_demo_at_the_largest_window_that_fits_has_a_z_score_within_one_pass() -> None:
+    """W = 204 needs 2W-1 = 407 of the recording's 408 one-second bars: the first z-score
+    (here an alert at |z| >= 0.001) comes at 08:50:01, before the first pass ends at
+    08:50:02.550 (later passes are shifted by the recording's span)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "quanttui", "demo", "--headless", "--window", "204"]
+        + ["--speed", "0", "--entry-z", "0.001"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        first = json.loads(proc.stdout.readline())
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert first["time"] == "2025-12-15T08:50:01.000Z"
+    assert first["metric"] == "zscore" and abs(first["value"]) >= 0.001
+
+
+def test_the_demo_recording_replays_without_its_zero_rows(tmp_path: Path) -> None:
+    """The demo's session database, and so its ticks export, holds the 19,182 trades of
+    the recording and none of its 98 zero-price, zero-quantity rows."""
+    demo = resources.files("quanttui").joinpath("data", DEMO_FILE)
+    with resources.as_file(demo) as path:
+        src = prepare_source([path], tmp_path / "source.db")
+    conn = connect(src, readonly=True)
+    assert conn.execute("SELECT count(*) FROM ticks WHERE price = 0").fetchone()[0] == 98
+    conn.close()
+    session = tmp_path / "session.db"
+
+    async def replay_all() -> Replay:
+        replay = Replay(src, ["BTCUSDT", "ETHUSDT"], session, speed=0)
+        await replay.start()
+        await asyncio.wait_for(replay.finished.wait(), 60)
+        await replay.stop()
+        return replay
+
+    replay = asyncio.run(replay_all())
+    assert (replay.stats.ticks, replay.stats.empty) == (19_182, 98)
+    code, _, err = run_cli(
+        "export", "BTCUSDT", "ETHUSDT", "--db", str(session), "--out", str(tmp_path)
+    )
+    assert code == 0, err
+    (ticks_csv,) = tmp_path.glob("*_ticks.csv")
+    ticks = pd.read_csv(ticks_csv)
+    assert len(ticks) == 19_182
+    assert (ticks.price > 0).all() and (ticks.qty > 0).all()

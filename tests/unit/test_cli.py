@@ -51,3 +51,36 @@ def test_bad_config_file_exits_2_naming_key(tmp_path, capsys) -> None:
 def test_missing_config_file_exits_2(tmp_path, capsys) -> None:
     assert main(["BTCUSDT", "ETHUSDT", "--config", str(tmp_path / "nope.toml")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "near"),
+    [
+        (["dmeo"], "demo"),
+        (["deom", "--speed", "2"], "demo"),
+        (["recrod", "BTCUSDT", "ETHUSDT"], "record"),
+        (["snapshto", "BTCUSDT", "ETHUSDT"], "snapshot"),
+        (["backtset"], "backtest"),
+        (["exprot"], "export"),
+        (["improt", "a.zip"], "import"),
+    ],
+)
+def test_a_mistyped_command_suggests_the_nearest(args: list[str], near: str) -> None:
+    code, out, err = run_cli(*args)
+    assert (code, out) == (2, "")
+    assert err == f"quanttui: error: unknown command {args[0]!r}; did you mean {near!r}?\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["btcusdt", "ethusdt", "--speed", "2"],
+        ["BTCUSDT", "ETHUSDT", "--speed", "2"],
+        ["DEMO", "ETHUSDT", "--speed", "2"],
+        ["dogeusdt", "ethusdt", "--speed", "2"],
+    ],
+)
+def test_symbols_in_either_case_are_still_symbols(args: list[str], capsys) -> None:
+    """Parsed as the pair (the error is about `--speed`), not as a mistyped command."""
+    assert main(args) == 2
+    assert capsys.readouterr().err == "quanttui: error: --speed needs --replay SOURCE\n"
