@@ -1,4 +1,5 @@
-"""Run the fake exchange as its own process: `python -m tests.fakes.serve --trades N`.
+"""Run the fake exchange as its own process: `python -m tests.fakes.serve --trades N`, or
+`--scan-universe N` for the pair scanner's klines.
 
 Prints `PORT <n>` on stdout once listening. Used by benchmarks and the tmux check, where
 the exchange must not share the client's event loop.
@@ -12,7 +13,13 @@ import json
 import sys
 from pathlib import Path
 
-from tests.fakes.exchange import FakeExchange, Faults, synthetic_trades, trades_from_ticks
+from tests.fakes.exchange import (
+    FakeExchange,
+    Faults,
+    scan_universe,
+    synthetic_trades,
+    trades_from_ticks,
+)
 
 
 async def main() -> None:
@@ -23,7 +30,23 @@ async def main() -> None:
     p.add_argument("--loop", type=int, default=1, help="repeat the recording this many times")
     p.add_argument("--disconnect-every", type=int)
     p.add_argument("--restamp", action="store_true", help="stamp trades with the wall clock")
+    p.add_argument("--scan-universe", type=int, metavar="N", help="serve N symbols' klines")
+    p.add_argument("--weight-limit", type=int, default=2400)
+    p.add_argument("--weight-window", type=int, default=60, metavar="S")
     args = p.parse_args()
+    if args.scan_universe:
+        status, infos, volumes, tape = scan_universe(args.scan_universe)
+        async with FakeExchange(
+            [],
+            symbols=status,
+            infos=infos,
+            volumes=volumes,
+            tape=tape,
+            weight_limit=args.weight_limit,
+            weight_window_s=args.weight_window,
+        ) as ex:
+            print(json.dumps({"port": ex.port}), flush=True)
+            await asyncio.Event().wait()
     if args.ndjson:
         from quanttui.feed.recordings import read_ndjson
 
