@@ -390,10 +390,6 @@ class PairStats:
 def _sort_value(result: ScanResult, key: str) -> np.ndarray:
     if key == "abs_z":
         return np.abs(result.zscore)
-    if key == "corr":
-        return -result.corr  # highest first
-    if key == "beta":
-        return result.beta
     return getattr(result, key)
 
 
@@ -405,10 +401,10 @@ def rank_pairs(
     descending: bool = False,
     limit: int | None = None,
 ) -> list[PairStats]:
-    """The ordered pairs sorted by `key` (one of `SORT_KEYS`), ties broken by p-value,
-    undefined values last; the first `limit` of them (all when None), with their mean
-    crossings per day. The default, ascending q-value, is the scan's ranking. For
-    ``corr`` the natural order is highest first and `descending` flips it."""
+    """The ordered pairs sorted by `key` (one of `SORT_KEYS`; ascending unless
+    `descending`), ties broken by p-value, undefined values last; the first `limit` of
+    them (all when None), with their mean crossings per day. The default, ascending
+    q-value, is the scan's ranking."""
     if key not in SORT_KEYS:
         raise ValueError(f"unknown sort key {key!r}; expected one of {', '.join(SORT_KEYS)}")
     N = len(result.symbols)

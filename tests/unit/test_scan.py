@@ -266,12 +266,12 @@ def test_ranking_orders_by_each_key_with_undefined_last(universe) -> None:
     assert q == sorted(q)
     assert (rows[0].y, rows[0].x) in {(a, b) for a in names for b in names if a != b}
     for key in SORT_KEYS:
-        top = rank_pairs(res, bar_ms=MINUTE, key=key, limit=25)
-        vals = [getattr(r, key) for r in top]
-        finite = [v for v in vals if math.isfinite(v)]
-        want = sorted(finite, reverse=key == "corr")
-        assert finite == want, key
-        assert all(math.isfinite(v) for v in vals[: len(finite)])
+        for desc in (False, True):
+            top = rank_pairs(res, bar_ms=MINUTE, key=key, descending=desc, limit=25)
+            vals = [getattr(r, key) for r in top]
+            finite = [v for v in vals if math.isfinite(v)]
+            assert finite == sorted(finite, reverse=desc), key
+            assert all(math.isfinite(v) for v in vals[: len(finite)])
     desc = rank_pairs(res, bar_ms=MINUTE, key="abs_z", descending=True, limit=5)
     assert desc[0].abs_z == pytest.approx(np.nanmax(np.abs(res.zscore)))
     with pytest.raises(ValueError, match="sort key"):
