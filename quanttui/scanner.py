@@ -19,7 +19,7 @@ import numpy as np
 
 from quanttui.analytics.scan import ScanResult, min_bars, scan_pairs
 from quanttui.feed.binance import BinanceRest, RestError, RestUnavailable
-from quanttui.feed.klines import KlineSync, SyncProgress, Universe
+from quanttui.feed.klines import MAX_STREAMS, KlineStream, KlineSync, SyncProgress, Universe
 from quanttui.scan_report import ScanMeta
 from quanttui.store.db import StoreError, connect
 from quanttui.store.panel import load_close_panel
@@ -176,6 +176,26 @@ def compute(req: ScanRequest, universe: Universe, now_ms: int) -> ScanOutcome:
         skipped=tuple(skipped),
     )
     return ScanOutcome(meta, result)
+
+
+async def live(
+    req: ScanRequest,
+    universe: Universe,
+    on_minute: Callable[[int], object],
+    on_state: Callable[[str, str], None] | None = None,
+) -> None:
+    """Stream the closed 1m klines of the universe's first `MAX_STREAMS` symbols into the
+    database until cancelled; `on_minute(close_ms)` once a minute is committed (the
+    caller recomputes when that closes a bar of its timeframe)."""
+    writer = TickWriter(req.db_path)
+    await writer.start()
+    try:
+        stream = KlineStream(
+            req.ws_url, universe.symbols[:MAX_STREAMS], writer, on_minute, on_state=on_state
+        )
+        await stream.run()
+    finally:
+        await writer.close()
 
 
 def run_refresh(req: ScanRequest, now_ms: int, **kw: object) -> Universe:

@@ -338,7 +338,7 @@ def _hurst(X: np.ndarray, beta: np.ndarray) -> np.ndarray:
 
 
 def crossings_per_day(
-    result: ScanResult, yi: np.ndarray, xj: np.ndarray, bar_ms: int, chunk: int = 4096
+    result: ScanResult, yi: np.ndarray, xj: np.ndarray, bar_ms: int, chunk: int = 1024
 ) -> np.ndarray:
     """Mean crossings per day of the spreads of the pairs ``(yi[k], xj[k])``.
 

@@ -17,6 +17,15 @@ Protocol facts this module relies on (Binance USD-M REST, 2026):
   1706745659999, "1048736.6860", 2093, "15886", "527484.6350", "0"]`` (open time, OHLC,
   volume, close time, quote volume, trades, taker-buy base and quote, ignore). The minute
   still open is included; it is not stored.
+* Live: ``<symbol>@kline_1m`` on the routed market endpoint, all symbols on one
+  combined-stream connection (``wss://fstream.binance.com/market/stream?streams=
+  btcusdt@kline_1m/ethusdt@kline_1m``; at most 200 streams a connection). A frame is
+  ``{"stream": "btcusdt@kline_1m", "data": {"e": "kline", "E": 1765788240012, "s":
+  "BTCUSDT", "k": {"t": 1765788180000, "T": 1765788239999, "s": "BTCUSDT", "i": "1m",
+  "f": 6805063417, "L": 6805069982, "o": "89790.10", "c": "89801.20", "h": "89811.00",
+  "l": "89776.30", "v": "152.311", "n": 6566, "x": true, "q": "13677114.91", "V":
+  "70.102", "Q": "6295175.39", "B": "0"}}}``; ``x`` is true on the minute's final
+  update, sent within about a second of its close.
 * Every answer carries ``X-MBX-USED-WEIGHT-1M`` (named ``X-MBX-USED-WEIGHT-<n><unit>``
   after the rate limit's interval): the weight this IP has used in the current window.
   Passing the limit draws 429 with ``Retry-After``, and repeated 429s a 418 ban, so the
@@ -36,8 +45,11 @@ from dataclasses import dataclass, field
 
 import httpx
 import numpy as np
+import orjson
+import websockets
+from websockets.exceptions import WebSocketException
 
-from quanttui.feed.binance import BinanceRest, RestError
+from quanttui.feed.binance import BinanceRest, FrameError, RestError, backoff_delay, stream_url
 from quanttui.store.db import connect
 from quanttui.store.importer import INSERT_KLINE, kline_row
 from quanttui.store.writer import TickWriter
@@ -416,3 +428,142 @@ class KlineSync:
             if nxt <= t:
                 return
             t = nxt
+
+
+MAX_STREAMS = 200
+
+
+def parse_kline_frame(raw: str | bytes) -> tuple | None:
+    """A combined-stream ``kline`` frame to a `klines` row, or None for an update of a
+    minute still open and for control replies. Raises `FrameError`."""
+    try:
+        msg = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise FrameError("not JSON") from None
+    if not isinstance(msg, dict):
+        raise FrameError("not an object")
+    if "id" in msg and ("result" in msg or "error" in msg):
+        return None
+    data = msg.get("data")
+    if not isinstance(data, dict) or data.get("e") != "kline":
+        raise FrameError("not a kline frame")
+    k = data.get("k")
+    if not isinstance(k, dict) or type(k.get("x")) is not bool:
+        raise FrameError("bad k")
+    if not k["x"]:
+        return None
+    sym = k.get("s")
+    if type(sym) is not str or not sym.isalnum() or k.get("i") != "1m":
+        raise FrameError("bad s/i")
+    fields = [k.get(f) for f in ("t", "o", "h", "l", "c", "v", "T", "q", "n", "V", "Q", "B")]
+    if any(type(fields[i]) is not int for i in (0, 6, 8)):
+        raise FrameError("bad t/T/n")
+    try:
+        return kline_row(sym, "1m", [str(v) for v in fields])
+    except (ValueError, TypeError):
+        raise FrameError("bad kline numbers") from None
+
+
+class KlineStream:
+    """Closed 1m klines of up to `MAX_STREAMS` symbols over one combined-stream
+    connection, stored through the writer; `on_minute(close_ms)` once a minute's klines
+    are committed: when every symbol's has arrived, or `settle_s` after the first.
+
+    Reconnects with capped, jittered backoff (reset after a connection that delivered a
+    frame); `on_state(state, detail)` reports ``connecting``, ``live``, ``reconnecting``.
+    Minutes missed while disconnected are the REST refresh's job (`KlineSync`).
+    """
+
+    def __init__(
+        self,
+        ws_base: str,
+        symbols: Sequence[str],
+        writer: TickWriter,
+        on_minute: Callable[[int], object],
+        *,
+        on_state: Callable[[str, str], None] | None = None,
+        settle_s: float = 2.0,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+    ) -> None:
+        if not 0 < len(symbols) <= MAX_STREAMS:
+            raise ValueError(f"one connection carries 1 to {MAX_STREAMS} streams")
+        self.symbols = list(symbols)
+        self._wanted = set(self.symbols)
+        self.url = stream_url(ws_base, self.symbols, "kline_1m")
+        self.writer = writer
+        self.on_minute = on_minute
+        self.on_state = on_state
+        self.settle_s = settle_s
+        self.backoff = (backoff_base_s, backoff_max_s)
+        self.connects = 0
+        self.closed = 0
+        self.malformed = 0
+        self._pending: dict[int, set[str]] = {}
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._done: set[int] = set()
+
+    def _state(self, state: str, detail: str = "") -> None:
+        if self.on_state is not None:
+            self.on_state(state, detail)
+
+    async def run(self) -> None:
+        attempt = 0
+        try:
+            while True:
+                self._state("connecting" if self.connects == 0 else "reconnecting")
+                healthy = False
+                try:
+                    async with websockets.connect(
+                        self.url, open_timeout=10, max_size=2**20, compression=None
+                    ) as ws:
+                        self.connects += 1
+                        self._state("live")
+                        async for raw in ws:
+                            healthy = True
+                            await self._frame(raw)
+                    detail = "closed by the server"
+                except (OSError, TimeoutError, WebSocketException) as exc:
+                    detail = f"{exc.__class__.__name__}: {exc}" if str(exc) else type(exc).__name__
+                attempt = 0 if healthy else attempt + 1
+                self._state("reconnecting", detail)
+                await asyncio.sleep(backoff_delay(attempt, *self.backoff))
+        finally:
+            for h in self._timers.values():
+                h.cancel()
+
+    async def _frame(self, raw: str | bytes) -> None:
+        try:
+            row = parse_kline_frame(raw)
+        except FrameError:
+            self.malformed += 1
+            return
+        if row is None or row[0] not in self._wanted:
+            return
+        await self.writer.execute(INSERT_KLINE, [row], many=True)
+        self.closed += 1
+        minute = row[2]
+        if minute in self._done:
+            return
+        got = self._pending.setdefault(minute, set())
+        got.add(row[0])
+        if len(got) == len(self.symbols):
+            await self._complete(minute)
+        elif minute not in self._timers:
+            loop = asyncio.get_running_loop()
+            self._timers[minute] = loop.call_later(
+                self.settle_s, lambda: asyncio.ensure_future(self._complete(minute))
+            )
+
+    async def _complete(self, minute: int) -> None:
+        if minute in self._done:
+            return
+        self._done.add(minute)
+        self._pending.pop(minute, None)
+        timer = self._timers.pop(minute, None)
+        if timer is not None:
+            timer.cancel()
+        if len(self._done) > 100:
+            self._done = {m for m in self._done if m >= minute - 100 * MINUTE}
+        await self.writer.flush()
+        self.on_minute(minute + MINUTE)

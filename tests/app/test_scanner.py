@@ -8,6 +8,7 @@ import csv
 import json
 import math
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -23,12 +24,12 @@ from quanttui.app.screens.scanner import TOP_ROWS, ScannerScreen
 from quanttui.app.widgets.heatmap import BINS, CorrelationHeatmap, bin_index
 from quanttui.feed.klines import Universe
 from quanttui.scan_report import COLUMNS
-from quanttui.scanner import ScanRequest, compute
+from quanttui.scanner import ScanRequest, compute, refresh
 from quanttui.store.db import connect
 from quanttui.store.importer import INSERT_KLINE, kline_row
 from tests.app.test_app import until
 from tests.app.test_terminal import GREYS, colour_codes
-from tests.fakes.exchange import KlineTape
+from tests.fakes.exchange import FakeExchange, KlineTape, scan_universe
 from tests.ptyrun import PtyApp
 
 MINUTE = 60_000
@@ -54,7 +55,8 @@ def scan_db(tmp_path: Path) -> Path:
 
 
 def request(db: Path) -> ScanRequest:
-    return ScanRequest(db, "http://127.0.0.1:9", symbols=tuple(SYMBOLS))
+    dead = "127.0.0.1:9"
+    return ScanRequest(db, f"http://{dead}", symbols=tuple(SYMBOLS), ws_url=f"ws://{dead}/market")
 
 
 def table_pairs(app: ScanApp) -> list[tuple[str, str]]:
@@ -126,6 +128,36 @@ async def test_heatmap_and_table_show_sort_by_column_and_enter_opens_the_pair(
         await pilot.press("q")
 
 
+async def test_live_kline_streams_store_each_closed_minute_and_rescan(tmp_path: Path) -> None:
+    status, infos, volumes, tape = scan_universe(16)
+    syms = tuple(f"S{k:02d}USDT" for k in range(10))
+    async with (
+        asyncio.timeout(90),
+        FakeExchange([], symbols=status, infos=infos, volumes=volumes, tape=tape) as ex,
+    ):
+        req = ScanRequest(tmp_path / "live.db", ex.rest_base, symbols=syms, ws_url=ex.ws_base)
+        now = int(time.time() * 1000)
+        universe = await refresh(req, now)
+        app = ScanApp(req, universe, now, export_dir=str(tmp_path))
+        async with app.run_test(size=(80, 24)):
+            screen = app.screen
+            await until(lambda: screen.ranked is not None, 30)
+            end1 = screen.outcome.meta.end_ms
+            want = {f"{s.lower()}@kline_1m" for s in syms}
+            await until(lambda: list(ex.conns.values()) == [want], 10)
+            assert "· LIVE" in str(screen.query_one("#scan-title").render())
+            assert await ex.close_minute(end1) == 2 * len(syms)  # update + final, each
+            await until(lambda: screen.outcome.meta.end_ms == end1 + MINUTE, 15)
+            assert screen.outcome.meta.bars == 1440 and app.minutes_closed == 1
+            with sqlite3.connect(req.db_path) as c:
+                got = c.execute(
+                    "SELECT symbol, close FROM klines WHERE open_ms = ? ORDER BY symbol", (end1,)
+                ).fetchall()
+            assert [g[0] for g in got] == list(syms)
+            assert got[0][1] == float(tape.row_at("S00USDT", end1)[4])
+            assert ex.connections == 1
+
+
 async def test_no_color_draws_the_character_ramp(
     scan_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -147,6 +179,7 @@ async def test_no_color_draws_the_character_ramp(
 
 def scan_screen(db: Path, tmp_path: Path, env: dict[str, str]) -> bytes:
     args = ["scan", *SYMBOLS[:12], "--db", str(db), "--rest-url", "http://127.0.0.1:9"]
+    args += ["--ws-url", "ws://127.0.0.1:9/market"]
     app = PtyApp([*args, "--export-dir", str(tmp_path)], cols=80, rows=24, env=env)
     assert app.pump(30, b"x/day") is not None, app.buf[-2000:]
     app.pump(2.0)
@@ -209,7 +242,8 @@ def test_tmux_scan_of_the_top_40_at_80x24(tmp_path: Path) -> None:
         port = json.loads(server.stdout.readline())["port"]
         cmd = (
             f"{sys.executable} -m quanttui scan --top 40 --db {tmp_path / 's.db'} "
-            f"--rest-url http://127.0.0.1:{port} --export-dir {tmp_path / 'exp'}; "
+            f"--rest-url http://127.0.0.1:{port} --ws-url ws://127.0.0.1:{port}/market "
+            f"--export-dir {tmp_path / 'exp'}; "
             f"echo EXIT=$?; sleep 30"
         )
         subprocess.run(
@@ -218,6 +252,7 @@ def test_tmux_scan_of_the_top_40_at_80x24(tmp_path: Path) -> None:
             check=True,
         )  # fmt: skip
         screen = wait_screen(session, "SCAN 40 symbols")
+        wait_screen(session, "· LIVE")  # one kline_1m connection for the 40 symbols
         screen = wait_screen(session, "x/day")
         lines = screen.splitlines()
         assert len(lines) <= 24 and max(len(line) for line in lines) <= 80

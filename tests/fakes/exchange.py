@@ -112,6 +112,7 @@ class FakeExchange:
         volumes: dict[str, float] | None = None,  # 24 h quote volume per symbol
         weight_limit: int = 2400,
         weight_window_s: int = 60,  # a divisor of 60 (seconds) or a multiple of 60
+        live_klines: bool = False,  # close each tape minute on the kline streams
     ) -> None:
         self.trades = trades
         self.rate = rate
@@ -129,6 +130,8 @@ class FakeExchange:
         self.weight_used: dict[int, int] = {}  # window index -> weight counted
         self.weight_429 = 0
         self.kline_requests: list[dict[str, str]] = []
+        self.live_klines = live_klines
+        self._clock: asyncio.Task | None = None
         self.faults = faults or Faults()
         self.klines = klines or {}
         self.produced: list[FakeTrade] = list(history or [])
@@ -163,9 +166,13 @@ class FakeExchange:
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._producer = asyncio.create_task(self._produce())
+        if self.live_klines:
+            self._clock = asyncio.create_task(self._minute_clock())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._clock:
+            self._clock.cancel()
         if self._producer:
             self._producer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -401,6 +408,34 @@ class FakeExchange:
             return self._json(conn, 200, one(q["symbol"]))
         return self._json(conn, 200, [one(s) for s in self.status])
 
+    # -- kline streams ------------------------------------------------------------------
+    async def close_minute(self, open_ms: int) -> int:
+        """Send every connection subscribed to ``<sym>@kline_1m`` the minute `open_ms` of
+        the tape: one update with ``x`` false, then the final one with ``x`` true (as
+        Binance does at the minute's close). Returns the frames sent."""
+        assert self.tape is not None
+        sent = 0
+        for ws, subs in list(self.conns.items()):
+            for name in sorted(subs):
+                sym, _, stream = name.partition("@")
+                if stream != "kline_1m" or sym.upper() not in self.tape.symbols:
+                    continue
+                row = self.tape.row_at(sym.upper(), open_ms)
+                for final in (False, True):
+                    try:
+                        await ws.send(kline_frame(sym.upper(), row, final))
+                    except websockets.ConnectionClosed:
+                        break
+                    sent += 1
+        return sent
+
+    async def _minute_clock(self) -> None:
+        while True:
+            now = time.time() * 1000
+            await asyncio.sleep((MINUTE - now % MINUTE) / 1000 + 0.2)
+            now = int(time.time() * 1000)
+            await self.close_minute(now - now % MINUTE - MINUTE)
+
     def produced_ids(self) -> set[tuple[str, int]]:
         return {(t.symbol, t.a) for t in self.produced}
 
@@ -416,6 +451,16 @@ def synthetic_trades(
         px = 90000.0 + (i % 97) * 0.1 if s == symbols[0] else 3100.0 + (i % 89) * 0.01
         out.append(FakeTrade(s, ids[s], f"{px:.2f}", "0.010", start_ms + i, i % 3 == 0))
     return out
+
+
+def kline_frame(symbol: str, row: list, final: bool) -> str:
+    """A combined-stream ``kline`` event for a 12-field REST kline row."""
+    t, o, h, lo, c, v, close, q, n, tv, tq, _ = row
+    k = {"t": t, "T": close, "s": symbol, "i": "1m", "f": 100, "L": 100 + n, "o": o,
+         "c": c, "h": h, "l": lo, "v": v, "n": n, "x": final, "q": q, "V": tv, "Q": tq,
+         "B": "0"}  # fmt: skip
+    data = {"e": "kline", "E": close + 1 if final else close - 30_000, "s": symbol, "k": k}
+    return json.dumps({"stream": f"{symbol.lower()}@kline_1m", "data": data})
 
 
 class KlineTape:
@@ -488,6 +533,10 @@ class KlineTape:
         first = -(-(lo - self.origin_ms) // MINUTE)
         last = (hi - self.origin_ms) // MINUTE
         return [self._row(k, i) for i in range(first, min(last + 1, first + limit))]
+
+    def row_at(self, sym: str, open_ms: int) -> list:
+        """The kline of the minute opening at `open_ms`, whatever the wall clock says."""
+        return self._row(self._col[sym], (open_ms - self.origin_ms) // MINUTE)
 
     def last_close(self, sym: str) -> float:
         now = int(time.time() * 1000)

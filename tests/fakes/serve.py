@@ -44,6 +44,7 @@ async def main() -> None:
             tape=tape,
             weight_limit=args.weight_limit,
             weight_window_s=args.weight_window,
+            live_klines=True,
         ) as ex:
             print(json.dumps({"port": ex.port}), flush=True)
             await asyncio.Event().wait()

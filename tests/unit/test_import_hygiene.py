@@ -14,6 +14,8 @@ PURE = (
     "quanttui.analytics",
     "quanttui.alerts",
     "quanttui.export",
+    "quanttui.scanner",
+    "quanttui.scan_report",
 )
 
 

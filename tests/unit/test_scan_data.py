@@ -1,8 +1,10 @@
 """The scanner's data side without a network: request weights and planning, the weight
-budget on a fake clock, and the close panel (coverage, fills, resampling) against pandas."""
+budget on a fake clock, the close panel (coverage, fills, resampling) against pandas,
+and the kline stream's parser and minute bookkeeping."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -10,19 +12,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from quanttui.feed.binance import FrameError
 from quanttui.feed.klines import (
     KLINE_LIMIT,
     MINUTE,
+    KlineStream,
     RateLimit,
     WeightBudget,
     kline_weight,
     missing_minutes,
+    parse_kline_frame,
     plan_requests,
 )
 from quanttui.scanner import ScanError, ScanRequest, parse_lookback
 from quanttui.store.db import connect
 from quanttui.store.importer import INSERT_KLINE
 from quanttui.store.panel import load_close_panel
+from tests.fakes.exchange import kline_frame
 
 T0 = 1_706_745_600_000  # 2024-02-01 00:00 UTC
 
@@ -174,3 +180,60 @@ def test_lookback_and_request_checks() -> None:
     assert exc.value.code == 2
     start, end = ScanRequest(Path("x.db"), "http://x", timeframe="5m").span(T0 + 7 * MINUTE + 5)
     assert (start, end) == (T0 + 5 * MINUTE - 1440 * MINUTE, T0 + 5 * MINUTE)
+
+
+def test_kline_frames_parse_strictly() -> None:
+    row = ["1765788180000", "89790.10", "89811.00", "89776.30", "89801.20", "152.311"]
+    rest = [1765788180000, *row[1:], 1765788239999, "13677114.91", 6566, "70.1", "6295175.3", "0"]
+    final = kline_frame("BTCUSDT", rest, True)
+    assert parse_kline_frame(final) == (
+        "BTCUSDT", "1m", 1765788180000, 89790.10, 89811.00, 89776.30, 89801.20, 152.311,
+        1765788239999, 13677114.91, 6566,
+    )  # fmt: skip
+    assert parse_kline_frame(kline_frame("BTCUSDT", rest, False)) is None  # minute still open
+    assert parse_kline_frame('{"result": null, "id": 1}') is None
+    bad_high = [*rest[:2], "1.0", *rest[3:]]  # high below open and close
+    for raw in ("<x>", "[]", '{"stream": "a", "data": {"e": "trade"}}',
+                kline_frame("BTCUSDT", bad_high, True),
+                final.replace('"n": 6566', '"n": "6566"')):  # fmt: skip
+        with pytest.raises(FrameError):
+            parse_kline_frame(raw)
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+        self.flushes = 0
+
+    async def execute(self, sql: str, rows: list[tuple], many: bool = False) -> None:
+        self.rows += rows
+
+    async def flush(self) -> None:
+        self.flushes += 1
+
+
+async def test_stream_reports_a_minute_when_complete_or_after_the_settle_time() -> None:
+    writer = _Writer()
+    minutes: list[int] = []
+    stream = KlineStream(
+        "ws://127.0.0.1:9/market", ["AAAUSDT", "BBBUSDT"], writer, minutes.append, settle_s=0.2
+    )
+    assert stream.url.endswith("/stream?streams=aaausdt@kline_1m/bbbusdt@kline_1m")
+
+    def row(t: int) -> list:
+        return [t, "1.0", "1.1", "0.9", "1.05", "10", t + MINUTE - 1, "10.5", 5, "5", "5.2", "0"]
+
+    await stream._frame(kline_frame("AAAUSDT", row(T0), True))
+    assert minutes == []
+    await stream._frame(kline_frame("BBBUSDT", row(T0), True))
+    assert minutes == [T0 + MINUTE] and writer.flushes == 1  # both in: at once
+    await stream._frame(kline_frame("AAAUSDT", row(T0), True))  # a repeat changes nothing
+    assert minutes == [T0 + MINUTE]
+    await stream._frame(kline_frame("AAAUSDT", row(T0 + MINUTE), True))
+    await stream._frame(kline_frame("CCCUSDT", row(T0 + MINUTE), True))  # not subscribed
+    assert minutes == [T0 + MINUTE]
+    await asyncio.sleep(0.4)  # BBB never comes: the minute is reported after settle_s
+    assert minutes == [T0 + MINUTE, T0 + 2 * MINUTE]
+    assert [r[0] for r in writer.rows] == ["AAAUSDT", "BBBUSDT", "AAAUSDT", "AAAUSDT"]
+    with pytest.raises(ValueError, match="streams"):
+        KlineStream("ws://x/market", [], writer, minutes.append)

@@ -104,14 +104,15 @@ class ScannerScreen(Screen[None]):
         self._refresh = refresh
         self.export_dir = Path(export_dir)
         self.on_open_pair = on_open_pair
-        self._title = title
+        self._title_text = f"SCAN {title}"
+        self._live = ""
         self.outcome: ScanOutcome | None = None
         self.ranked: Ranked | None = None
         self.sort_key = "qvalue"
         self.descending = False
 
     def compose(self) -> ComposeResult:
-        yield Static(Text(f"SCAN {self._title}", style="bold"), id="scan-title")
+        yield Static(Text(self._title_text, style="bold"), id="scan-title")
         yield Static("scanning…", id="scan-status")
         yield CorrelationHeatmap(id="scan-heatmap")
         yield Static(legend(self.app.no_color), id="scan-legend")
@@ -128,7 +129,7 @@ class ScannerScreen(Screen[None]):
     # ---------------------------------------------------------------- workers
     def run_scan(self, *, refresh: bool = True) -> None:
         """Refresh the klines (when a refresher was given), then recompute."""
-        self._status("fetching klines…" if refresh and self._refresh else "scanning…")
+        self.show_status("fetching klines…" if refresh and self._refresh else "scanning…")
         if refresh and self._refresh is not None:
             self.run_worker(
                 self._refresh(),
@@ -172,7 +173,7 @@ class ScannerScreen(Screen[None]):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         w = event.worker
         if event.state == WorkerState.ERROR:
-            self._status(f"{w.name} failed: {w.error}", error=True)
+            self.show_status(f"{w.name} failed: {w.error}", error=True)
             return
         if event.state != WorkerState.SUCCESS:
             return
@@ -188,7 +189,16 @@ class ScannerScreen(Screen[None]):
             self.notify(f"{path} ({n:,} rows)", title="Ranking exported")
 
     # ---------------------------------------------------------------- display
-    def _status(self, text: str, *, error: bool = False) -> None:
+    def set_live(self, state: str) -> None:
+        """The live feed's state, shown at the end of the title line."""
+        self._live = state
+        self._show_title()
+
+    def _show_title(self) -> None:
+        live = f" · {self._live}" if self._live else ""
+        self.query_one("#scan-title", Static).update(Text(self._title_text + live, style="bold"))
+
+    def show_status(self, text: str, *, error: bool = False) -> None:
         style = "bold red" if error else ""
         self.query_one("#scan-status", Static).update(Text(text, style=style))
 
@@ -197,13 +207,15 @@ class ScannerScreen(Screen[None]):
         m = outcome.meta
         r = outcome.result
         found = int((r.qvalue < Q_ALPHA).sum())
-        title = (
+        self._title_text = (
             f"SCAN {len(m.symbols)} symbols · {m.timeframe} × {m.bars:,} bars · "
             f"{m.tests:,} tests · q<{Q_ALPHA:g}: {found}"
         )
-        self.query_one("#scan-title", Static).update(Text(title, style="bold"))
+        self._show_title()
         notes = [f"skipped {s} ({why})" for s, why in m.skipped]
-        self._status("; ".join(notes) if notes else f"ADF lags {m.adf_lags}; Enter opens a pair")
+        self.show_status(
+            "; ".join(notes) if notes else f"ADF lags {m.adf_lags}; Enter opens a pair"
+        )
         self.query_one(CorrelationHeatmap).set_data(m.symbols, r.corr)
 
     def _show_ranked(self, ranked: Ranked) -> None:
