@@ -285,12 +285,10 @@ def _scan(X: np.ndarray, symbols: tuple[str, ...], L: int) -> ScanResult:
     hurst = _hurst(X, beta)
 
     bad = flat[:, None] | flat[None, :] | np.eye(N, dtype=bool)
-    undefined = bad | collinear | ~np.isfinite(tstat)
-    for a in (tstat, half_life, zscore, hurst):
-        a[bad | collinear] = np.nan
-    tstat[undefined] = np.nan
     beta[bad] = np.nan
     alpha[bad] = np.nan
+    for a in (tstat, half_life, zscore, hurst):
+        a[bad | collinear] = np.nan
     pvalue = mackinnonp(tstat)
     qvalue = bh_qvalues(pvalue)
     return ScanResult(
