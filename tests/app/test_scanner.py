@@ -253,7 +253,7 @@ def test_tmux_scan_of_the_top_40_at_80x24(tmp_path: Path) -> None:
         )  # fmt: skip
         screen = wait_screen(session, "SCAN 40 symbols")
         wait_screen(session, "· LIVE")  # one kline_1m connection for the 40 symbols
-        screen = wait_screen(session, "x/day")
+        screen = wait_screen(session, "q▲")  # the ranking is in the table
         lines = screen.splitlines()
         assert len(lines) <= 24 and max(len(line) for line in lines) <= 80
         assert "1 S00" in screen and "corr of returns" in screen
