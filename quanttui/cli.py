@@ -106,7 +106,7 @@ def _live_parser() -> argparse.ArgumentParser:
             "Live pairs-trading monitor for Binance USD-M futures. "
             "SYMBOL_Y is regressed on SYMBOL_X: y = a + b*x."
         ),
-        epilog="subcommands: quanttui {demo,record,snapshot,export,backtest,import} --help",
+        epilog="subcommands: quanttui {demo,record,snapshot,export,backtest,import,scan} --help",
     )
     p.add_argument("--version", action="version", version=f"quanttui {__version__}")
     p.add_argument(
@@ -429,7 +429,76 @@ def _run_import(args: argparse.Namespace) -> int:
     return offline.import_files(cfg, args.files, args.symbol, progress=not args.quiet)
 
 
+def _scan_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="quanttui scan",
+        description=(
+            "Rank every ordered pair of a universe of USD-M futures for cointegration and "
+            "mean reversion, from 1m klines (fetched over REST when missing). Opens the "
+            "scanner screen unless --json or --out is given."
+        ),
+    )
+    p.add_argument("symbols", nargs="*", metavar="SYMBOL", help="symbols (default: --top)")
+    p.add_argument(
+        "--top",
+        type=int,
+        metavar="N",
+        help="the N USDT perpetuals with the largest 24 h quote volume (default 50)",
+    )
+    p.add_argument(
+        "--timeframe",
+        dest="scan_timeframe",
+        choices=("1m", "5m", "15m"),
+        default="1m",
+        help="bar size (resampled from 1m)",
+    )
+    p.add_argument("--lookback", default="1d", metavar="SPAN", help="e.g. 12h, 1d (default)")
+    p.add_argument("--adf-lags", type=int, default=1, metavar="L", help="ADF lags (default 1)")
+    p.add_argument("--json", action="store_true", help="print the ranking as JSON")
+    p.add_argument("--out", metavar="DIR", help="write the ranking CSV here")
+    _add_config(p)
+    _add_db(p)
+    p.add_argument("--rest-url", metavar="URL", help="REST base, e.g. https://fapi.binance.com")
+    p.add_argument("--ws-url", metavar="URL", help="websocket base (routed)")
+    p.add_argument("--export-dir", metavar="DIR", help="where 'e' writes the CSV")
+    return p
+
+
+def _run_scan(args: argparse.Namespace) -> int:
+    from quanttui.modes import scan
+    from quanttui.scanner import ScanRequest, parse_lookback
+
+    syms = tuple(symbol(s) for s in args.symbols)
+    if len(set(syms)) != len(syms):
+        raise UsageError("each symbol may be given once")
+    if syms and args.top is not None:
+        raise UsageError("give symbols or --top N, not both")
+    if len(syms) == 1:
+        raise UsageError("give at least 2 symbols (or none, for the --top N)")
+    if args.top is not None and not 2 <= args.top <= 1000:
+        raise UsageError(f"--top must be between 2 and 1000, got {args.top}")
+    if not 0 <= args.adf_lags <= 20:
+        raise UsageError(f"--adf-lags must be between 0 and 20, got {args.adf_lags}")
+    try:
+        lookback = parse_lookback(args.lookback)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    cfg = _build_config(args)
+    req = ScanRequest(
+        db_path=cfg.db_path,
+        rest_url=cfg.feed.rest_url,
+        ws_url=cfg.feed.ws_url,
+        symbols=syms,
+        top=args.top or 50,
+        timeframe=args.scan_timeframe,
+        lookback_ms=lookback,
+        adf_lags=args.adf_lags,
+    )
+    return scan.run(cfg, req, as_json=args.json, out_dir=args.out)
+
+
 _SUBCOMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..., int]]] = {
+    "scan": (_scan_parser, _run_scan),
     "record": (_record_parser, _run_record),
     "snapshot": (_snapshot_parser, _run_snapshot),
     "backtest": (_backtest_parser, _run_backtest),

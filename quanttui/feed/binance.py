@@ -260,6 +260,11 @@ class BinanceRest:
                 raise RestError(200, None, f"bad aggTrades row: {exc}") from None
         return out
 
+    def on_response(self, hook: Callable[[httpx.Response], Awaitable[None]]) -> None:
+        """Also await `hook(response)` for every HTTP response, retries included (for
+        rate-limit headers other than the one-minute weight this client tracks)."""
+        self._client.event_hooks["response"].append(hook)
+
 
 class SymbolError(Exception):
     """A requested symbol is unknown to the exchange or not trading."""

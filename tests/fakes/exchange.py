@@ -10,6 +10,13 @@ bursts (rate=None), and 429 answers with Retry-After. Hostile modes: every REST 
 answered with a Binance-style error whose `msg` carries terminal control sequences and
 Rich markup (`Faults.hostile_rest`), or every websocket closed with such a reason
 (`Faults.close_reason`).
+
+For the pair scanner: a `KlineTape` serves deterministic 1m klines of many symbols up to
+the wall clock (the open minute included, as Binance does), ``/fapi/v1/ticker/24hr``
+answers from per-symbol quote volumes, exchangeInfo carries ``contractType``,
+``quoteAsset``, ``onboardDate`` and ``rateLimits``, and request weight is accounted per
+clock-aligned window: every answer carries ``X-MBX-USED-WEIGHT-<n><unit>`` and a request
+that passes the limit is answered 429 (counted in `weight_429`).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,7 +36,10 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from quanttui.feed.klines import kline_weight
 from quanttui.model import Tick
+
+MINUTE = 60_000
 
 
 @dataclass
@@ -112,13 +123,31 @@ class FakeExchange:
         restamp: bool = False,  # stamp each trade with the wall clock as it is produced
         shift: bool = False,  # produce at the trades' own pace, their T shifted to now
         history: list[FakeTrade] | None = None,  # already traded: REST only, never streamed
+        tape: KlineTape | None = None,  # klines of many symbols, served up to the wall clock
+        infos: dict[str, dict] | None = None,  # extra exchangeInfo fields per symbol
+        volumes: dict[str, float] | None = None,  # 24 h quote volume per symbol
+        weight_limit: int = 2400,
+        weight_window_s: int = 60,  # a divisor of 60 (seconds) or a multiple of 60
+        live_klines: bool = False,  # close each tape minute on the kline streams
     ) -> None:
         self.trades = trades
         self.rate = rate
         self.status = symbols or {
             s: "TRADING"
-            for s in {t.symbol for t in [*trades, *(history or [])]} | set(klines or {})
+            for s in {t.symbol for t in [*trades, *(history or [])]}
+            | set(klines or {})
+            | set(tape.symbols if tape else ())
         }
+        self.tape = tape
+        self.infos = infos or {}
+        self.volumes = volumes or {}
+        self.weight_limit = weight_limit
+        self.weight_window_s = weight_window_s
+        self.weight_used: dict[int, int] = {}  # window index -> weight counted
+        self.weight_429 = 0
+        self.kline_requests: list[dict[str, str]] = []
+        self.live_klines = live_klines
+        self._clock: asyncio.Task | None = None
         self.faults = faults or Faults()
         self.klines = klines or {}
         self.produced: list[FakeTrade] = list(history or [])
@@ -153,9 +182,13 @@ class FakeExchange:
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._producer = asyncio.create_task(self._produce())
+        if self.live_klines:
+            self._clock = asyncio.create_task(self._minute_clock())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._clock:
+            self._clock.cancel()
         if self._producer:
             self._producer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -252,7 +285,7 @@ class FakeExchange:
             {
                 "Content-Type": "application/json",
                 "Content-Length": str(len(data)),
-                "X-MBX-USED-WEIGHT-1m": "1",
+                self.weight_header: str(self.weight_used.get(self._window(), 0)),
             }
         )
         for k, v in (headers or {}).items():
@@ -267,6 +300,17 @@ class FakeExchange:
         self.rest_requests.append(request.path)
         if self.faults.hostile_rest is not None:
             return self._json(conn, 400, {"code": -1121, "msg": self.faults.hostile_rest})
+        w = self._window()
+        self.weight_used[w] = self.weight_used.get(w, 0) + self.request_weight(url.path, q)
+        if self.weight_used[w] > self.weight_limit:
+            self.weight_429 += 1
+            retry = self.weight_window_s - time.time() % self.weight_window_s
+            return self._json(
+                conn,
+                429,
+                {"code": -1003, "msg": "Too many requests; current limit is exceeded."},
+                {"Retry-After": str(math.ceil(retry))},
+            )
         if self.faults.rest_429 > 0:
             self.faults.rest_429 -= 1
             return self._json(
@@ -277,10 +321,23 @@ class FakeExchange:
             )
         if url.path == "/fapi/v1/exchangeInfo":
             syms = [
-                {"symbol": s, "status": st, "contractType": "PERPETUAL"}
+                {
+                    "symbol": s,
+                    "status": st,
+                    "contractType": "PERPETUAL",
+                    "quoteAsset": "USDT" if s.endswith("USDT") else s[-4:],
+                    "marginAsset": "USDT" if s.endswith("USDT") else s[-4:],
+                    **self.infos.get(s, {}),
+                }
                 for s, st in self.status.items()
             ]
-            return self._json(conn, 200, {"timezone": "UTC", "symbols": syms})
+            return self._json(
+                conn,
+                200,
+                {"timezone": "UTC", "rateLimits": self.rate_limits(), "symbols": syms},
+            )
+        if url.path == "/fapi/v1/ticker/24hr":
+            return self._ticker(conn, q)
         if url.path in ("/fapi/v1/aggTrades", "/fapi/v1/klines"):
             if self.faults.history_delay_s:
                 await asyncio.sleep(self.faults.history_delay_s)
@@ -288,6 +345,9 @@ class FakeExchange:
             if sym not in self.status:
                 return self._json(conn, 400, {"code": -1121, "msg": "Invalid symbol."})
             if url.path == "/fapi/v1/klines":
+                self.kline_requests.append(q)
+                if self.tape is not None and sym in self.tape.symbols:
+                    return self._json(conn, 200, self.tape.klines(sym, q))
                 return self._json(conn, 200, self._klines(sym, q))
             return self._json(conn, 200, self._agg(sym, q))
         return self._json(conn, 404, {"code": -1, "msg": "not found"})
@@ -315,6 +375,88 @@ class FakeExchange:
         en = int(q.get("endTime", 2**62))
         return [k for k in self.klines.get(sym, []) if st <= k[0] <= en][:limit]
 
+    # -- request weight -----------------------------------------------------------------
+    def _window(self) -> int:
+        return int(time.time() // self.weight_window_s)
+
+    @property
+    def weight_header(self) -> str:
+        n = self.weight_window_s
+        return f"X-MBX-USED-WEIGHT-{n // 60}M" if n % 60 == 0 else f"X-MBX-USED-WEIGHT-{n}S"
+
+    def rate_limits(self) -> list[dict]:
+        n = self.weight_window_s
+        unit, num = ("MINUTE", n // 60) if n % 60 == 0 else ("SECOND", n)
+        return [
+            {
+                "rateLimitType": "REQUEST_WEIGHT",
+                "interval": unit,
+                "intervalNum": num,
+                "limit": self.weight_limit,
+            },
+            {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
+        ]
+
+    @staticmethod
+    def request_weight(path: str, q: dict[str, str]) -> int:
+        """Binance USD-M weights: klines by limit, aggTrades 20, ticker/24hr 40 without a
+        symbol (1 with one), everything else here 1."""
+        if path == "/fapi/v1/klines":
+            return kline_weight(int(q.get("limit", 500)))
+        if path == "/fapi/v1/aggTrades":
+            return 20
+        if path == "/fapi/v1/ticker/24hr":
+            return 1 if "symbol" in q else 40
+        return 1
+
+    def _ticker(self, conn: ServerConnection, q: dict[str, str]) -> Response:
+        def one(s: str) -> dict:
+            last = self.tape.last_close(s) if self.tape and s in self.tape.symbols else 1.0
+            qv = self.volumes.get(s, 0.0)
+            return {
+                "symbol": s,
+                "lastPrice": f"{last:.6f}",
+                "volume": f"{qv / last:.3f}",
+                "quoteVolume": f"{qv:.2f}",
+                "openTime": int(time.time() * 1000) - 86_400_000,
+                "closeTime": int(time.time() * 1000),
+                "count": int(qv // 1000),
+            }
+
+        if "symbol" in q:
+            if q["symbol"] not in self.status:
+                return self._json(conn, 400, {"code": -1121, "msg": "Invalid symbol."})
+            return self._json(conn, 200, one(q["symbol"]))
+        return self._json(conn, 200, [one(s) for s in self.status])
+
+    # -- kline streams ------------------------------------------------------------------
+    async def close_minute(self, open_ms: int) -> int:
+        """Send every connection subscribed to ``<sym>@kline_1m`` the minute `open_ms` of
+        the tape: one update with ``x`` false, then the final one with ``x`` true (as
+        Binance does at the minute's close). Returns the frames sent."""
+        assert self.tape is not None
+        sent = 0
+        for ws, subs in list(self.conns.items()):
+            for name in sorted(subs):
+                sym, _, stream = name.partition("@")
+                if stream != "kline_1m" or sym.upper() not in self.tape.symbols:
+                    continue
+                row = self.tape.row_at(sym.upper(), open_ms)
+                for final in (False, True):
+                    try:
+                        await ws.send(kline_frame(sym.upper(), row, final))
+                    except websockets.ConnectionClosed:
+                        break
+                    sent += 1
+        return sent
+
+    async def _minute_clock(self) -> None:
+        while True:
+            now = time.time() * 1000
+            await asyncio.sleep((MINUTE - now % MINUTE) / 1000 + 0.2)
+            now = int(time.time() * 1000)
+            await self.close_minute(now - now % MINUTE - MINUTE)
+
     def produced_ids(self) -> set[tuple[str, int]]:
         return {(t.symbol, t.a) for t in self.produced}
 
@@ -330,3 +472,125 @@ def synthetic_trades(
         px = 90000.0 + (i % 97) * 0.1 if s == symbols[0] else 3100.0 + (i % 89) * 0.01
         out.append(FakeTrade(s, ids[s], f"{px:.2f}", "0.010", start_ms + i, i % 3 == 0))
     return out
+
+
+def kline_frame(symbol: str, row: list, final: bool) -> str:
+    """A combined-stream ``kline`` event for a 12-field REST kline row."""
+    t, o, h, lo, c, v, close, q, n, tv, tq, _ = row
+    k = {"t": t, "T": close, "s": symbol, "i": "1m", "f": 100, "L": 100 + n, "o": o,
+         "c": c, "h": h, "l": lo, "v": v, "n": n, "x": final, "q": q, "V": tv, "Q": tq,
+         "B": "0"}  # fmt: skip
+    data = {"e": "kline", "E": close + 1 if final else close - 30_000, "s": symbol, "k": k}
+    return json.dumps({"stream": f"{symbol.lower()}@kline_1m", "data": data})
+
+
+class KlineTape:
+    """Deterministic 1m klines of many symbols from `origin_ms` to `origin_ms + minutes`,
+    served up to the wall clock like Binance's (the minute still open included, with a
+    close time in the future). Log closes are a few common factors plus idiosyncratic
+    random walks; every fourth symbol is cointegrated with the next one. A symbol in
+    `listed_ms` has no klines before that time."""
+
+    def __init__(
+        self,
+        symbols: list[str],
+        *,
+        seed: int = 0,
+        origin_ms: int | None = None,
+        minutes: int = 4 * 1440,
+        listed_ms: dict[str, int] | None = None,
+    ) -> None:
+        import numpy as np
+
+        now = int(time.time() * 1000)
+        self.origin_ms = origin_ms if origin_ms is not None else now - now % MINUTE - 2 * 86_400_000
+        self.symbols = list(symbols)
+        self.minutes = minutes
+        self.listed_ms = listed_ms or {}
+        rng = np.random.default_rng(seed)
+        n = len(symbols)
+        factors = np.cumsum(rng.normal(0, 5e-4, (minutes + 1, 3)), axis=0)
+        load = rng.normal(0.8, 0.3, (3, n))
+        logp = factors @ load + np.cumsum(rng.normal(0, 4e-4, (minutes + 1, n)), axis=0)
+        for k in range(0, n - 1, 4):
+            noise = np.zeros(minutes + 1)
+            shocks = rng.normal(0, 3e-4, minutes + 1)
+            for t in range(1, minutes + 1):
+                noise[t] = 0.97 * noise[t - 1] + shocks[t]
+            logp[:, k] = 1.2 * logp[:, k + 1] + noise
+        logp += rng.uniform(-2, 10, n)
+        self._close = np.exp(logp)
+        self._col = {s: i for i, s in enumerate(symbols)}
+
+    def _row(self, k: int, i: int) -> list:
+        o = float(self._close[i, k])
+        c = float(self._close[i + 1, k])
+        os_, cs = f"{o:.6f}", f"{c:.6f}"
+        hi = f"{max(float(os_), float(cs)) * 1.0004:.6f}"
+        lo = f"{min(float(os_), float(cs)) * 0.9996:.6f}"
+        t = self.origin_ms + i * MINUTE
+        vol = 1000 + (i * 7919 + k * 104729) % 5000
+        return [
+            t,
+            os_,
+            hi,
+            lo,
+            cs,
+            f"{vol}",
+            t + MINUTE - 1,
+            f"{vol * c:.4f}",
+            50 + i % 97,
+            f"{vol // 2}",
+            f"{vol * c / 2:.4f}",
+            "0",
+        ]
+
+    def klines(self, sym: str, q: dict[str, str]) -> list[list]:
+        k = self._col[sym]
+        limit = min(int(q.get("limit", 500)), 1500)
+        now = int(time.time() * 1000)
+        lo = max(int(q.get("startTime", 0)), self.origin_ms, self.listed_ms.get(sym, 0))
+        hi = min(int(q.get("endTime", 2**62)), now, self.origin_ms + (self.minutes - 1) * MINUTE)
+        first = -(-(lo - self.origin_ms) // MINUTE)
+        last = (hi - self.origin_ms) // MINUTE
+        return [self._row(k, i) for i in range(first, min(last + 1, first + limit))]
+
+    def row_at(self, sym: str, open_ms: int) -> list:
+        """The kline of the minute opening at `open_ms`, whatever the wall clock says."""
+        return self._row(self._col[sym], (open_ms - self.origin_ms) // MINUTE)
+
+    def last_close(self, sym: str) -> float:
+        now = int(time.time() * 1000)
+        i = min(self.minutes, max(0, (now - self.origin_ms) // MINUTE))
+        return float(self._close[i, self._col[sym]])
+
+
+def scan_universe(
+    trading: int = 64, *, seed: int = 0, listed_late: int = 1
+) -> tuple[dict[str, str], dict[str, dict], dict[str, float], KlineTape]:
+    """A USD-M-like universe for the scanner: `trading` USDT perpetuals (``S00USDT`` ...)
+    with distinct 24 h volumes, plus symbols that must never be picked: not trading
+    (``SETTLING``, ``PENDING_TRADING``, ``CLOSE``), a quarterly contract, a USDC-margined
+    perpetual (each with a large volume). The last `listed_late` perpetuals were listed
+    six hours ago. Returns ``(status, infos, volumes, tape)`` for `FakeExchange`."""
+    names = [f"S{k:02d}USDT" for k in range(trading)]
+    others = {
+        "OLD1USDT": "SETTLING",
+        "NEW1USDT": "PENDING_TRADING",
+        "DEADUSDT": "CLOSE",
+        "BTCUSDT_260327": "TRADING",
+        "BTCUSDC": "TRADING",
+    }
+    status = {**{s: "TRADING" for s in names}, **others}
+    infos: dict[str, dict] = {"BTCUSDT_260327": {"contractType": "CURRENT_QUARTER"}}
+    volumes = {s: 1e9 / (k + 1) for k, s in enumerate(names)}
+    volumes.update({s: 5e9 for s in others})
+    tape = KlineTape([*names, *others], seed=seed)
+    now = int(time.time() * 1000)
+    late = now - now % MINUTE - 6 * 3_600_000
+    for s in names[len(names) - listed_late :]:
+        tape.listed_ms[s] = late
+        infos[s] = {"onboardDate": late}
+    for s in names[: len(names) - listed_late]:
+        infos.setdefault(s, {})["onboardDate"] = tape.origin_ms
+    return status, infos, volumes, tape

@@ -1,4 +1,5 @@
-"""Run the fake exchange as its own process: `python -m tests.fakes.serve --trades N`.
+"""Run the fake exchange as its own process: `python -m tests.fakes.serve --trades N`, or
+`--scan-universe N` for the pair scanner's klines.
 
 Prints `PORT <n>` on stdout once listening. Used by benchmarks and the tmux check, where
 the exchange must not share the client's event loop.
@@ -17,6 +18,7 @@ from tests.fakes.exchange import (
     HOSTILE_CLOSE,
     FakeExchange,
     Faults,
+    scan_universe,
     synthetic_trades,
     trades_from_ticks,
 )
@@ -37,7 +39,24 @@ async def main() -> None:
         "ws: every websocket is closed with them as the reason; "
         "status: exchangeInfo gives the last symbol them as its status",
     )
+    p.add_argument("--scan-universe", type=int, metavar="N", help="serve N symbols' klines")
+    p.add_argument("--weight-limit", type=int, default=2400)
+    p.add_argument("--weight-window", type=int, default=60, metavar="S")
     args = p.parse_args()
+    if args.scan_universe:
+        status, infos, volumes, tape = scan_universe(args.scan_universe)
+        async with FakeExchange(
+            [],
+            symbols=status,
+            infos=infos,
+            volumes=volumes,
+            tape=tape,
+            weight_limit=args.weight_limit,
+            weight_window_s=args.weight_window,
+            live_klines=True,
+        ) as ex:
+            print(json.dumps({"port": ex.port}), flush=True)
+            await asyncio.Event().wait()
     if args.ndjson:
         from quanttui.feed.recordings import read_ndjson
 

@@ -15,6 +15,8 @@ PURE = (
     "quanttui.alerts",
     "quanttui.export",
     "quanttui.textsafe",
+    "quanttui.scanner",
+    "quanttui.scan_report",
 )
 
 
