@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 SCHEMA_V1 = """
@@ -64,7 +64,30 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 """
 
-MIGRATIONS: dict[int, str] = {1: SCHEMA_V1}
+SCHEMA_V2 = """
+CREATE TABLE IF NOT EXISTS funding (
+    symbol     TEXT    NOT NULL,
+    funding_ms INTEGER NOT NULL,
+    rate       REAL    NOT NULL,
+    mark_price REAL,
+    PRIMARY KEY (symbol, funding_ms)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS funding_info (
+    symbol         TEXT    PRIMARY KEY,
+    interval_hours INTEGER NOT NULL CHECK (interval_hours > 0),
+    updated_ms     INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+"""Version 2 adds funding settlements and per-symbol funding intervals (issue 18).
+
+``funding`` holds one row per settlement: ``funding_ms`` is Binance's ``fundingTime``
+(archive ``calc_time``), ``rate`` the rate settled then, ``mark_price`` the mark price
+at settlement, NULL where the source does not give it (the archive files). A v1 file
+gains the two empty tables and keeps every row; nothing else changes.
+``funding_info`` holds the intervals ``GET /fapi/v1/fundingInfo`` lists; a symbol it
+does not list settles every 8 h (`quanttui.feed.funding.DEFAULT_INTERVAL_HOURS`)."""
+
+MIGRATIONS: dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2}
 
 
 class StoreError(Exception):
