@@ -39,6 +39,37 @@ class Tick:
     recv_ms: int = 0
 
 
+DEFAULT_FUNDING_INTERVAL_H = 8
+"""Binance USD-M settles funding every 8 h (00:00, 08:00, 16:00 UTC) for every symbol
+that ``GET /fapi/v1/fundingInfo`` does not list with another interval."""
+
+
+@dataclass(frozen=True, slots=True)
+class MarkPrice:
+    """One ``<symbol>@markPrice@1s`` update of a USD-M perpetual.
+
+    A frame recorded from Binance (quoted in geometrybase/hft-micro's ``common`` tests)::
+
+        {"stream": "eosusdt@markPrice@1s",
+         "data": {"e": "markPriceUpdate", "E": 1616555105001, "s": "EOSUSDT",
+                  "p": "4.11998561", "P": "4.11278428", "i": "4.11519211",
+                  "r": "0.00030438", "T": 1616572800000}}
+
+    ``p`` mark price, ``i`` index price, ``P`` estimated settle price (meaningful only in
+    the last hour before a settlement), ``r`` the funding rate that will settle at ``T``
+    (a fraction: 0.00030438 = 0.030438%), ``T`` the next funding time, ``E`` event time.
+    """
+
+    symbol: str
+    event_ms: int
+    mark: float
+    index: float
+    settle_estimate: float | None
+    rate: float
+    next_funding_ms: int
+    recv_ms: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class Bar:
     """OHLCV of one leg over `[ts_ms, ts_ms + timeframe)`. `filled` marks a bucket with no

@@ -85,7 +85,7 @@ CREATE TABLE IF NOT EXISTS funding_info (
 at settlement, NULL where the source does not give it (the archive files). A v1 file
 gains the two empty tables and keeps every row; nothing else changes.
 ``funding_info`` holds the intervals ``GET /fapi/v1/fundingInfo`` lists; a symbol it
-does not list settles every 8 h (`quanttui.feed.funding.DEFAULT_INTERVAL_HOURS`)."""
+does not list settles every 8 h (`quanttui.model.DEFAULT_FUNDING_INTERVAL_H`)."""
 
 MIGRATIONS: dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2}
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from quanttui.analytics.bars import LegBars, PairBars, align, leg_bars
 from quanttui.config import TIMEFRAMES
-from quanttui.model import Tick
+from quanttui.model import DEFAULT_FUNDING_INTERVAL_H, Tick
 
 KLINE_INTERVALS = {"1m": 60_000, "5m": 300_000}
 
@@ -156,3 +156,46 @@ def symbols_with_data(conn: sqlite3.Connection) -> list[str]:
         "SELECT DISTINCT symbol FROM ticks UNION SELECT DISTINCT symbol FROM klines ORDER BY 1"
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+    ).fetchone()
+    return row is not None
+
+
+def funding_intervals(conn: sqlite3.Connection, symbols: list[str]) -> dict[str, int]:
+    """Each symbol's settlement interval in hours from ``funding_info``, else 8 h. A v1
+    database (no such table) gives the default for every symbol."""
+    out = dict.fromkeys(symbols, DEFAULT_FUNDING_INTERVAL_H)
+    if not _has_table(conn, "funding_info"):
+        return out
+    for s in symbols:
+        row = conn.execute(
+            "SELECT interval_hours FROM funding_info WHERE symbol = ?", (s,)
+        ).fetchone()
+        if row is not None:
+            out[s] = int(row[0])
+    return out
+
+
+def load_funding(
+    conn: sqlite3.Connection, symbol: str, start_ms: int | None = None, end_ms: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(funding_ms, rate, mark_price)`` of the stored settlements of `symbol` in
+    ``[start_ms, end_ms]``, oldest first; ``mark_price`` is NaN where it is NULL. A v1
+    database (no ``funding`` table) has none."""
+    lo = -(2**62) if start_ms is None else start_ms
+    hi = 2**62 if end_ms is None else end_ms
+    rows = []
+    if _has_table(conn, "funding"):
+        rows = conn.execute(
+            "SELECT funding_ms, rate, mark_price FROM funding WHERE symbol = ? "
+            "AND funding_ms >= ? AND funding_ms <= ? ORDER BY funding_ms",
+            (symbol, lo, hi),
+        ).fetchall()
+    ts = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    rate = np.fromiter((r[1] for r in rows), np.float64, len(rows))
+    mark = np.fromiter((np.nan if r[2] is None else r[2] for r in rows), np.float64, len(rows))
+    return ts, rate, mark
