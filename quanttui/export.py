@@ -17,11 +17,14 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from quanttui.analytics.backtest import TRADE_FIELDS, BacktestReport
+from quanttui.analytics.funding import funding_columns
 from quanttui.analytics.live import PairParams
 from quanttui.analytics.snapshot import run_bars
-from quanttui.model import iso_utc
-from quanttui.store.queries import load_pair_bars
+from quanttui.model import FUNDING_METRIC_NAMES, iso_utc
+from quanttui.store.queries import load_funding_series, load_pair_bars
 
 ANALYTICS_COLUMNS = (
     "alpha beta r2 beta_se spread spread_mean zscore corr return_beta return_r2 "
@@ -63,6 +66,7 @@ def export_pair(
     bars = load_pair_bars(conn, sx, sy, tf, max_gap_bars=params.max_gap_bars)
     engine = params.analytics(history=max(len(bars), 1))
     run_bars(engine, bars)
+    fund = _funding_columns(conn, params, list(engine.history))
 
     def ticks() -> Iterable[Sequence[object]]:
         cur = conn.execute(
@@ -87,12 +91,13 @@ def export_pair(
             )
 
     def analytics_rows() -> Iterable[Sequence[object]]:
-        for m in engine.history:
+        for k, m in enumerate(engine.history):
             yield (
                 iso_utc(m.ts_ms),
                 repr(m.x),
                 repr(m.y),
                 *(_fmt(getattr(m, c)) for c in ANALYTICS_COLUMNS),
+                *(_fmt(fund[c][k]) for c in FUNDING_METRIC_NAMES),
             )
 
     def alert_rows() -> Iterable[Sequence[object]]:
@@ -110,10 +115,35 @@ def export_pair(
             ("time", *(f"x_{c}" for c in leg), *(f"y_{c}" for c in leg)),
             bar_rows(),
         ),
-        "analytics": (("time", "close_x", "close_y", *ANALYTICS_COLUMNS), analytics_rows()),
+        "analytics": (
+            ("time", "close_x", "close_y", *ANALYTICS_COLUMNS, *FUNDING_METRIC_NAMES),
+            analytics_rows(),
+        ),
         "alerts": (("time", "pair", "rule", "metric", "value", "threshold"), alert_rows()),
     }
     return _write_all(out, f"{sx}_{sy}_{tf}_{stamp}", plan)
+
+
+def _funding_columns(
+    conn: sqlite3.Connection, params: PairParams, hist: list
+) -> dict[str, np.ndarray]:
+    """`quanttui.analytics.funding.funding_columns` of the analytics rows, from the
+    stored settlements of both legs."""
+    series = load_funding_series(conn, [params.symbol_x, params.symbol_y])
+
+    def col(name: str) -> np.ndarray:
+        return np.fromiter((getattr(m, name) for m in hist), float, len(hist))
+
+    return funding_columns(
+        np.fromiter((m.ts_ms for m in hist), np.int64, len(hist)),
+        col("x"),
+        col("y"),
+        col("beta"),
+        col("zscore"),
+        series[params.symbol_x],
+        series[params.symbol_y],
+        log_hedge=params.hedge == "log",
+    )
 
 
 def export_backtest(

@@ -57,6 +57,42 @@ def snapshot_rows(s: Snapshot) -> list[tuple[str, str, str]]:
     ]
 
 
+def countdown_text(seconds: float) -> str:
+    """``h:mm:ss`` of a non-negative number of seconds (rounded down)."""
+    t = max(0, int(seconds))
+    return f"{t // 3600}:{t % 3600 // 60:02d}:{t % 60:02d}"
+
+
+def funding_rows(s: Snapshot) -> list[tuple[str, str, str]]:
+    """`(key, label, value)` rows of the perpetual-futures block, in display order:
+    per leg mark price, basis (bps of index), funding rate (% per settlement, with the
+    interval) and the countdown to the next funding; then the pair's carry for the
+    side the z-score points to. "—" where unknown; values fit in 21 columns."""
+    f = s.funding
+    rows: list[tuple[str, str, str]] = []
+    for name, leg in (("x", f.x if f else None), ("y", f.y if f else None)):
+        tag = name.upper()
+        if leg is None:
+            rows += [
+                (f"mark_{name}", f"Mark {tag}", "—"),
+                (f"basis_{name}", f"Basis {tag}", "—"),
+                (f"funding_{name}", f"Funding {tag}", "—"),
+                (f"next_funding_{name}", f"Next fund. {tag}", "—"),
+            ]
+            continue
+        rows += [
+            (f"mark_{name}", f"Mark {tag}", format(leg.mark, ",.8g")),
+            (f"basis_{name}", f"Basis {tag}", f"{leg.basis_bps:+.2f} bp"),
+            (f"funding_{name}", f"Funding {tag}", f"{leg.rate * 100:+.4f}% /{leg.interval_h}h"),
+            (f"next_funding_{name}", f"Next fund. {tag}", countdown_text(leg.countdown_s)),
+        ]
+    carry = "—"
+    if f is not None and f.carry_bps_day is not None:
+        carry = f"{f.carry_bps_day:+.2f} bp/d {f.side}"
+    rows.append(("carry_bps_day", "Carry", carry))
+    return rows
+
+
 def backtest_summary(report: BacktestReport) -> str:
     """One line of totals, shared by `quanttui backtest` and the app's backtest screen."""
     r = report.result

@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from quanttui.feed.binance import BinanceRest, RestError, now_ms
+from quanttui.model import MarkPrice
 from quanttui.store.writer import TickWriter
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,14 @@ import left NULL, and touches nothing when the row is already the same."""
 INSERT_FUNDING_IGNORE = (
     "INSERT OR IGNORE INTO funding(symbol, funding_ms, rate, mark_price) VALUES (?, ?, ?, ?)"
 )
+UPSERT_MARK = (
+    "INSERT INTO mark_prices(symbol, event_ms, mark_price, index_price, funding_rate, "
+    "next_funding_ms) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(symbol) DO UPDATE SET "
+    "event_ms = excluded.event_ms, mark_price = excluded.mark_price, "
+    "index_price = excluded.index_price, funding_rate = excluded.funding_rate, "
+    "next_funding_ms = excluded.next_funding_ms WHERE excluded.event_ms > mark_prices.event_ms"
+)
+"""The latest mark price of a symbol; an older update never replaces a newer one."""
 UPSERT_INTERVAL = (
     "INSERT INTO funding_info(symbol, interval_hours, updated_ms) VALUES (?, ?, ?) "
     "ON CONFLICT(symbol) DO UPDATE SET interval_hours = excluded.interval_hours, "
@@ -74,6 +83,11 @@ class FundingRow:
 
     def params(self) -> tuple[str, int, float, float | None]:
         return (self.symbol, self.funding_ms, self.rate, self.mark_price)
+
+
+def mark_params(mp: MarkPrice) -> tuple[str, int, float, float, float, int]:
+    """`UPSERT_MARK` parameters of one update."""
+    return (mp.symbol, mp.event_ms, mp.mark, mp.index, mp.rate, mp.next_funding_ms)
 
 
 def _rate(v: object) -> float:

@@ -77,15 +77,27 @@ CREATE TABLE IF NOT EXISTS funding_info (
     interval_hours INTEGER NOT NULL CHECK (interval_hours > 0),
     updated_ms     INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mark_prices (
+    symbol          TEXT    PRIMARY KEY,
+    event_ms        INTEGER NOT NULL,
+    mark_price      REAL    NOT NULL,
+    index_price     REAL    NOT NULL,
+    funding_rate    REAL    NOT NULL,
+    next_funding_ms INTEGER NOT NULL
+) WITHOUT ROWID;
 """
-"""Version 2 adds funding settlements and per-symbol funding intervals (issue 18).
+"""Version 2 adds funding settlements, per-symbol funding intervals and the latest mark
+price of each symbol (issue 18).
 
 ``funding`` holds one row per settlement: ``funding_ms`` is Binance's ``fundingTime``
 (archive ``calc_time``), ``rate`` the rate settled then, ``mark_price`` the mark price
 at settlement, NULL where the source does not give it (the archive files). A v1 file
-gains the two empty tables and keeps every row; nothing else changes.
+gains the three empty tables and keeps every row; nothing else changes.
 ``funding_info`` holds the intervals ``GET /fapi/v1/fundingInfo`` lists; a symbol it
-does not list settles every 8 h (`quanttui.model.DEFAULT_FUNDING_INTERVAL_H`)."""
+does not list settles every 8 h (`quanttui.model.DEFAULT_FUNDING_INTERVAL_H`).
+``mark_prices`` holds the latest ``markPrice@1s`` update of each symbol (one row per
+symbol, replaced), so `quanttui snapshot` in another process sees the live basis and
+funding rate."""
 
 MIGRATIONS: dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2}
 

@@ -12,8 +12,9 @@ import sqlite3
 import numpy as np
 
 from quanttui.analytics.bars import LegBars, PairBars, align, leg_bars
+from quanttui.analytics.funding import FundingSeries
 from quanttui.config import TIMEFRAMES
-from quanttui.model import DEFAULT_FUNDING_INTERVAL_H, Tick
+from quanttui.model import DEFAULT_FUNDING_INTERVAL_H, MarkPrice, Tick
 
 KLINE_INTERVALS = {"1m": 60_000, "5m": 300_000}
 
@@ -199,3 +200,36 @@ def load_funding(
     rate = np.fromiter((r[1] for r in rows), np.float64, len(rows))
     mark = np.fromiter((np.nan if r[2] is None else r[2] for r in rows), np.float64, len(rows))
     return ts, rate, mark
+
+
+def load_marks(conn: sqlite3.Connection, symbols: list[str]) -> dict[str, MarkPrice]:
+    """The latest stored mark-price update of each symbol that has one (none in a v1
+    database)."""
+    out: dict[str, MarkPrice] = {}
+    if not _has_table(conn, "mark_prices"):
+        return out
+    for s in symbols:
+        row = conn.execute(
+            "SELECT event_ms, mark_price, index_price, funding_rate, next_funding_ms "
+            "FROM mark_prices WHERE symbol = ?",
+            (s,),
+        ).fetchone()
+        if row is not None:
+            e, mark, index, rate, nxt = row
+            out[s] = MarkPrice(s, e, mark, index, None, rate, nxt)
+    return out
+
+
+def load_funding_series(
+    conn: sqlite3.Connection,
+    symbols: list[str],
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+) -> dict[str, FundingSeries]:
+    """Each symbol's stored settlements in ``[start_ms, end_ms]`` with its interval, for
+    the backtest and the export (empty series in a v1 database)."""
+    intervals = funding_intervals(conn, symbols)
+    return {
+        s: FundingSeries(*load_funding(conn, s, start_ms, end_ms), interval_h=intervals[s])
+        for s in symbols
+    }

@@ -62,6 +62,7 @@ def test_v1_migrates_to_v2_keeping_every_row(v1_copy: Path) -> None:
             assert len(rows(conn, t)) == V1_COUNTS[t]
         assert conn.execute("SELECT count(*) FROM funding").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM funding_info").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM mark_prices").fetchone() == (0,)
         conn.execute(
             "INSERT INTO funding(symbol, funding_ms, rate, mark_price) VALUES (?, ?, ?, ?)",
             ("BTCUSDT", 1_704_067_200_000, 1e-4, None),
