@@ -100,12 +100,22 @@ def backtest_summary(report: BacktestReport) -> str:
     def fmt(v: float | None, f: str) -> str:
         return "—" if v is None else format(v, f)
 
-    return (
+    line = (
         f"total pnl {r.total_pnl:,.2f}  fees {r.fees:,.2f}  "
         f"return/notional {fmt(r.return_on_notional, '.4%')}  sharpe {fmt(r.sharpe, '.2f')}  "
         f"max dd {r.max_drawdown:,.2f}  win rate {fmt(r.win_rate, '.0%')}  "
         f"exposure {r.exposure:.0%}  trades {len(r.trades)}"
     )
+    f = r.funding
+    if f is None:
+        return line
+    line += f"  funding {f.total:+,.2f}  pnl after funding {r.total_pnl + f.total:,.2f}"
+    if f.missing:
+        line += (
+            f"  funding coverage {f.coverage:.0%}: {f.missing} of {f.expected} settlements "
+            f"missing, {f.missing_in_position} while in a position (not counted)"
+        )
+    return line
 
 
 BACKTEST_COLUMNS = ("entry (UTC)", "exit (UTC)", "side", "b", "bars", "pnl")

@@ -15,7 +15,12 @@ from quanttui.analytics.snapshot import build_snapshot, run_bars
 from quanttui.config import Config
 from quanttui.errors import UserError
 from quanttui.store.db import StoreError, connect
-from quanttui.store.queries import funding_intervals, load_marks, load_pair_bars
+from quanttui.store.queries import (
+    funding_intervals,
+    load_funding_series,
+    load_marks,
+    load_pair_bars,
+)
 
 
 def _open(cfg: Config):
@@ -90,11 +95,12 @@ def backtest(cfg: Config, sx: str, sy: str, args) -> int:
     conn = _open(cfg)
     try:
         bars = load_pair_bars(conn, sx, sy, a.timeframe, max_gap_bars=pair.max_gap_bars)
+        series = load_funding_series(conn, [sx, sy])
     finally:
         conn.close()
     params = BacktestParams(a.entry_z, a.exit_z, b.stop_z or None, b.fee_bps, a.hedge == "log")
     try:
-        report = backtest_bars(bars, pair, params, lo, hi)
+        report = backtest_bars(bars, pair, params, lo, hi, (series[sx], series[sy]))
     except ValueError as exc:
         raise UserError(str(exc)) from None
     if args.out:
