@@ -93,8 +93,9 @@ price of each symbol (issue 18).
 (archive ``calc_time``), ``rate`` the rate settled then, ``mark_price`` the mark price
 at settlement, NULL where the source does not give it (the archive files). A v1 file
 gains the three empty tables and keeps every row; nothing else changes.
-``funding_info`` holds the intervals ``GET /fapi/v1/fundingInfo`` lists; a symbol it
-does not list settles every 8 h (`quanttui.model.DEFAULT_FUNDING_INTERVAL_H`).
+``funding_info`` holds each symbol's interval as last learnt (``GET
+/fapi/v1/fundingInfo`` or an imported fundingRate archive); a symbol without a row
+settles every 8 h (`quanttui.model.DEFAULT_FUNDING_INTERVAL_H`).
 ``mark_prices`` holds the latest ``markPrice@1s`` update of each symbol (one row per
 symbol, replaced), so `quanttui snapshot` in another process sees the live basis and
 funding rate."""

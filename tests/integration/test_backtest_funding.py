@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from quanttui.cli import main
-from quanttui.feed.funding import UPSERT_FUNDING, UPSERT_INTERVAL
+from quanttui.store.writer import UPSERT_FUNDING, UPSERT_INTERVAL
 from tests.conftest import need
 from tests.helpers import store_kline_csv
 

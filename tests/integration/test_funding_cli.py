@@ -11,9 +11,10 @@ import pytest
 
 from quanttui.analytics.funding import pair_carry_bps_day
 from quanttui.cli import main
-from quanttui.feed.funding import UPSERT_FUNDING, UPSERT_INTERVAL, UPSERT_MARK, mark_params
+from quanttui.feed.funding import mark_params
 from quanttui.feed.recordings import read_ndjson
 from quanttui.model import MarkPrice, parse_iso_ms
+from quanttui.store.writer import UPSERT_FUNDING, UPSERT_INTERVAL, UPSERT_MARK
 from tests.helpers import store_ticks
 
 H = 3_600_000
