@@ -207,3 +207,17 @@ async def backfill_funding(
         stats.per_symbol[sym] = len(rows)
     await writer.flush()
     return stats
+
+
+async def store_settlement(
+    rest: BinanceRest, writer: TickWriter, symbol: str, funding_ms: int
+) -> int:
+    """Keep ``funding`` current live: fetch the settlement of `symbol` at `funding_ms`
+    (the time `FundingState.update` returned when ``T`` moved on; a minute either side,
+    for the ms Binance's ``fundingTime`` may lag the hour) and store it. Returns the rows
+    stored: 0 when the exchange has not published it yet (call again a little later).
+    Raises `RestUnavailable`/`RestError`."""
+    rows = await fetch_funding_rates(rest, symbol, funding_ms - 60_000, funding_ms + 60_000)
+    if rows:
+        await writer.execute(UPSERT_FUNDING, [r.params() for r in rows], many=True)
+    return len(rows)

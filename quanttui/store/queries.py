@@ -233,3 +233,26 @@ def load_funding_series(
         s: FundingSeries(*load_funding(conn, s, start_ms, end_ms), interval_h=intervals[s])
         for s in symbols
     }
+
+
+def funding_rates_per_day(conn: sqlite3.Connection, symbols: list[str]) -> np.ndarray:
+    """Each symbol's current funding rate per day (`quanttui.analytics.funding.daily_rate`
+    with its interval), for `carry_matrix`: the predicted rate of the latest stored mark
+    price, else the last stored settlement, else NaN."""
+    marks = load_marks(conn, symbols)
+    intervals = funding_intervals(conn, symbols)
+    stored = _has_table(conn, "funding")
+    out = np.full(len(symbols), np.nan)
+    for k, s in enumerate(symbols):
+        if s in marks:
+            out[k] = marks[s].rate * 24 / intervals[s]
+            continue
+        row = None
+        if stored:
+            row = conn.execute(
+                "SELECT rate FROM funding WHERE symbol = ? ORDER BY funding_ms DESC LIMIT 1",
+                (s,),
+            ).fetchone()
+        if row is not None:
+            out[k] = row[0] * 24 / intervals[s]
+    return out

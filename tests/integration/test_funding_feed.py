@@ -7,15 +7,17 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 import websockets
 
+from quanttui.analytics.funding import FundingState
 from quanttui.feed.binance import BinanceRest, RestError, market_stream_url, parse_market_frame
-from quanttui.feed.funding import FUNDING_LIMIT, backfill_funding
+from quanttui.feed.funding import FUNDING_LIMIT, backfill_funding, mark_params, store_settlement
 from quanttui.model import MarkPrice, Tick
-from quanttui.store.queries import funding_intervals, load_funding
-from quanttui.store.writer import TickWriter
+from quanttui.store.queries import funding_intervals, funding_rates_per_day, load_funding
+from quanttui.store.writer import UPSERT_INTERVAL, UPSERT_MARK, TickWriter
 from tests.fakes.exchange import FakeExchange, FakeMark, funding_rows, synthetic_trades
 
 T0 = 1_704_067_200_000  # 2024-01-01 00:00 UTC
@@ -165,3 +167,35 @@ async def test_mark_frames_on_the_routed_stream(tmp_path: Path) -> None:
     ]
     assert got_marks[1].rate == pytest.approx(-2.531e-5)
     assert orjson.loads(marks[0].frame())["stream"] == "btcusdt@markPrice@1s"
+
+
+async def test_a_settlement_seen_live_is_fetched_and_stored(tmp_path: Path) -> None:
+    """The mark stream's T moves on: FundingState says which settlement passed, and
+    store_settlement fetches it; the carry matrix then reads the stored rates."""
+    t1 = T0 + 3 * H8
+    hist = funding_rows("BTCUSDT", [T0 + k * H8 + (3 if k == 3 else 0) for k in range(5)],
+                        [1e-4, 2e-4, 3e-4, 4.5e-4, 5e-4], [None, None, None, 90_000.5, None])  # fmt: skip
+    state = FundingState("BTCUSDT", "ETHUSDT")
+    assert state.update(MarkPrice("BTCUSDT", t1 - 1000, 1.0, 1.0, None, 4e-4, t1)) is None
+    passed = state.update(MarkPrice("BTCUSDT", t1 + 1000, 1.0, 1.0, None, 1e-4, t1 + H8))
+    assert passed == t1
+    db = tmp_path / "s.db"
+    async with FakeExchange([], funding={"BTCUSDT": hist, "ETHUSDT": []}) as ex:
+        rest = BinanceRest(ex.rest_base)
+        writer = TickWriter(db, flush_interval=0.01)
+        await writer.start()
+        assert await store_settlement(rest, writer, "BTCUSDT", passed) == 1
+        assert await store_settlement(rest, writer, "ETHUSDT", passed) == 0
+        await writer.close()
+        await rest.close()
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT * FROM funding").fetchall() == [
+        ("BTCUSDT", t1 + 3, 4.5e-4, 90_000.5)
+    ]
+    conn.execute(UPSERT_INTERVAL, ("ETHUSDT", 4, T0))
+    conn.execute(UPSERT_MARK, mark_params(MarkPrice("SOLUSDT", T0, 99.0, 99.1, None, -2e-4, T0)))
+    conn.commit()
+    daily = funding_rates_per_day(conn, ["BTCUSDT", "SOLUSDT", "ETHUSDT"])
+    conn.close()
+    assert daily[:2].tolist() == pytest.approx([4.5e-4 * 3, -2e-4 * 3], rel=1e-15)
+    assert np.isnan(daily[2])  # ETH: an interval, but no rate stored
