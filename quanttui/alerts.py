@@ -7,7 +7,9 @@ Grammar (whitespace free between tokens)::
     OP     := ">" | ">=" | "<" | "<="
     value  := number | "entry_z" | "exit_z"
 
-METRIC is any number in the analytics snapshot (`quanttui.model.METRIC_NAMES`).
+METRIC is any number in the analytics snapshot (`quanttui.model.METRIC_NAMES`), the
+perpetual-futures ones (``funding_x funding_y carry_bps_day basis_x basis_y``) included;
+a metric that is undefined (no mark price yet) never fires a rule.
 
 Semantics. A rule *fires* on a transition of its condition from false to true (a rule
 starts out armed, as if the condition had been false). After firing it is disarmed and

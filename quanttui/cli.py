@@ -409,7 +409,8 @@ def _import_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="quanttui import",
         description=(
-            "Load Binance archive files (aggTrades, trades or klines; .csv or .zip) into the "
+            "Load Binance archive files (aggTrades, trades, klines or fundingRate; .csv or "
+            ".zip) into the "
             "database. Re-importing a file adds nothing; a file with a bad row adds nothing."
         ),
     )

@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from quanttui.analytics.backtest import TRADE_FIELDS, BacktestReport
+from quanttui.analytics.funding import funding_columns
 from quanttui.analytics.live import PairParams
 from quanttui.analytics.snapshot import run_bars
-from quanttui.model import iso_utc
-from quanttui.store.queries import load_pair_bars
+from quanttui.model import FUNDING_METRIC_NAMES, iso_utc
+from quanttui.store.queries import load_funding_series, load_pair_bars
 
 ANALYTICS_COLUMNS = (
     "alpha beta r2 beta_se spread spread_mean zscore corr return_beta return_r2 "
@@ -97,6 +98,7 @@ def export_pair(
     bars = load_pair_bars(conn, sx, sy, tf, max_gap_bars=params.max_gap_bars)
     engine = params.analytics(history=max(len(bars), 1))
     run_bars(engine, bars)
+    fund = _funding_columns(conn, params, list(engine.history))
 
     def ticks() -> Iterable[Sequence[object]]:
         cur = conn.execute(
@@ -117,16 +119,25 @@ def export_pair(
             )
 
     def analytics_rows() -> Iterable[Sequence[object]]:
-        for m in engine.history:
-            yield (iso_utc(m.ts_ms), m.x, m.y, *(getattr(m, c) for c in ANALYTICS_COLUMNS))
+        for k, m in enumerate(engine.history):
+            yield (
+                iso_utc(m.ts_ms),
+                m.x,
+                m.y,
+                *(getattr(m, c) for c in ANALYTICS_COLUMNS),
+                *(fund[c][k] for c in FUNDING_METRIC_NAMES),
+            )
 
     def alert_rows() -> Iterable[Sequence[object]]:
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(alerts)")}
+        withdrawn = "withdrawn_ms" if "withdrawn_ms" in cols else "NULL"
         cur = conn.execute(
-            "SELECT ts_ms, pair, rule, metric, value, threshold FROM alerts WHERE pair = ? ORDER BY ts_ms, id",
+            f"SELECT ts_ms, pair, rule, metric, value, threshold, {withdrawn} FROM alerts "
+            "WHERE pair = ? ORDER BY ts_ms, id",
             (params.pair,),
         )
-        for ts, pair, rule, metric, value, thr in cur:
-            yield (iso_utc(ts), pair, rule, metric, value, thr)
+        for ts, pair, rule, metric, value, thr, gone in cur:
+            yield (iso_utc(ts), pair, rule, metric, value, thr, iso_utc(gone) if gone else None)
 
     leg = ("open", "high", "low", "close", "volume", "trades", "filled")
     plan = {
@@ -135,10 +146,38 @@ def export_pair(
             ("time", *(f"x_{c}" for c in leg), *(f"y_{c}" for c in leg)),
             bar_rows(),
         ),
-        "analytics": (("time", "close_x", "close_y", *ANALYTICS_COLUMNS), analytics_rows()),
-        "alerts": (("time", "pair", "rule", "metric", "value", "threshold"), alert_rows()),
+        "analytics": (
+            ("time", "close_x", "close_y", *ANALYTICS_COLUMNS, *FUNDING_METRIC_NAMES),
+            analytics_rows(),
+        ),
+        "alerts": (
+            ("time", "pair", "rule", "metric", "value", "threshold", "withdrawn"),
+            alert_rows(),
+        ),
     }
     return _write_all(out, f"{sx}_{sy}_{tf}_{stamp}", plan)
+
+
+def _funding_columns(
+    conn: sqlite3.Connection, params: PairParams, hist: list
+) -> dict[str, np.ndarray]:
+    """`quanttui.analytics.funding.funding_columns` of the analytics rows, from the
+    stored settlements of both legs."""
+    series = load_funding_series(conn, [params.symbol_x, params.symbol_y])
+
+    def col(name: str) -> np.ndarray:
+        return np.fromiter((getattr(m, name) for m in hist), float, len(hist))
+
+    return funding_columns(
+        np.fromiter((m.ts_ms for m in hist), np.int64, len(hist)),
+        col("x"),
+        col("y"),
+        col("beta"),
+        col("zscore"),
+        series[params.symbol_x],
+        series[params.symbol_y],
+        log_hedge=params.hedge == "log",
+    )
 
 
 def export_backtest(

@@ -39,6 +39,37 @@ class Tick:
     recv_ms: int = 0
 
 
+DEFAULT_FUNDING_INTERVAL_H = 8
+"""Binance USD-M settles funding every 8 h (00:00, 08:00, 16:00 UTC) for every symbol
+that ``GET /fapi/v1/fundingInfo`` does not list with another interval."""
+
+
+@dataclass(frozen=True, slots=True)
+class MarkPrice:
+    """One ``<symbol>@markPrice@1s`` update of a USD-M perpetual.
+
+    A frame recorded from Binance (quoted in geometrybase/hft-micro's ``common`` tests)::
+
+        {"stream": "eosusdt@markPrice@1s",
+         "data": {"e": "markPriceUpdate", "E": 1616555105001, "s": "EOSUSDT",
+                  "p": "4.11998561", "P": "4.11278428", "i": "4.11519211",
+                  "r": "0.00030438", "T": 1616572800000}}
+
+    ``p`` mark price, ``i`` index price, ``P`` estimated settle price (meaningful only in
+    the last hour before a settlement), ``r`` the funding rate that will settle at ``T``
+    (a fraction: 0.00030438 = 0.030438%), ``T`` the next funding time, ``E`` event time.
+    """
+
+    symbol: str
+    event_ms: int
+    mark: float
+    index: float
+    settle_estimate: float | None
+    rate: float
+    next_funding_ms: int
+    recv_ms: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class Bar:
     """OHLCV of one leg over `[ts_ms, ts_ms + timeframe)`. `filled` marks a bucket with no
@@ -85,6 +116,70 @@ class Alert:
             "value": self.value,
             "threshold": self.threshold,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class LegFunding:
+    """One leg's latest mark-price update as the metrics table shows it: `basis_bps`
+    is ``1e4 * (mark - index) / index``, `rate` the predicted funding rate (a fraction),
+    `countdown_s` the time to `next_funding_ms` when the metrics were taken, and
+    `updated_ms` the update's event time."""
+
+    symbol: str
+    mark: float
+    index: float
+    basis_bps: float
+    rate: float
+    interval_h: int
+    next_funding_ms: int
+    countdown_s: float
+    updated_ms: int
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "symbol": self.symbol,
+            "mark": self.mark,
+            "index": self.index,
+            "basis_bps": self.basis_bps,
+            "funding_rate": self.rate,
+            "interval_h": self.interval_h,
+            "next_funding": iso_utc(self.next_funding_ms),
+            "countdown_s": self.countdown_s,
+            "updated": iso_utc(self.updated_ms),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FundingMetrics:
+    """Both legs (None until a leg's first update) and the pair's carry, in bps of gross
+    notional per day, for the side the z-score points to (`side` None when it points
+    nowhere; then `carry_bps_day` is None). Definitions: `quanttui.analytics.funding`."""
+
+    x: LegFunding | None
+    y: LegFunding | None
+    side: str | None
+    carry_bps_day: float | None
+
+    def rule_metrics(self) -> dict[str, float]:
+        """``funding_x funding_y basis_x basis_y carry_bps_day`` (rates as fractions,
+        basis and carry in bps), leaving out what is undefined."""
+        out: dict[str, float] = {}
+        for name, leg in (("x", self.x), ("y", self.y)):
+            if leg is not None:
+                out[f"funding_{name}"] = leg.rate
+                out[f"basis_{name}"] = leg.basis_bps
+        if self.carry_bps_day is not None:
+            out["carry_bps_day"] = self.carry_bps_day
+        return out
+
+
+FUNDING_METRIC_NAMES: tuple[str, ...] = (
+    "funding_x",
+    "funding_y",
+    "carry_bps_day",
+    "basis_x",
+    "basis_y",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +233,7 @@ class Snapshot:
     kalman_z: float | None = None
     flags: tuple[str, ...] = ()
     series: Series = field(default_factory=Series)
+    funding: FundingMetrics | None = None
 
     @property
     def pair(self) -> str:
@@ -146,7 +242,11 @@ class Snapshot:
     def metrics(self) -> dict[str, float]:
         """The numeric metrics that alert rules may name; undefined ones are left out."""
         out: dict[str, float] = {}
+        if self.funding is not None:
+            out.update(self.funding.rule_metrics())
         for name in METRIC_NAMES:
+            if name in FUNDING_METRIC_NAMES:
+                continue
             value = getattr(self, _METRIC_ALIASES.get(name, name))
             if value is not None and not (isinstance(value, float) and math.isnan(value)):
                 out[name] = float(value)
@@ -161,7 +261,15 @@ class Snapshot:
         data = asdict(self)
         data["time"] = iso_utc(self.time_ms) if self.time_ms is not None else None
         data["flags"] = list(self.flags)
-        return {k: data[k] for k in keys}
+        out = {k: data[k] for k in keys}
+        f = self.funding
+        fm = f.rule_metrics() if f is not None else {}
+        out.update({k: fm.get(k) for k in FUNDING_METRIC_NAMES})
+        out["carry_side"] = f.side if f is not None else None
+        out["funding"] = (
+            None if f is None else {"x": f.x and f.x.as_json(), "y": f.y and f.y.as_json()}
+        )
+        return out
 
 
 _METRIC_ALIASES = {"price_x": "close_x", "price_y": "close_y"}
@@ -189,4 +297,5 @@ METRIC_NAMES: tuple[str, ...] = (
     "kalman_q",
     "kalman_z",
     "bars",
+    *FUNDING_METRIC_NAMES,
 )

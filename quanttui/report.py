@@ -60,6 +60,42 @@ def snapshot_rows(s: Snapshot) -> list[tuple[str, str, str]]:
     ]
 
 
+def countdown_text(seconds: float) -> str:
+    """``h:mm:ss`` of a non-negative number of seconds (rounded down)."""
+    t = max(0, int(seconds))
+    return f"{t // 3600}:{t % 3600 // 60:02d}:{t % 60:02d}"
+
+
+def funding_rows(s: Snapshot) -> list[tuple[str, str, str]]:
+    """`(key, label, value)` rows of the perpetual-futures block, in display order:
+    per leg mark price, basis (bps of index), funding rate (% per settlement, with the
+    interval) and the countdown to the next funding; then the pair's carry for the
+    side the z-score points to. "—" where unknown; values fit in 21 columns."""
+    f = s.funding
+    rows: list[tuple[str, str, str]] = []
+    for name, leg in (("x", f.x if f else None), ("y", f.y if f else None)):
+        tag = name.upper()
+        if leg is None:
+            rows += [
+                (f"mark_{name}", f"Mark {tag}", "—"),
+                (f"basis_{name}", f"Basis {tag}", "—"),
+                (f"funding_{name}", f"Funding {tag}", "—"),
+                (f"next_funding_{name}", f"Next fund. {tag}", "—"),
+            ]
+            continue
+        rows += [
+            (f"mark_{name}", f"Mark {tag}", format(leg.mark, ",.8g")),
+            (f"basis_{name}", f"Basis {tag}", f"{leg.basis_bps:+.2f} bp"),
+            (f"funding_{name}", f"Funding {tag}", f"{leg.rate * 100:+.4f}% /{leg.interval_h}h"),
+            (f"next_funding_{name}", f"Next fund. {tag}", countdown_text(leg.countdown_s)),
+        ]
+    carry = "—"
+    if f is not None and f.carry_bps_day is not None:
+        carry = f"{f.carry_bps_day:+.2f} bp/d {f.side}"
+    rows.append(("carry_bps_day", "Carry", carry))
+    return rows
+
+
 def backtest_summary(report: BacktestReport) -> str:
     """One line of totals, shared by `quanttui backtest` and the app's backtest screen."""
     r = report.result
@@ -67,12 +103,22 @@ def backtest_summary(report: BacktestReport) -> str:
     def fmt(v: float | None, f: str) -> str:
         return "—" if v is None else format(v, f)
 
-    return (
+    line = (
         f"total pnl {r.total_pnl:,.2f}  fees {r.fees:,.2f}  "
         f"return/notional {fmt(r.return_on_notional, '.4%')}  sharpe {fmt(r.sharpe, '.2f')}  "
         f"max dd {r.max_drawdown:,.2f}  win rate {fmt(r.win_rate, '.0%')}  "
         f"exposure {r.exposure:.0%}  trades {len(r.trades)}"
     )
+    f = r.funding
+    if f is None:
+        return line
+    line += f"  funding {f.total:+,.2f}  pnl after funding {r.total_pnl + f.total:,.2f}"
+    if f.missing:
+        line += (
+            f"  funding coverage {f.coverage:.0%}: {f.missing} of {f.expected} settlements "
+            f"missing, {f.missing_in_position} while in a position (not counted)"
+        )
+    return line
 
 
 BACKTEST_COLUMNS = ("entry (UTC)", "exit (UTC)", "side", "b", "bars", "pnl")

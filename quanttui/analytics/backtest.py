@@ -18,6 +18,28 @@ Rules (the README repeats them):
   marked at the last close and pays no exit fee.
 * Sharpe: mean / std (ddof=1) of per-bar PnL times ``sqrt(bars per year)``, with a year
   of 365 days (crypto trades around the clock). It is a PnL Sharpe, not a return Sharpe.
+
+Funding (USD-M perpetuals; with the legs' stored settlements, `FundingSeries`):
+
+* Bar t closes at ``c_t = ts_t + tf``. A settlement at time T with ``c_{t-1} < T <= c_t``
+  is paid by the position held over bar t, the one before bar t's fills: a position
+  entered at the close at T does not pay the settlement at T, one exited then does.
+  T is the nominal time, the stored ``funding_ms`` rounded to the minute (Binance's
+  are on the hour, sometimes a few ms late); two stored rows in the same minute are one
+  settlement.
+* Each leg with quantity q (``q > 0`` long) receives ``-q * M * r``: a long pays when
+  ``r > 0``. M is the stored mark price at the settlement, else (archive rows have
+  none) the close of bar t, the first close at or after T.
+* ``funding`` is the sum over both legs, signed (positive = received), booked on bar t
+  and on the trade then open. ``total_pnl``, equity, Sharpe, drawdown, win rate and
+  return on notional stay *before* funding; ``pnl_after_funding = total_pnl + funding``.
+* Coverage: each leg should settle at every multiple of its interval (fundingInfo, 8 h
+  by default) in ``(c_0, c_{n-1}]``. ``funding_coverage`` is the share of those
+  expected settlements, both legs together, that are stored (1.0 when none is
+  expected); ``funding_missing`` counts the others and ``funding_missing_in_position``
+  those of them that fell while a position was open, whose flows are unknown and *not*
+  in ``funding``. Without funding data at all (`funding` None) these are all None.
+  Coverage assumes today's interval over the whole range.
 """
 
 from __future__ import annotations
@@ -27,6 +49,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from quanttui.analytics.funding import FundingSeries, expected_settlements, match_settlements
 
 if TYPE_CHECKING:
     from quanttui.analytics.bars import PairBars
@@ -69,6 +93,7 @@ class Trade:
     exit_y: float | None = None
     pnl: float = 0.0
     bars_held: int = 0
+    funding: float = 0.0
 
 
 @dataclass(slots=True)
@@ -85,6 +110,31 @@ class BacktestResult:
     win_rate: float | None
     exposure: float
     params: dict = field(default_factory=dict)
+    funding: FundingOutcome | None = None
+
+    @property
+    def pnl_after_funding(self) -> float | None:
+        return None if self.funding is None else self.total_pnl + self.funding.total
+
+
+@dataclass(frozen=True, slots=True)
+class FundingOutcome:
+    """The funding part of a backtest (module docstring): `total` signed, received
+    positive; `bar` per bar; `expected`/`missing` settlements over the range (both legs),
+    `missing_in_position` of those while a position was open, `mark_from_close` flows
+    valued at a bar close for want of a stored mark price."""
+
+    total: float
+    bar: np.ndarray
+    settlements: int
+    expected: int
+    missing: int
+    missing_in_position: int
+    mark_from_close: int
+
+    @property
+    def coverage(self) -> float:
+        return 1.0 if self.expected == 0 else (self.expected - self.missing) / self.expected
 
 
 def run_backtest(
@@ -95,7 +145,10 @@ def run_backtest(
     beta: np.ndarray,
     params: BacktestParams,
     timeframe_ms: int,
+    funding: tuple[FundingSeries, FundingSeries] | None = None,
 ) -> BacktestResult:
+    """The strategy over the bars (module docstring); with `funding` (X's and Y's
+    stored settlements) the result also has the funding flows and their coverage."""
     n = len(ts_ms)
     if not (len(x) == len(y) == len(z) == len(beta) == n):
         raise ValueError("all series must have the same length")
@@ -108,8 +161,10 @@ def run_backtest(
     fees_total = 0.0
     gross = 0.0
     in_market = 0
+    held: list[Trade | None] = [None] * n
     for t in range(n):
         px, py = xs[t], ys[t]
+        held[t] = open_t
         if open_t is not None and t > 0:
             bar_pnl[t] += open_t.qy * (py - ys[t - 1]) + open_t.qx * (px - xs[t - 1])
         if pending is not None:
@@ -160,6 +215,9 @@ def run_backtest(
         open_t.exit_x, open_t.exit_y = xs[-1], ys[-1]
         open_t.bars_held = n - 1 - open_t.entry_index
         trades.append(open_t)
+    outcome = None
+    if funding is not None and n:
+        outcome = _funding(np.asarray(ts_ms, np.int64), xs, ys, held, timeframe_ms, *funding)
     equity = np.cumsum(bar_pnl)
     total = float(equity[-1]) if n else 0.0
     closed = [tr for tr in trades if tr.exit_time is not None]
@@ -182,7 +240,58 @@ def run_backtest(
         win_rate=sum(tr.pnl > 0 for tr in closed) / len(closed) if closed else None,
         exposure=in_market / n if n else 0.0,
         params=asdict(params),
+        funding=outcome,
     )
+
+
+MINUTE_MS = 60_000
+
+
+def _funding(
+    ts_ms: np.ndarray,
+    xs: list[float],
+    ys: list[float],
+    held: list[Trade | None],
+    timeframe_ms: int,
+    fx: FundingSeries,
+    fy: FundingSeries,
+) -> FundingOutcome:
+    """Settlement cash flows of the positions in `held` (the position over each bar)."""
+    closes_at = ts_ms + timeframe_ms
+    lo, hi = int(closes_at[0]), int(closes_at[-1])
+    bar = np.zeros(len(ts_ms))
+    total = 0.0
+    settlements = expected = missing = in_pos = proxy = 0
+    for series, closes, leg in ((fx, xs, "x"), (fy, ys, "y")):
+        nominal = (series.ts_ms + MINUTE_MS // 2) // MINUTE_MS * MINUTE_MS
+        seen: dict[int, int] = {}
+        for k in np.flatnonzero((nominal > lo) & (nominal <= hi)).tolist():
+            first = seen.setdefault(int(nominal[k]), k)
+            if first != k and not np.isfinite(series.mark[first]):
+                seen[int(nominal[k])] = k  # a duplicate that has the mark price wins
+        for when, k in seen.items():
+            t = int(np.searchsorted(closes_at, when, side="left"))
+            settlements += 1
+            tr = held[t]
+            if tr is None:
+                continue
+            mark = float(series.mark[k])
+            if not np.isfinite(mark):
+                mark = closes[t]
+                proxy += 1
+            q = tr.qx if leg == "x" else tr.qy
+            flow = -q * mark * float(series.rate[k])
+            bar[t] += flow
+            tr.funding += flow
+            total += flow
+        want = expected_settlements(lo, hi, series.interval_h)
+        absent = want[match_settlements(series, want) < 0]
+        expected += want.size
+        missing += absent.size
+        for when in absent.tolist():
+            t = int(np.searchsorted(closes_at, when, side="left"))
+            in_pos += held[t] is not None
+    return FundingOutcome(total, bar, settlements, expected, missing, in_pos, proxy)
 
 
 TRADE_FIELDS = (
@@ -196,6 +305,7 @@ TRADE_FIELDS = (
     "beta",
     "pnl",
     "bars_held",
+    "funding",
 )
 
 
@@ -211,7 +321,8 @@ class BacktestReport:
         from quanttui.model import iso_utc
 
         out = []
-        for t in self.result.trades:
+        r = self.result
+        for t in r.trades:
             out.append(
                 {
                     "entry_time": iso_utc(t.entry_time),
@@ -224,6 +335,7 @@ class BacktestReport:
                     "beta": t.beta,
                     "pnl": t.pnl,
                     "bars_held": t.bars_held,
+                    "funding": t.funding if r.funding is not None else None,
                 }
             )
         return out
@@ -241,6 +353,21 @@ class BacktestReport:
             "exposure": r.exposure,
             "bars": self.bars,
             "params": self.params,
+            **self.funding_json(),
+        }
+
+    def funding_json(self) -> dict:
+        """The funding keys of `--json` (None throughout when no funding was loaded)."""
+        r, f = self.result, self.result.funding
+        return {
+            "funding": None if f is None else f.total,
+            "pnl_before_funding": r.total_pnl,
+            "pnl_after_funding": r.pnl_after_funding,
+            "funding_coverage": None if f is None else f.coverage,
+            "funding_settlements": None if f is None else f.settlements,
+            "funding_missing": None if f is None else f.missing,
+            "funding_missing_in_position": None if f is None else f.missing_in_position,
+            "funding_mark_from_close": None if f is None else f.mark_from_close,
         }
 
 
@@ -250,9 +377,11 @@ def backtest_bars(
     params: BacktestParams,
     start_ms: int | None = None,
     end_ms: int | None = None,
+    funding: tuple[FundingSeries, FundingSeries] | None = None,
 ) -> BacktestReport:
     """Run the analytics over all `bars` (so the first bars in range already have a full
-    window), then the strategy over the bars in ``[start_ms, end_ms]``.
+    window), then the strategy over the bars in ``[start_ms, end_ms]``, with the X and Y
+    `funding` settlements when given (`quanttui.store.queries.load_funding_series`).
 
     Raises `ValueError` when the range holds fewer than two bars or no z-score."""
     from quanttui.analytics.snapshot import run_bars
@@ -281,6 +410,7 @@ def backtest_bars(
         col("beta"),
         params,
         pair.timeframe_ms,
+        funding,
     )
     meta = {
         **res.params,

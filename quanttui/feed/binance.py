@@ -33,7 +33,7 @@ import websockets
 from websockets.exceptions import WebSocketException
 
 from quanttui.config import FeedConfig
-from quanttui.model import Tick
+from quanttui.model import MarkPrice, Tick
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,101 @@ def parse_frame(raw: str | bytes, recv_ms: int = 0) -> Tick | None:
     if not stream.lower().startswith(tick.symbol.lower() + "@"):
         raise FrameError("stream/symbol mismatch")
     return tick
+
+
+MARK_STREAM = "markPrice@1s"
+"""Mark price, index price and funding rate once a second, on the same routed ``/market``
+connection as aggTrade (``<ws>/market/stream?streams=btcusdt@aggTrade/btcusdt@markPrice@1s``);
+the unrouted ``/ws`` endpoint never delivers it."""
+
+
+def market_stream_url(
+    ws_base: str, symbols: Sequence[str], streams: Sequence[str] = ("aggTrade", MARK_STREAM)
+) -> str:
+    """One combined-stream URL carrying every stream of every symbol, e.g.
+    ``.../market/stream?streams=btcusdt@aggTrade/ethusdt@aggTrade/btcusdt@markPrice@1s/
+    ethusdt@markPrice@1s``."""
+    names = "/".join(f"{sym.lower()}@{st}" for st in streams for sym in symbols)
+    return f"{ws_base.rstrip('/')}/stream?streams={names}"
+
+
+def _decimal(d: dict, key: str, *, positive: bool = True) -> float:
+    v = d.get(key)
+    if type(v) is not str:
+        raise FrameError(f"bad {key}")
+    try:
+        f = float(v)
+    except ValueError:
+        raise FrameError(f"bad {key}") from None
+    if not math.isfinite(f) or (f <= 0 if positive else abs(f) >= 1):
+        raise FrameError(f"bad {key}")
+    return f
+
+
+def parse_mark_price(d: object, recv_ms: int = 0) -> MarkPrice:
+    """One ``markPriceUpdate`` object (a stream frame's ``data``) to a `MarkPrice` (its
+    docstring has a real payload). Strict: ``E`` and ``T`` positive integers; ``p`` and
+    ``i`` positive decimal strings; ``r`` a decimal string below 100% in size (it may
+    be negative); ``P``, when present, a non-negative decimal string. Raises
+    `FrameError`."""
+    if not isinstance(d, dict):
+        raise FrameError("not an object")
+    if d.get("e") != "markPriceUpdate":
+        raise FrameError("unexpected event")
+    sym = d.get("s")
+    if type(sym) is not str or not sym.isalnum() or not 2 <= len(sym) <= 20:
+        raise FrameError("bad s")
+    event, nxt = _int(d, "E"), _int(d, "T")
+    if event <= 0:
+        raise FrameError("bad E")
+    if nxt <= 0:
+        raise FrameError("bad T")
+    settle = None
+    if "P" in d:
+        settle = _num(d, "P")
+    return MarkPrice(
+        sym.upper(),
+        event,
+        _decimal(d, "p"),
+        _decimal(d, "i"),
+        settle,
+        _decimal(d, "r", positive=False),
+        nxt,
+        recv_ms,
+    )
+
+
+def parse_mark_frame(raw: str | bytes, recv_ms: int = 0) -> MarkPrice | None:
+    """A ``<symbol>@markPrice@1s`` combined-stream frame to a `MarkPrice`; `None` for a
+    control reply. The stream name must be the payload symbol's ``@markPrice@1s`` (or
+    the 3-second ``@markPrice``). Raises `FrameError`."""
+    try:
+        msg = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise FrameError("not JSON") from None
+    if not isinstance(msg, dict):
+        raise FrameError("not an object")
+    if "id" in msg and ("result" in msg or "error" in msg):
+        return None
+    data = msg.get("data")
+    stream = msg.get("stream")
+    if not isinstance(data, dict) or type(stream) is not str:
+        raise FrameError("not a stream frame")
+    mark = parse_mark_price(data, recv_ms)
+    sym = mark.symbol.lower()
+    if stream not in (f"{sym}@{MARK_STREAM}", f"{sym}@markPrice"):
+        raise FrameError("stream/symbol mismatch")
+    return mark
+
+
+def parse_market_frame(raw: str | bytes, recv_ms: int = 0) -> Tick | MarkPrice | None:
+    """A frame of the combined trades + mark-price connection, routed by its stream
+    name: ``<sym>@markPrice@1s`` to `parse_mark_frame`, anything else to `parse_frame`
+    (aggTrade). The name is found without decoding the frame twice: symbols are
+    alphanumeric, so ``@markPrice`` occurs in no aggTrade frame. Raises `FrameError`."""
+    if (b"@markPrice" if isinstance(raw, bytes) else "@markPrice") in raw:
+        return parse_mark_frame(raw, recv_ms)
+    return parse_frame(raw, recv_ms)
 
 
 class RestError(Exception):

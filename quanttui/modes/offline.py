@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+import time
 from pathlib import Path
 
 import orjson
 
+from quanttui.analytics.funding import FundingState
 from quanttui.analytics.live import PairParams
 from quanttui.analytics.snapshot import build_snapshot, run_bars
 from quanttui.config import Config
 from quanttui.errors import UserError
 from quanttui.store.db import StoreError, connect
-from quanttui.store.queries import load_pair_bars
+from quanttui.store.queries import (
+    funding_intervals,
+    load_funding_series,
+    load_marks,
+    load_pair_bars,
+)
 from quanttui.textsafe import printable
 
 
@@ -28,6 +36,8 @@ def snapshot(cfg: Config, sx: str, sy: str, *, as_json: bool) -> int:
     conn = _open(cfg)
     try:
         bars = load_pair_bars(conn, sx, sy, a.timeframe, max_gap_bars=2 * a.window)
+        marks = load_marks(conn, [sx, sy])
+        intervals = funding_intervals(conn, [sx, sy])
     finally:
         conn.close()
     if len(bars) < a.window:
@@ -40,6 +50,12 @@ def snapshot(cfg: Config, sx: str, sy: str, *, as_json: bool) -> int:
     ).analytics()
     run_bars(engine, bars)
     snap = build_snapshot(engine, sx, sy, a.timeframe)
+    if marks:
+        state = FundingState.from_marks(
+            sx, sy, marks.values(), intervals, log_hedge=a.hedge == "log"
+        )
+        now = int(time.time() * 1000)
+        snap = dataclasses.replace(snap, funding=state.metrics(snap.beta, snap.zscore, now))
     if as_json:
         sys.stdout.write(
             orjson.dumps(snap.as_json(), option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n"
@@ -49,13 +65,16 @@ def snapshot(cfg: Config, sx: str, sy: str, *, as_json: bool) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from quanttui.report import snapshot_rows
+    from quanttui.report import funding_rows, snapshot_rows
 
     table = Table(title=f"{sy} = a + b·{sx}   {a.timeframe}  W={a.window}  {a.hedge}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for _key, label, value in snapshot_rows(snap):
         table.add_row(Text(label), Text(value))
+    if snap.funding is not None:
+        for _key, label, value in funding_rows(snap):
+            table.add_row(Text(label), Text(value))
     Console().print(table)
     if snap.flags:
         print("flags: " + ", ".join(snap.flags))
@@ -77,11 +96,12 @@ def backtest(cfg: Config, sx: str, sy: str, args) -> int:
     conn = _open(cfg)
     try:
         bars = load_pair_bars(conn, sx, sy, a.timeframe, max_gap_bars=pair.max_gap_bars)
+        series = load_funding_series(conn, [sx, sy])
     finally:
         conn.close()
     params = BacktestParams(a.entry_z, a.exit_z, b.stop_z or None, b.fee_bps, a.hedge == "log")
     try:
-        report = backtest_bars(bars, pair, params, lo, hi)
+        report = backtest_bars(bars, pair, params, lo, hi, (series[sx], series[sy]))
     except ValueError as exc:
         raise UserError(str(exc)) from None
     if args.out:

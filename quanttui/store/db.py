@@ -67,9 +67,41 @@ CREATE TABLE IF NOT EXISTS alerts (
 
 SCHEMA_V2 = """
 ALTER TABLE alerts ADD COLUMN withdrawn_ms INTEGER;
+CREATE TABLE IF NOT EXISTS funding (
+    symbol     TEXT    NOT NULL,
+    funding_ms INTEGER NOT NULL,
+    rate       REAL    NOT NULL,
+    mark_price REAL,
+    PRIMARY KEY (symbol, funding_ms)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS funding_info (
+    symbol         TEXT    PRIMARY KEY,
+    interval_hours INTEGER NOT NULL CHECK (interval_hours > 0),
+    updated_ms     INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mark_prices (
+    symbol          TEXT    PRIMARY KEY,
+    event_ms        INTEGER NOT NULL,
+    mark_price      REAL    NOT NULL,
+    index_price     REAL    NOT NULL,
+    funding_rate    REAL    NOT NULL,
+    next_funding_ms INTEGER NOT NULL
+) WITHOUT ROWID;
 """
-"""v2: an alert that a recompute from the database contradicted keeps its row, with the
-time it was withdrawn."""
+"""Version 2 adds funding settlements, per-symbol funding intervals and the latest mark
+price of each symbol (issue 18).
+
+``funding`` holds one row per settlement: ``funding_ms`` is Binance's ``fundingTime``
+(archive ``calc_time``), ``rate`` the rate settled then, ``mark_price`` the mark price
+at settlement, NULL where the source does not give it (the archive files). A v1 file
+gains the three empty tables and keeps every row; nothing else changes.
+``funding_info`` holds each symbol's interval as last learnt (``GET
+/fapi/v1/fundingInfo`` or an imported fundingRate archive); a symbol without a row
+settles every 8 h (`quanttui.model.DEFAULT_FUNDING_INTERVAL_H`).
+``mark_prices`` holds the latest ``markPrice@1s`` update of each symbol (one row per
+symbol, replaced), so `quanttui snapshot` in another process sees the live basis and
+funding rate. ``alerts.withdrawn_ms`` is set on an alert that a recompute from the
+database contradicted (`quanttui.engine.alertbook`); the row stays."""
 
 MIGRATIONS: dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2}
 

@@ -13,6 +13,11 @@ one):
 * klines: ``open_time, open, high, low, close, volume, close_time, quote_volume, count,
   taker_buy_volume, taker_buy_quote_volume, ignore`` (12 columns). Stored in ``klines``
   with the interval from the file name (``1m`` when the name has none).
+* ``fundingRate`` (monthly, ``SYMBOL-fundingRate-YYYY-MM.csv``): ``calc_time,
+  funding_interval_hours, last_funding_rate`` (3 columns): one row per settlement, the
+  rate settled at ``calc_time``. Stored in ``funding`` with a NULL mark price (the
+  archive has none; a later REST warm start fills it in). The interval of the file's
+  last settlement goes to ``funding_info`` unless what is stored there is newer.
 
 Times in milliseconds; a time above 10^14 is taken as microseconds (Binance's newer
 files) and divided by 1000. The symbol and kind come from names like
@@ -39,17 +44,19 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from quanttui.store.writer import INSERT_TICK
+from quanttui.store.writer import INSERT_FUNDING_IGNORE, INSERT_TICK, UPSERT_INTERVAL
 
 INSERT_KLINE = (
     "INSERT OR IGNORE INTO klines(symbol, interval, open_ms, open, high, low, close, volume, "
     "close_ms, quote_volume, trades) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-KINDS = ("aggTrades", "trades", "klines")
-COLUMNS = {"aggTrades": 7, "trades": 6, "klines": 12}
+KINDS = ("aggTrades", "trades", "klines", "fundingRate")
+COLUMNS = {"aggTrades": 7, "trades": 6, "klines": 12, "fundingRate": 3}
 INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
 _NAME = re.compile(
-    r"^(?P<symbol>[A-Z0-9]{2,20})-(?P<kind>aggTrades|trades|" + "|".join(INTERVALS) + r")-"
+    r"^(?P<symbol>[A-Z0-9]{2,20})-(?P<kind>aggTrades|trades|fundingRate|"
+    + "|".join(INTERVALS)
+    + r")-"
 )
 CHUNK = 50_000
 
@@ -74,7 +81,7 @@ def inspect_name(path: Path, symbol: str | None) -> tuple[str | None, str | None
     if not m:
         return symbol, None, None
     k = m.group("kind")
-    kind, interval = (k, None) if k in ("aggTrades", "trades") else ("klines", k)
+    kind, interval = (k, None) if k in ("aggTrades", "trades", "fundingRate") else ("klines", k)
     return symbol or m.group("symbol"), kind, interval
 
 
@@ -147,6 +154,18 @@ def _row_trade(sym: str, r: list[str]) -> tuple:
     return (sym, -int(r[0]), _ms(r[4]), _price(r[1]), _qty(r[2]), _bool(r[5]))
 
 
+def funding_row(sym: str, r: list[str]) -> tuple:
+    """A fundingRate archive row to a `funding` row plus its interval:
+    ``((symbol, calc_time, rate, None), interval_hours)``; raises `ValueError`."""
+    hours = int(r[1])
+    if not 0 < hours <= 24:
+        raise ValueError(f"funding_interval_hours must be 1..24, got {r[1]!r}")
+    rate = float(r[2])
+    if not math.isfinite(rate) or abs(rate) >= 1:
+        raise ValueError(f"last_funding_rate out of range: {r[2]!r}")
+    return (sym, _ms(r[0]), rate, None), hours
+
+
 def kline_row(sym: str, interval: str, r: list[str]) -> tuple:
     """A 12-field kline (archive CSV or REST row, as strings) to a `klines` row; raises
     `ValueError` for a non-number or a high/low that does not bracket open/close."""
@@ -187,7 +206,7 @@ def import_file(
                 if kind is None:
                     raise ArchiveError(
                         f"{path}: {len(first)} columns match no archive format "
-                        "(aggTrades 7, trades 6, klines 12)"
+                        "(aggTrades 7, trades 6, klines 12, fundingRate 3)"
                     )
             if sym is None:
                 raise ArchiveError(
@@ -198,6 +217,16 @@ def import_file(
                 iv = interval or "1m"
                 make: Callable[[list[str]], tuple] = lambda r: kline_row(sym, iv, r)  # noqa: E731
                 sql = INSERT_KLINE
+            elif kind == "fundingRate":
+                latest = [0, 0]  # calc_time and interval of the newest settlement
+
+                def make(r: list[str]) -> tuple:
+                    row, hours = funding_row(sym, r)
+                    if row[1] >= latest[0]:
+                        latest[:] = [row[1], hours]
+                    return row
+
+                sql = INSERT_FUNDING_IGNORE
             elif kind == "aggTrades":
                 make = lambda r: _row_agg(sym, r)  # noqa: E731
                 sql = INSERT_TICK
@@ -239,6 +268,9 @@ def import_file(
                 )
             if batch:
                 conn.executemany(sql, batch)
+            inserted = conn.total_changes - before
+            if kind == "fundingRate" and latest[0]:
+                conn.execute(UPSERT_INTERVAL, (sym, latest[1], latest[0]))
             conn.execute("COMMIT")
         except csv.Error as exc:
             raise ArchiveError(f"{path}: malformed CSV ({exc}); nothing imported") from None
@@ -258,7 +290,7 @@ def import_file(
         close()
     if progress is not None:
         progress(rows)
-    return ImportResult(path, sym, kind, rows, conn.total_changes - before)
+    return ImportResult(path, sym, kind, rows, inserted)
 
 
 def _chain(first: list[str], rest: Iterable[list[str]]) -> Iterator[list[str]]:

@@ -12,8 +12,9 @@ import sqlite3
 import numpy as np
 
 from quanttui.analytics.bars import LegBars, PairBars, align, leg_bars
+from quanttui.analytics.funding import FundingSeries
 from quanttui.config import TIMEFRAMES
-from quanttui.model import Tick
+from quanttui.model import DEFAULT_FUNDING_INTERVAL_H, MarkPrice, Tick
 
 KLINE_INTERVALS = {"1m": 60_000, "5m": 300_000}
 
@@ -156,3 +157,102 @@ def symbols_with_data(conn: sqlite3.Connection) -> list[str]:
         "SELECT DISTINCT symbol FROM ticks UNION SELECT DISTINCT symbol FROM klines ORDER BY 1"
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+    ).fetchone()
+    return row is not None
+
+
+def funding_intervals(conn: sqlite3.Connection, symbols: list[str]) -> dict[str, int]:
+    """Each symbol's settlement interval in hours from ``funding_info``, else 8 h. A v1
+    database (no such table) gives the default for every symbol."""
+    out = dict.fromkeys(symbols, DEFAULT_FUNDING_INTERVAL_H)
+    if not _has_table(conn, "funding_info"):
+        return out
+    for s in symbols:
+        row = conn.execute(
+            "SELECT interval_hours FROM funding_info WHERE symbol = ?", (s,)
+        ).fetchone()
+        if row is not None:
+            out[s] = int(row[0])
+    return out
+
+
+def load_funding(
+    conn: sqlite3.Connection, symbol: str, start_ms: int | None = None, end_ms: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(funding_ms, rate, mark_price)`` of the stored settlements of `symbol` in
+    ``[start_ms, end_ms]``, oldest first; ``mark_price`` is NaN where it is NULL. A v1
+    database (no ``funding`` table) has none."""
+    lo = -(2**62) if start_ms is None else start_ms
+    hi = 2**62 if end_ms is None else end_ms
+    rows = []
+    if _has_table(conn, "funding"):
+        rows = conn.execute(
+            "SELECT funding_ms, rate, mark_price FROM funding WHERE symbol = ? "
+            "AND funding_ms >= ? AND funding_ms <= ? ORDER BY funding_ms",
+            (symbol, lo, hi),
+        ).fetchall()
+    ts = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    rate = np.fromiter((r[1] for r in rows), np.float64, len(rows))
+    mark = np.fromiter((np.nan if r[2] is None else r[2] for r in rows), np.float64, len(rows))
+    return ts, rate, mark
+
+
+def load_marks(conn: sqlite3.Connection, symbols: list[str]) -> dict[str, MarkPrice]:
+    """The latest stored mark-price update of each symbol that has one (none in a v1
+    database)."""
+    out: dict[str, MarkPrice] = {}
+    if not _has_table(conn, "mark_prices"):
+        return out
+    for s in symbols:
+        row = conn.execute(
+            "SELECT event_ms, mark_price, index_price, funding_rate, next_funding_ms "
+            "FROM mark_prices WHERE symbol = ?",
+            (s,),
+        ).fetchone()
+        if row is not None:
+            e, mark, index, rate, nxt = row
+            out[s] = MarkPrice(s, e, mark, index, None, rate, nxt)
+    return out
+
+
+def load_funding_series(
+    conn: sqlite3.Connection,
+    symbols: list[str],
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+) -> dict[str, FundingSeries]:
+    """Each symbol's stored settlements in ``[start_ms, end_ms]`` with its interval, for
+    the backtest and the export (empty series in a v1 database)."""
+    intervals = funding_intervals(conn, symbols)
+    return {
+        s: FundingSeries(*load_funding(conn, s, start_ms, end_ms), interval_h=intervals[s])
+        for s in symbols
+    }
+
+
+def funding_rates_per_day(conn: sqlite3.Connection, symbols: list[str]) -> np.ndarray:
+    """Each symbol's current funding rate per day (`quanttui.analytics.funding.daily_rate`
+    with its interval), for `carry_matrix`: the predicted rate of the latest stored mark
+    price, else the last stored settlement, else NaN."""
+    marks = load_marks(conn, symbols)
+    intervals = funding_intervals(conn, symbols)
+    stored = _has_table(conn, "funding")
+    out = np.full(len(symbols), np.nan)
+    for k, s in enumerate(symbols):
+        if s in marks:
+            out[k] = marks[s].rate * 24 / intervals[s]
+            continue
+        row = None
+        if stored:
+            row = conn.execute(
+                "SELECT rate FROM funding WHERE symbol = ? ORDER BY funding_ms DESC LIMIT 1",
+                (s,),
+            ).fetchone()
+        if row is not None:
+            out[k] = row[0] * 24 / intervals[s]
+    return out

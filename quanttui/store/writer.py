@@ -126,6 +126,35 @@ def describe(exc: BaseException) -> tuple[str, str]:
     return reason or str(exc) or type(exc).__name__, str(exc)
 
 
+UPSERT_FUNDING = (
+    "INSERT INTO funding(symbol, funding_ms, rate, mark_price) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT(symbol, funding_ms) DO UPDATE SET rate = excluded.rate, "
+    "mark_price = coalesce(excluded.mark_price, funding.mark_price) "
+    "WHERE funding.rate IS NOT excluded.rate "
+    "OR funding.mark_price IS NOT coalesce(excluded.mark_price, funding.mark_price)"
+)
+"""REST is authoritative: it replaces a stored rate and fills a mark price the archive
+import left NULL, and touches nothing when the row is already the same."""
+INSERT_FUNDING_IGNORE = (
+    "INSERT OR IGNORE INTO funding(symbol, funding_ms, rate, mark_price) VALUES (?, ?, ?, ?)"
+)
+UPSERT_MARK = (
+    "INSERT INTO mark_prices(symbol, event_ms, mark_price, index_price, funding_rate, "
+    "next_funding_ms) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(symbol) DO UPDATE SET "
+    "event_ms = excluded.event_ms, mark_price = excluded.mark_price, "
+    "index_price = excluded.index_price, funding_rate = excluded.funding_rate, "
+    "next_funding_ms = excluded.next_funding_ms WHERE excluded.event_ms > mark_prices.event_ms"
+)
+"""The latest mark price of a symbol; an older update never replaces a newer one."""
+UPSERT_INTERVAL = (
+    "INSERT INTO funding_info(symbol, interval_hours, updated_ms) VALUES (?, ?, ?) "
+    "ON CONFLICT(symbol) DO UPDATE SET interval_hours = excluded.interval_hours, "
+    "updated_ms = excluded.updated_ms WHERE excluded.updated_ms > funding_info.updated_ms"
+)
+"""A symbol's interval as of `updated_ms` (fundingInfo: the request time; an archive
+file: its last settlement); older information never replaces newer."""
+
+
 @dataclass(frozen=True, slots=True)
 class Statement:
     """A non-tick write (alert, gap, kline batch) that rides the same transaction stream."""

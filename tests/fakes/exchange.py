@@ -1,6 +1,7 @@
 """A loopback fake of Binance USD-M: a real websockets server on 127.0.0.1 that speaks
-the routed combined-stream format, plus REST (exchangeInfo, aggTrades, klines) answered
-on the same port through `process_request`.
+the routed combined-stream format (aggTrade and markPrice@1s), plus REST (exchangeInfo,
+aggTrades, klines, fundingRate, fundingInfo) answered on the same port through
+`process_request`.
 
 The exchange has its own clock: a producer walks the trade list at `rate` trades/s and
 "produces" each trade whether or not a client is listening, so a client that is
@@ -92,6 +93,50 @@ class FakeTrade:
         return json.dumps({"stream": f"{self.symbol.lower()}@aggTrade", "data": data})
 
 
+@dataclass
+class FakeMark:
+    """One ``markPriceUpdate``, sent on ``<symbol>@markPrice@1s`` in Binance's format."""
+
+    symbol: str
+    E: int
+    p: str
+    i: str
+    r: str
+    T: int
+    P: str = "0.00000000"
+
+    def frame(self) -> str:
+        data = {
+            "e": "markPriceUpdate",
+            "E": self.E,
+            "s": self.symbol,
+            "p": self.p,
+            "P": self.P,
+            "i": self.i,
+            "r": self.r,
+            "T": self.T,
+        }
+        return json.dumps({"stream": f"{self.symbol.lower()}@markPrice@1s", "data": data})
+
+
+def funding_rows(symbol: str, times: Iterable[int], rates: Iterable[float], marks=None) -> list:
+    """``/fapi/v1/fundingRate`` rows as Binance writes them (decimal strings, 8 places;
+    ``markPrice`` "" where `marks` gives None)."""
+    marks = marks if marks is not None else []
+    out = []
+    for k, (t, r) in enumerate(zip(times, rates, strict=True)):
+        m = marks[k] if k < len(marks) else None
+        out.append(
+            {
+                "symbol": symbol,
+                "fundingTime": t,
+                "fundingRate": f"{r:.8f}",
+                "markPrice": "" if m is None else f"{m:.8f}",
+            }
+        )
+    return out
+
+
 def trades_from_ticks(ticks: Iterable[Tick], keep_empty: bool = False) -> list[FakeTrade]:
     """Real recorded ticks as exchange trades, re-timed so that the exchange's ids are
     consecutive per symbol as Binance's `a` is. Zero rows (`"p":"0","q":"0"`) are dropped
@@ -129,6 +174,10 @@ class FakeExchange:
         weight_limit: int = 2400,
         weight_window_s: int = 60,  # a divisor of 60 (seconds) or a multiple of 60
         live_klines: bool = False,  # close each tape minute on the kline streams
+        marks: list[FakeMark] | None = None,  # streamed on <sym>@markPrice@1s
+        mark_rate: float = 20.0,  # markPrice frames/s (all symbols together)
+        funding: dict[str, list[dict]] | None = None,  # /fapi/v1/fundingRate rows
+        funding_info: list[dict] | None = None,  # /fapi/v1/fundingInfo answer
     ) -> None:
         self.trades = trades
         self.rate = rate
@@ -137,6 +186,8 @@ class FakeExchange:
             for s in {t.symbol for t in [*trades, *(history or [])]}
             | set(klines or {})
             | set(tape.symbols if tape else ())
+            | set(funding or {})
+            | {m.symbol for m in marks or []}
         }
         self.tape = tape
         self.infos = infos or {}
@@ -167,6 +218,13 @@ class FakeExchange:
         self.autostart_producer = autostart_producer
         self.restamp = restamp
         self.shift = shift
+        self.marks = marks or []
+        self.mark_rate = mark_rate
+        self.marks_sent = 0
+        self.marks_done = asyncio.Event()
+        self.funding = funding or {}
+        self.funding_info = funding_info or []
+        self._mark_producer: asyncio.Task | None = None
 
     @property
     def ws_base(self) -> str:
@@ -184,15 +242,17 @@ class FakeExchange:
         self._producer = asyncio.create_task(self._produce())
         if self.live_klines:
             self._clock = asyncio.create_task(self._minute_clock())
+        self._mark_producer = asyncio.create_task(self._produce_marks())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self._clock:
             self._clock.cancel()
-        if self._producer:
-            self._producer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._producer
+        for task in (self._producer, self._mark_producer):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._server.close()
         await self._server.wait_closed()
 
@@ -276,6 +336,27 @@ class FakeExchange:
                     ws.transport.abort()
         self.done.set()
 
+    async def _produce_marks(self) -> None:
+        """Send each mark to every connection subscribed to its symbol's
+        ``@markPrice@1s``, at `mark_rate` frames/s, once the first client is connected."""
+        if not self.marks:
+            self.marks_done.set()
+            return
+        await self._first_client.wait()
+        start = time.monotonic()
+        for k, mk in enumerate(self.marks):
+            delay = start + k / self.mark_rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            stream = f"{mk.symbol.lower()}@markPrice@1s"
+            frame = mk.frame()
+            for ws, subs in list(self.conns.items()):
+                if stream in subs:
+                    with contextlib.suppress(websockets.ConnectionClosed):
+                        await ws.send(frame)
+                        self.marks_sent += 1
+        self.marks_done.set()
+
     # -- REST side --------------------------------------------------------------------
     def _json(
         self, conn: ServerConnection, status: int, body: object, headers: dict | None = None
@@ -338,6 +419,13 @@ class FakeExchange:
             )
         if url.path == "/fapi/v1/ticker/24hr":
             return self._ticker(conn, q)
+        if url.path == "/fapi/v1/fundingInfo":
+            return self._json(conn, 200, self.funding_info)
+        if url.path == "/fapi/v1/fundingRate":
+            sym = q.get("symbol", "")
+            if sym not in self.status:
+                return self._json(conn, 400, {"code": -1121, "msg": "Invalid symbol."})
+            return self._json(conn, 200, self._funding(sym, q))
         if url.path in ("/fapi/v1/aggTrades", "/fapi/v1/klines"):
             if self.faults.history_delay_s:
                 await asyncio.sleep(self.faults.history_delay_s)
@@ -456,6 +544,25 @@ class FakeExchange:
             await asyncio.sleep((MINUTE - now % MINUTE) / 1000 + 0.2)
             now = int(time.time() * 1000)
             await self.close_minute(now - now % MINUTE - MINUTE)
+
+    def _funding(self, sym: str, q: dict[str, str]) -> list[dict]:
+        """Binance's paging: oldest first within ``[startTime, endTime]``, at most
+        ``limit`` (default 100, max 1000); with neither bound, the newest ``limit``."""
+        limit = min(int(q.get("limit", 100)), 1000)
+        rows = self.funding.get(sym, [])  # oldest first, as given
+        if "startTime" not in q and "endTime" not in q:
+            return rows[-limit:]
+        st = int(q.get("startTime", 0))
+        en = int(q.get("endTime", 2**62))
+        out, t = [], None
+        for r in rows:
+            v = r.get("fundingTime") if isinstance(r, dict) else None
+            if type(v) is int:
+                t = v
+            # a row without a usable time travels with the last row that has one
+            if t is not None and st <= t <= en:
+                out.append(r)
+        return out[:limit]
 
     def produced_ids(self) -> set[tuple[str, int]]:
         return {(t.symbol, t.a) for t in self.produced}

@@ -47,6 +47,14 @@ def test_backtest_runs_on_real_futures_klines(real_data: Path, tmp_path: Path, c
         "exposure",
         "bars",
         "params",
+        "funding",
+        "pnl_before_funding",
+        "pnl_after_funding",
+        "funding_coverage",
+        "funding_settlements",
+        "funding_missing",
+        "funding_missing_in_position",
+        "funding_mark_from_close",
     }
     assert rep["bars"] == 41_760
     assert len(rep["trades"]) > 10
@@ -62,12 +70,18 @@ def test_backtest_runs_on_real_futures_klines(real_data: Path, tmp_path: Path, c
         "beta",
         "pnl",
         "bars_held",
+        "funding",
     }
     assert t["side"] in ("long", "short") and t["entry_time"].startswith("2024-02")
     assert abs(sum(x["pnl"] for x in rep["trades"]) - rep["total_pnl"]) < 1e-6 * max(
         1.0, abs(rep["total_pnl"])
     )
     assert rep["fees"] > 0 and 0 < rep["exposure"] < 1
+    # no funding stored: nothing is assumed, the report says every settlement is missing
+    assert rep["funding"] == 0.0 and rep["funding_coverage"] == 0.0
+    assert rep["funding_missing"] == 2 * 87  # 8-hourly, 02-01 08:00 to 03-01 00:00 (the last close)
+    assert 0 < rep["funding_missing_in_position"] < rep["funding_missing"]
+    assert rep["pnl_after_funding"] == rep["pnl_before_funding"] == rep["total_pnl"]
     (equity,) = out.glob("AVAXUSDT_NEARUSDT_1m_*_backtest_equity.csv")
     assert equity.read_text().count("\n") == 41_761
     (trades,) = out.glob("AVAXUSDT_NEARUSDT_1m_*_backtest_trades.csv")

@@ -21,6 +21,7 @@ from quanttui.analytics.backtest import TRADE_FIELDS, BacktestParams, backtest_b
 from quanttui.analytics.live import PairParams
 from quanttui.analytics.snapshot import run_bars
 from quanttui.export import ANALYTICS_COLUMNS, csv_cell, export_backtest, export_pair
+from quanttui.model import FUNDING_METRIC_NAMES
 from quanttui.feed.recordings import read_ndjson
 from quanttui.model import iso_utc
 from quanttui.store.queries import load_pair_bars
@@ -109,7 +110,11 @@ def test_export_files_read_back_as_the_stored_numbers(db: Path, tmp_path: Path, 
     engine = params.analytics(history=len(bars))
     run_bars(engine, bars)
     hist = list(engine.history)
-    df = read(out["analytics"], "analytics", ["time", "close_x", "close_y", *ANALYTICS_COLUMNS])
+    df = read(
+        out["analytics"],
+        "analytics",
+        ["time", "close_x", "close_y", *ANALYTICS_COLUMNS, *FUNDING_METRIC_NAMES],
+    )
     assert len(df) == len(hist)
     same(df["close_x"], [m.x for m in hist])
     same(df["close_y"], [m.y for m in hist])
@@ -121,7 +126,7 @@ def test_export_files_read_back_as_the_stored_numbers(db: Path, tmp_path: Path, 
     else:
         assert df["kalman_q"].isna().all() and df["kalman_z"].isna().all()
 
-    header = ["time", "pair", "rule", "metric", "value", "threshold"]
+    header = ["time", "pair", "rule", "metric", "value", "threshold", "withdrawn"]
     df = read(out["alerts"], "alerts", header)
     assert df["time"].tolist() == [iso_utc(a[0]) for a in ALERTS]
     same(df["value"], [a[4] for a in ALERTS])
