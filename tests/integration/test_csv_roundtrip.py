@@ -21,9 +21,8 @@ from quanttui.analytics.backtest import TRADE_FIELDS, BacktestParams, backtest_b
 from quanttui.analytics.live import PairParams
 from quanttui.analytics.snapshot import run_bars
 from quanttui.export import ANALYTICS_COLUMNS, csv_cell, export_backtest, export_pair
-from quanttui.model import FUNDING_METRIC_NAMES
 from quanttui.feed.recordings import read_ndjson
-from quanttui.model import iso_utc
+from quanttui.model import FUNDING_METRIC_NAMES, iso_utc
 from quanttui.store.queries import load_pair_bars
 from quanttui.store.writer import INSERT_ALERT
 from tests.helpers import store_ticks
