@@ -16,7 +16,8 @@ start-up), and the engine recomputes once that settles (`ResyncTimer`). So:
 The outcome is exactly the alert sequence that the rules give over the database's bars
 from the session's first live bar on, as long as corrections stay within `horizon` bars.
 Rules on the stationarity tests (ADF, coint) are evaluated when a bar's tests come back,
-on that bar, and are not re-run (the tests are not kept per bar).
+on that bar, and rules on funding and carry when the bar closes, with the latest mark
+prices; neither is re-run (their values are not kept per bar).
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 
 from quanttui.alerts import AlertEngine
-from quanttui.model import Alert
+from quanttui.model import FUNDING_METRIC_NAMES, Alert
 
 STAT_METRICS = frozenset({"adf_stat", "adf_p", "coint_p"})
+EXTRA_METRICS = STAT_METRICS | frozenset(FUNDING_METRIC_NAMES)
+"""Metrics not kept per bar (the stationarity tests, funding and carry): their rules are
+evaluated when the values come in (`on_extra`), and are not re-run by `resync`."""
 RTOL = 1e-9
 
 State = dict[str, tuple[bool, int | None]]
@@ -52,7 +56,7 @@ class AlertBook:
         return {k: (s.armed, s.last_fired_ms) for k, s in self.rules._states.items()}
 
     def _restore(self, state: State) -> None:
-        bar_rules = {r.text for r in self.rules.rules if r.metric not in STAT_METRICS}
+        bar_rules = {r.text for r in self.rules.rules if r.metric not in EXTRA_METRICS}
         for k, s in self.rules._states.items():
             if k in bar_rules:
                 s.armed, s.last_fired_ms = state.get(k, (True, None))
@@ -64,15 +68,16 @@ class AlertBook:
         self.checkpoints.append((ts_ms, self._state()))
         if defer:
             return []
-        values = {k: v for k, v in metrics.items() if k not in STAT_METRICS}
+        values = {k: v for k, v in metrics.items() if k not in EXTRA_METRICS}
         fired = self.rules.evaluate(values, ts_ms)
         self.emitted.extend(fired)
         return fired
 
-    def on_stationarity(self, ts_ms: int, metrics: Mapping[str, float]) -> list[Alert]:
+    def on_extra(self, ts_ms: int, metrics: Mapping[str, float]) -> list[Alert]:
+        """Stationarity or funding values for bar `ts_ms` (see `EXTRA_METRICS`)."""
         if self.start_ms is None or ts_ms < self.start_ms:
             return []
-        values = {k: v for k, v in metrics.items() if k in STAT_METRICS}
+        values = {k: v for k, v in metrics.items() if k in EXTRA_METRICS}
         fired = self.rules.evaluate(values, ts_ms)
         self.emitted.extend(fired)
         return fired
@@ -97,8 +102,8 @@ class AlertBook:
         new: list[Alert] = []
         for t, m in bars:
             self.checkpoints.append((t, self._state()))
-            new += self.rules.evaluate({k: v for k, v in m.items() if k not in STAT_METRICS}, t)
-        old = [a for a in self.emitted if a.ts_ms >= c0 and a.metric not in STAT_METRICS]
+            new += self.rules.evaluate({k: v for k, v in m.items() if k not in EXTRA_METRICS}, t)
+        old = [a for a in self.emitted if a.ts_ms >= c0 and a.metric not in EXTRA_METRICS]
         old_by = {(a.ts_ms, a.rule): a for a in old}
         new_by = {(a.ts_ms, a.rule): a for a in new}
         withdrawn = [a for k, a in old_by.items() if k not in new_by or not _same(a, new_by[k])]

@@ -57,7 +57,7 @@ from quanttui.feed.backfill import BackfillProgress
 from quanttui.feed.binance import SymbolError, now_ms
 from quanttui.feed.ingest import Ingestion
 from quanttui.feed.replay import Replay, ReplaySpec, open_feed
-from quanttui.model import Alert, Tick
+from quanttui.model import FUNDING_METRIC_NAMES, Alert, MarkPrice, Snapshot, Tick
 from quanttui.store.db import StoreError, connect
 from quanttui.store.queries import tick_counts
 from quanttui.store.writer import INSERT_ALERT, WriterStatus, db_event_line, loss_line
@@ -68,6 +68,9 @@ RATE_SPAN_S = 3.0
 """ticks/s is the rate over the last this many seconds, so it drops to 0 soon after the
 feed goes quiet."""
 COMMIT_TIMEOUT_S = 5.0
+FUNDING_HISTORY_MS = 30 * 86_400_000
+"""The warm start fetches at least this much funding history (what a backtest over the
+stored bars needs is usually less)."""
 WITHDRAW_ALERT = (
     "UPDATE alerts SET withdrawn_ms = ? WHERE ts_ms = ? AND pair = ? AND rule = ? "
     "AND withdrawn_ms IS NULL"
@@ -103,8 +106,14 @@ class Engine:
             self._new_pair(x, y)
         self.extra_symbols = [s for s in symbols if s not in self._pair_symbols()]
         self.feed: Ingestion | Replay = open_feed(
-            cfg, self.symbols, replay, on_ticks=self._on_ticks, on_state=self._on_state
+            cfg,
+            self.symbols,
+            replay,
+            on_ticks=self._on_ticks,
+            on_state=self._on_state,
+            on_mark=self._on_mark,
         )
+        self._settlements: set[tuple[str, int]] = set()
         self.feed.writer.on_error = self._on_db_error
         self.feed_state = "connecting"
         self.feed_detail = ""
@@ -312,6 +321,7 @@ class Engine:
     def _start_backfill(self, symbols: list[str]) -> None:
         if not isinstance(self.feed, Ingestion) or self._stopped:
             return
+        self._spawn(self._funding_backfill(symbols))
         tf, window = self._backfill_span()
         self.backfill = None
         self.feed.start_backfill(tf, window, self._on_backfill, symbols=symbols)
@@ -391,7 +401,8 @@ class Engine:
     def _tick(self, guard: StallGuard, state: dict[str, float]) -> None:
         mono = time.monotonic()
         self._rate.append((mono, self.ticks))
-        if mono - state["last_status"] >= STATUS_S:
+        republish = mono - state["last_status"] >= STATUS_S
+        if republish:
             state["last_status"] = mono
             self._publish_status()
         if not guard.ready():
@@ -401,6 +412,8 @@ class Engine:
             if mon.live is not None and mon.resync.ready():
                 self._spawn(self.rebuild(mon))
                 continue
+            if mon.marks_dirty and mon.live is not None and republish:
+                self._publish_snapshot(mon)
             if now == 0 or mon.live is None:
                 continue
             live = mon.live
@@ -465,12 +478,79 @@ class Engine:
         if fired:
             self._fire(mon, fired)
         self._maybe_stationarity(mon)
-        self._publish_snapshot(mon)
+        snap = self._publish_snapshot(mon)
+        if snap is not None and snap.funding is not None and snap.time_ms is not None:
+            values = {k: v for k, v in snap.metrics().items() if k in FUNDING_METRIC_NAMES}
+            fired = mon.book.on_extra(snap.time_ms, values)
+            if fired:
+                self._fire(mon, fired)
 
-    def _publish_snapshot(self, mon: PairMonitor) -> None:
-        snap = mon.build_snapshot()
+    def _publish_snapshot(self, mon: PairMonitor) -> Snapshot | None:
+        snap = mon.build_snapshot(self.now())
         if snap is not None:
             self.publish(SnapshotEvent(mon.key, snap))
+        return snap
+
+    # ----------------------------------------------------------------- funding
+    def _on_mark(self, mp: MarkPrice) -> None:
+        """A mark-price update (about once a second per symbol): each pair with that leg
+        takes it; its snapshot is republished from the clock at most once a second. When
+        a leg's next funding time moves on, that settlement is fetched over REST."""
+        for mon in self.pairs.values():
+            if mon.funding is None or mp.symbol not in mon.symbols:
+                continue
+            passed = mon.funding.update(mp)
+            mon.marks_dirty = True
+            if passed is not None and (mp.symbol, passed) not in self._settlements:
+                self._settlements.add((mp.symbol, passed))
+                self._spawn(self._fetch_settlement(mp.symbol, passed))
+
+    async def _fetch_settlement(self, symbol: str, funding_ms: int) -> None:
+        """Binance publishes a settlement a few seconds after the hour: try a few times."""
+        from quanttui.feed.binance import RestError, RestUnavailable
+        from quanttui.feed.funding import store_settlement
+
+        if not isinstance(self.feed, Ingestion):
+            return
+        for delay in (5, 15, 60, 300):
+            await asyncio.sleep(delay)
+            try:
+                if await store_settlement(self.feed.rest, self.feed.writer, symbol, funding_ms):
+                    return
+            except (RestError, RestUnavailable):
+                continue
+
+    async def _funding_backfill(self, symbols: list[str]) -> None:
+        """Warm start of funding: settlements over the backtest-sized span (at least
+        `FUNDING_HISTORY_MS`) and each symbol's interval; an unreachable endpoint only
+        warns, as the trade warm start does."""
+        from quanttui.feed.binance import RestError, RestUnavailable
+        from quanttui.feed.funding import backfill_funding
+        from quanttui.store.queries import funding_intervals
+
+        if not isinstance(self.feed, Ingestion) or self.cfg.feed.backfill == "off":
+            return
+        end = now_ms()
+        try:
+            await backfill_funding(
+                self.feed.rest, self.feed.writer, symbols, end - FUNDING_HISTORY_MS, end
+            )
+        except (RestError, RestUnavailable) as exc:
+            self.publish(Notice(f"funding history skipped: {exc}", "Funding", "warning"))
+            return
+        db = self.feed.writer.path
+
+        def intervals() -> dict[str, int]:
+            conn = connect(db, readonly=True)
+            try:
+                return funding_intervals(conn, list(symbols))
+            finally:
+                conn.close()
+
+        known = await asyncio.to_thread(intervals)
+        for mon in self.pairs.values():
+            if mon.funding is not None:
+                mon.funding.set_intervals({s: h for s, h in known.items() if s in mon.symbols})
 
     def _maybe_stationarity(self, mon: PairMonitor) -> None:
         if not self.analyse or not mon.wants_stationarity():
@@ -510,7 +590,7 @@ class Engine:
             )
             if v is not None
         }
-        fired = mon.book.on_stationarity(ts, values)
+        fired = mon.book.on_extra(ts, values)
         if fired:
             self._fire(mon, fired)
         self._publish_snapshot(mon)
@@ -617,6 +697,7 @@ class Engine:
         if changes.pop("swap", False):
             changes["symbol_x"], changes["symbol_y"] = mon.params.symbol_y, mon.params.symbol_x
         mon.params = dataclasses.replace(mon.params, **changes)
+        mon.reset_funding()
         rules = make_rules(mon.rule_texts, mon.params.pair, self._rule_args())
         mon.book = AlertBook(rules, HISTORY)
         self._spawn(self.rebuild(mon, new_params=True))
@@ -724,7 +805,7 @@ class Engine:
 
     async def backtest(self, key: str, params) -> BacktestDone:
         from quanttui.analytics.backtest import backtest_bars
-        from quanttui.store.queries import load_pair_bars
+        from quanttui.store.queries import load_funding_series, load_pair_bars
 
         mon = self._pair(key)
         pair = mon.params
@@ -741,9 +822,11 @@ class Engine:
                     pair.timeframe,
                     max_gap_bars=pair.max_gap_bars,
                 )
+                series = load_funding_series(conn, [pair.symbol_x, pair.symbol_y])
             finally:
                 conn.close()
-            return backtest_bars(bars, pair, params)
+            funding = (series[pair.symbol_x], series[pair.symbol_y])
+            return backtest_bars(bars, pair, params, funding=funding)
 
         try:
             ev = BacktestDone(key, await asyncio.to_thread(run))

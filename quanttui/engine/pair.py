@@ -6,12 +6,14 @@ its recomputes and stationarity tests, and publishes what it returns.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
 
 from quanttui.alerts import AlertEngine
 from quanttui.analytics.engine import BarMetrics
+from quanttui.analytics.funding import FundingState
 from quanttui.analytics.live import LivePair, PairParams
 from quanttui.analytics.snapshot import build_snapshot
 from quanttui.analytics.stationarity import Stationarity
@@ -130,6 +132,23 @@ class PairMonitor:
     resync: ResyncTimer = field(default_factory=ResyncTimer)
     snapshot: Snapshot | None = None
     stored_ticks: int = 0
+    funding: FundingState | None = None
+    marks_dirty: bool = False
+
+    def __post_init__(self) -> None:
+        self.reset_funding()
+
+    def reset_funding(self, intervals: dict[str, int] | None = None) -> None:
+        """A `FundingState` for the current legs and hedge (kept marks carried over)."""
+        p = self.params
+        old = self.funding
+        self.funding = FundingState(p.symbol_x, p.symbol_y, log_hedge=p.hedge == "log")
+        if old is not None:
+            self.funding.set_intervals(old.intervals)
+            for mp in old.latest.values():
+                self.funding.update(mp)
+        if intervals:
+            self.funding.set_intervals(intervals)
 
     @property
     def symbols(self) -> tuple[str, str]:
@@ -170,14 +189,21 @@ class PairMonitor:
             for i, m in enumerate(hist)
         ]
 
-    def build_snapshot(self) -> Snapshot | None:
+    def build_snapshot(self, now_ms: int) -> Snapshot | None:
+        """The snapshot at the last closed bar, with the funding metrics at `now_ms`."""
         if self.live is None:
             return None
         p = self.params
-        self.snapshot = build_snapshot(
+        snap = build_snapshot(
             self.live.engine, p.symbol_x, p.symbol_y, p.timeframe, self.stat, run_tests=False
         )
-        return self.snapshot
+        if self.funding is not None and self.funding.latest:
+            snap = dataclasses.replace(
+                snap, funding=self.funding.metrics(snap.beta, snap.zscore, now_ms)
+            )
+        self.snapshot = snap
+        self.marks_dirty = False
+        return snap
 
     def wants_stationarity(self) -> bool:
         live = self.live

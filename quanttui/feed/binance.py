@@ -397,12 +397,14 @@ class FeedStats:
     backfilled: int = 0
     last_frame_ms: int = 0
     last_trade_ms: int = 0
+    marks: int = 0
     state: str = "connecting"
     detail: str = ""
     per_symbol: Counter[str] = field(default_factory=Counter)
 
 
 TickSink = Callable[[list[Tick]], Awaitable[None]]
+MarkSink = Callable[[MarkPrice], Awaitable[None]]
 GapSink = Callable[[str, int, int, str, int], Awaitable[None]]
 StateSink = Callable[[str, str], None]
 
@@ -434,10 +436,14 @@ class BinanceFeed:
         on_state: StateSink | None = None,
         last_ids: dict[str, int] | None = None,
         rest: BinanceRest | None = None,
+        on_mark: MarkSink | None = None,
     ) -> None:
         self.cfg = cfg
         self.symbols = list(symbols)
-        self.url = stream_url(cfg.ws_url, self.symbols, cfg.stream)
+        self.streams = (cfg.stream, MARK_STREAM)
+        """Per symbol: the trades, and the mark price with the funding rate."""
+        self.url = market_stream_url(cfg.ws_url, self.symbols, self.streams)
+        self.on_mark = on_mark
         self.on_ticks = on_ticks
         self.on_gap = on_gap
         self.on_state = on_state
@@ -482,11 +488,11 @@ class BinanceFeed:
                 self.hw.pop(sym, None)
         self._symset.clear()
         self._symset.update(self.symbols)
-        self.url = stream_url(self.cfg.ws_url, self.symbols, self.cfg.stream)
+        self.url = market_stream_url(self.cfg.ws_url, self.symbols, self.streams)
         self._req_id += 1
         ws = self._ws
         if ws is not None:
-            params = [f"{s.lower()}@{self.cfg.stream}" for s in symbols]
+            params = [f"{s.lower()}@{st}" for st in self.streams for s in symbols]
             with contextlib.suppress(WebSocketException, OSError):
                 await ws.send(
                     orjson.dumps({"method": method, "params": params, "id": self._req_id}).decode()
@@ -600,12 +606,20 @@ class BinanceFeed:
                 stats.frames += 1
                 stats.last_frame_ms = recv
                 try:
-                    tick = parse_frame(raw, recv)
+                    tick = parse_market_frame(raw, recv)
                 except FrameError as exc:
                     stats.malformed[exc.reason] += 1
                     log.warning("malformed frame (%s): %.200r", exc.reason, raw)
                     continue
                 if tick is None:
+                    continue
+                if isinstance(tick, MarkPrice):
+                    if tick.symbol not in symbols:
+                        stats.malformed["unrequested symbol"] += 1
+                    else:
+                        stats.marks += 1
+                        if self.on_mark is not None:
+                            await self.on_mark(tick)
                     continue
                 if tick.symbol not in symbols:
                     stats.malformed["unrequested symbol"] += 1

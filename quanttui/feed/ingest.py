@@ -13,8 +13,9 @@ from pathlib import Path
 from quanttui.config import Config
 from quanttui.feed.backfill import Backfill, BackfillProgress, span_ms
 from quanttui.feed.binance import BinanceFeed, BinanceRest, StateSink, check_symbols, now_ms
-from quanttui.model import Tick
-from quanttui.store.writer import TickWriter
+from quanttui.feed.funding import mark_params
+from quanttui.model import MarkPrice, Tick
+from quanttui.store.writer import UPSERT_MARK, TickWriter
 
 INSERT_GAP = (
     "INSERT INTO gaps(symbol, first_id, last_id, detected_ms, status, filled, resolved_ms) "
@@ -31,6 +32,7 @@ class Ingestion:
         db_path: str | Path | None = None,
         on_ticks: Callable[[list[Tick]], Awaitable[None] | None] | None = None,
         on_state: StateSink | None = None,
+        on_mark: Callable[[MarkPrice], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.symbols = list(symbols)
@@ -44,7 +46,9 @@ class Ingestion:
             on_gap=self._on_gap,
             on_state=on_state,
             rest=self.rest,
+            on_mark=self._on_mark,
         )
+        self._mark_sink = on_mark
         self._task: asyncio.Task[None] | None = None
         self._backfill_task: asyncio.Task[BackfillProgress] | None = None
         self._backfills: dict[frozenset[str], asyncio.Task[BackfillProgress]] = {}
@@ -60,6 +64,13 @@ class Ingestion:
             res = self._extra(ticks)
             if res is not None:
                 await res
+
+    async def _on_mark(self, mp: MarkPrice) -> None:
+        """The latest mark price of each symbol is stored (one row per symbol), so other
+        processes (`quanttui snapshot`) see the live basis and funding rate."""
+        await self.writer.execute(UPSERT_MARK, mark_params(mp))
+        if self._mark_sink is not None:
+            self._mark_sink(mp)
 
     async def _on_gap(self, sym: str, lo: int, hi: int, status: str, filled: int) -> None:
         t = now_ms()

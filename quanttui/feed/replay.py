@@ -49,7 +49,7 @@ from quanttui.config import TIMEFRAMES, Config
 from quanttui.feed.binance import SymbolError, drop_empty
 from quanttui.feed.ingest import Ingestion
 from quanttui.feed.recordings import RecordingError, read_ndjson
-from quanttui.model import Tick
+from quanttui.model import MarkPrice, Tick
 from quanttui.store.db import SQLITE_MAGIC, StoreError, connect
 from quanttui.store.importer import ArchiveError, import_file, inspect_name
 from quanttui.store.queries import load_pair_bars
@@ -485,10 +485,11 @@ def open_feed(
     *,
     on_ticks: Callable[[list[Tick]], Awaitable[None] | None] | None = None,
     on_state: StateSink | None = None,
+    on_mark: Callable[[MarkPrice], None] | None = None,
 ) -> Ingestion | Replay:
     """The exchange feed, or a replay of `replay` into the configured (session) database."""
     if replay is None:
-        return Ingestion(cfg, symbols, on_ticks=on_ticks, on_state=on_state)
+        return Ingestion(cfg, symbols, on_ticks=on_ticks, on_state=on_state, on_mark=on_mark)
     return Replay(
         replay.source_db,
         symbols,
