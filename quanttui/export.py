@@ -21,6 +21,7 @@ from quanttui.analytics.backtest import TRADE_FIELDS, BacktestReport
 from quanttui.analytics.live import PairParams
 from quanttui.analytics.snapshot import run_bars
 from quanttui.model import iso_utc
+from quanttui.plausible import latest_ms
 from quanttui.store.queries import load_pair_bars
 
 ANALYTICS_COLUMNS = (
@@ -67,8 +68,8 @@ def export_pair(
     def ticks() -> Iterable[Sequence[object]]:
         cur = conn.execute(
             "SELECT ts_ms, symbol, trade_id, price, qty, is_buyer_maker FROM ticks "
-            "WHERE symbol IN (?, ?) ORDER BY ts_ms, symbol, trade_id",
-            (sx, sy),
+            "WHERE symbol IN (?, ?) AND ts_ms <= ? ORDER BY ts_ms, symbol, trade_id",
+            (sx, sy, latest_ms()),
         )
         for ts, sym, tid, p, q, m in cur:
             yield (iso_utc(ts), sym, tid, repr(p), repr(q), m)
@@ -173,8 +174,10 @@ def _write_all(
             written[kind] = (final, _write(tmp, header, rows))
         for tmp, final in temps:
             os.replace(tmp, final)
-    except OSError as exc:
+    except (OSError, sqlite3.Error) as exc:
         for tmp, _ in temps:
             tmp.unlink(missing_ok=True)
+        if isinstance(exc, sqlite3.Error):
+            raise
         raise ExportError(f"export to {out} failed: {exc.strerror or exc}") from None
     return written

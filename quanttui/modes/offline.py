@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -22,13 +25,23 @@ def _open(cfg: Config):
         raise UserError(str(exc)) from None
 
 
-def snapshot(cfg: Config, sx: str, sy: str, *, as_json: bool) -> int:
-    a = cfg.analytics
+@contextlib.contextmanager
+def _reading(cfg: Config) -> Iterator[sqlite3.Connection]:
+    """A read-only connection; a database fault met while reading (damaged pages behind
+    an intact header) is one line naming the file, never a traceback."""
     conn = _open(cfg)
     try:
-        bars = load_pair_bars(conn, sx, sy, a.timeframe, max_gap_bars=2 * a.window)
+        yield conn
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"{cfg.db_path}: corrupt or unreadable database ({exc})") from None
     finally:
         conn.close()
+
+
+def snapshot(cfg: Config, sx: str, sy: str, *, as_json: bool) -> int:
+    a = cfg.analytics
+    with _reading(cfg) as conn:
+        bars = load_pair_bars(conn, sx, sy, a.timeframe, max_gap_bars=2 * a.window)
     if len(bars) < a.window:
         raise UserError(
             f"too little data for {sx}/{sy} at {a.timeframe}: {len(bars)} bars stored, "
@@ -73,11 +86,8 @@ def backtest(cfg: Config, sx: str, sy: str, args) -> int:
     except ValueError as exc:
         raise UserError(f"bad --from/--to time: {exc}", 2) from None
     pair = PairParams(sx, sy, a.timeframe, a.window, a.hedge, a.kalman_delta, a.kalman_obs_var)
-    conn = _open(cfg)
-    try:
+    with _reading(cfg) as conn:
         bars = load_pair_bars(conn, sx, sy, a.timeframe, max_gap_bars=pair.max_gap_bars)
-    finally:
-        conn.close()
     params = BacktestParams(a.entry_z, a.exit_z, b.stop_z or None, b.fee_bps, a.hedge == "log")
     try:
         report = backtest_bars(bars, pair, params, lo, hi)
@@ -118,13 +128,11 @@ def export(cfg: Config, sx: str, sy: str, out: str) -> int:
 
     a = cfg.analytics
     params = PairParams(sx, sy, a.timeframe, a.window, a.hedge, a.kalman_delta, a.kalman_obs_var)
-    conn = _open(cfg)
-    try:
-        written = export_pair(conn, params, out)
-    except ExportError as exc:
-        raise UserError(str(exc)) from None
-    finally:
-        conn.close()
+    with _reading(cfg) as conn:
+        try:
+            written = export_pair(conn, params, out)
+        except ExportError as exc:
+            raise UserError(str(exc)) from None
     for path, rows in written.values():
         print(f"{path}  ({rows:,} rows)")
     return 0
