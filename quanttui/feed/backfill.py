@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 
 from quanttui.config import TIMEFRAMES
 from quanttui.feed.binance import BinanceRest, RestError, RestThrottled, RestUnavailable
-from quanttui.plausible import BEFORE_LISTING, FUTURE, FUTURES_LAUNCH_MS, earliest_ms
+from quanttui.plausible import FUTURES_LAUNCH_MS, earliest_ms
 from quanttui.store.db import StoreError, connect
-from quanttui.store.importer import INSERT_KLINE, kline_row
+from quanttui.store.importer import INSERT_KLINE, ImplausibleTime, kline_row
 from quanttui.store.writer import TickWriter
 
 MINUTE = 60_000
@@ -410,9 +410,11 @@ def kline_rows(
             continue
         try:
             row = kline_row(symbol, "1m", [str(v) for v in k], now_ms=now_ms, floor_ms=floor_ms)
-        except ValueError as exc:
-            reason = str(exc)
-            dropped[reason if reason in (FUTURE, BEFORE_LISTING) else "bad kline"] += 1
+        except ImplausibleTime as exc:
+            dropped[exc.reason] += 1
+            continue
+        except ValueError:
+            dropped["bad kline"] += 1
             continue
         open_ms, close_ms = row[2], row[8]
         if open_ms % MINUTE or close_ms < open_ms:

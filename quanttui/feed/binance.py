@@ -434,16 +434,17 @@ async def check_symbols(rest: BinanceRest, symbols: Sequence[str]) -> str | None
         return f"could not verify symbols against exchangeInfo: {exc}"
     bad = rest.rejected["exchangeInfo: bad symbol entry"] - bad_before
     for s in symbols:
-        if s not in info:
-            if bad:
-                return (
-                    f"could not verify {s} against exchangeInfo: not listed, and "
-                    f"{bad} malformed entr{'y' if bad == 1 else 'ies'} skipped"
-                )
-            raise SymbolError(f"unknown symbol {s} on {rest.base_url} (not in exchangeInfo)")
-        status = info[s].get("status")
+        status = info[s].get("status") if s in info else "TRADING"
         if status != "TRADING":
             raise SymbolError(f"symbol {s} is not trading (status {clip(status)})")
+    missing = [s for s in symbols if s not in info]
+    if missing and bad:
+        return (
+            f"could not verify {', '.join(missing)} against exchangeInfo: not listed, and "
+            f"{bad} malformed entr{'y' if bad == 1 else 'ies'} skipped"
+        )
+    if missing:
+        raise SymbolError(f"unknown symbol {missing[0]} on {rest.base_url} (not in exchangeInfo)")
     return None
 
 

@@ -13,7 +13,7 @@ Two faults can be found in a database that opens normally:
   opened). Bars already ignore rows after ``now + FUTURE_TOLERANCE_MS``; such rows are
   moved, whole, into the ``quarantine`` table, where they can be inspected or put back
   by hand. At start-up (`startup_quarantine`) this happens only when they are few
-  (at most `AUTO_SHARE` of their table): many future rows more likely mean that the
+  (at most 100 rows, or 1% of their table): many future rows more likely mean that the
   system clock is wrong, and then nothing is moved and the user is told; ``quanttui
   doctor --quarantine`` moves them on request.
 
@@ -33,8 +33,9 @@ from quanttui.plausible import BEFORE_LISTING, FUTURE, FUTURES_LAUNCH_MS, latest
 from quanttui.store.db import StoreError, connect
 
 AUTO_SHARE = 0.01
-"""Start-up quarantine moves implausible rows only when they are at most this share of
-their table."""
+AUTO_MIN_ROWS = 100
+"""Start-up quarantine moves implausible rows only when they are at most
+``max(AUTO_MIN_ROWS, AUTO_SHARE × rows)`` of their table."""
 
 QUARANTINE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS quarantine (
@@ -211,12 +212,17 @@ def startup_quarantine(path: str | Path) -> list[str]:
         found = find_implausible(conn)
         if not found.total:
             return []
-        many = [t for t, total in found.totals.items() if found.in_table(t) > AUTO_SHARE * total]
+        many = [
+            t
+            for t, total in found.totals.items()
+            if found.in_table(t) > max(AUTO_MIN_ROWS, AUTO_SHARE * total)
+        ]
         if many:
             return [
                 f"{path}: {found.describe()} have times no trade can have (after "
                 f"now + 60 s or before 2019-09-01); they are ignored but not moved, as they "
-                f"are more than {AUTO_SHARE:.0%} of the table: is the system clock right? "
+                f"are more than {AUTO_MIN_ROWS} rows and {AUTO_SHARE:.0%} of the table: is the "
+                "system clock right? "
                 "`quanttui doctor --quarantine` moves them"
             ]
         moved = move_to_quarantine(conn, found)

@@ -152,10 +152,10 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _zip_fault(exc: BaseException) -> str:
+    if isinstance(exc, NotImplementedError):  # before RuntimeError, its base class
+        return f"zip uses an unsupported compression method ({_one_line(exc)})"
     if isinstance(exc, RuntimeError):
         return f"encrypted zip member, cannot be read ({_one_line(exc)})"
-    if isinstance(exc, NotImplementedError):
-        return f"zip uses an unsupported compression method ({_one_line(exc)})"
     return f"zip data is truncated or corrupt ({exc.__class__.__name__}: {_one_line(exc)})"
 
 
@@ -257,8 +257,14 @@ def kline_row(
     )
 
 
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
 def _is_header(row: list[str]) -> bool:
-    return bool(row) and not row[0].strip().lstrip("-").isdigit()
+    """A header names its columns: no field of it is a number. (A data row has at least
+    its id and time; a garbled one then fails as a bad row instead of passing as a
+    header.)"""
+    return bool(row) and not any(_NUMBER.match(f.strip()) for f in row)
 
 
 def import_file(

@@ -6,7 +6,9 @@ The exchange has its own clock: a producer walks the trade list at `rate` trades
 "produces" each trade whether or not a client is listening, so a client that is
 disconnected misses trades and must backfill them over REST, as against the real thing.
 Faults: disconnect every N frames, malformed frames, a stall (connection open, silent),
-bursts (rate=None), and 429 answers with Retry-After.
+bursts (rate=None), and 429 answers with Retry-After. Hostile answers: any aggTrades,
+klines or exchangeInfo body (`Faults.agg_body`, `klines_body`, `exchange_info_body`),
+and trades whose ``T`` is kept as given (`FakeTrade.keep_T`, e.g. stamped in 2076).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
@@ -39,6 +41,11 @@ class Faults:
     retry_after: str = "1"
     unfillable: set[tuple[str, int]] = field(default_factory=set)
     history_delay_s: float = 0.0  # a slow answer to each klines/aggTrades request
+    # Hostile REST: a function of (symbol, query) whose result replaces the aggTrades or
+    # klines body, and a body that replaces exchangeInfo's (each None = honest answer).
+    agg_body: Callable[[str, dict[str, str]], object] | None = None
+    klines_body: Callable[[str, dict[str, str]], object] | None = None
+    exchange_info_body: object | None = None
 
 
 @dataclass
@@ -49,6 +56,7 @@ class FakeTrade:
     q: str
     T: int
     m: bool
+    keep_T: bool = False  # `restamp`/`shift` leave T alone (e.g. a trade stamped in 2076)
 
     def row(self) -> dict:
         return {
@@ -181,7 +189,7 @@ class FakeExchange:
         t0 = self.trades[0].T if self.trades else 0
         wall0 = int(time.time() * 1000)
         for i, tr in enumerate(self.trades):
-            if self.shift:
+            if self.shift and not tr.keep_T:
                 delay = start + (tr.T - t0) / 1000 - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -192,7 +200,7 @@ class FakeExchange:
                     await asyncio.sleep(delay)
             elif i % 500 == 0:
                 await asyncio.sleep(0)
-            if self.restamp:
+            if self.restamp and not tr.keep_T:
                 tr.T = int(time.time() * 1000)
             self.produced.append(tr)
             self._by_symbol.setdefault(tr.symbol, []).append(tr)
@@ -254,6 +262,8 @@ class FakeExchange:
                 {"code": -1003, "msg": "Too many requests"},
                 {"Retry-After": self.faults.retry_after},
             )
+        if url.path == "/fapi/v1/exchangeInfo" and self.faults.exchange_info_body is not None:
+            return self._json(conn, 200, self.faults.exchange_info_body)
         if url.path == "/fapi/v1/exchangeInfo":
             syms = [
                 {"symbol": s, "status": st, "contractType": "PERPETUAL"}
@@ -267,7 +277,11 @@ class FakeExchange:
             if sym not in self.status:
                 return self._json(conn, 400, {"code": -1121, "msg": "Invalid symbol."})
             if url.path == "/fapi/v1/klines":
+                if self.faults.klines_body is not None:
+                    return self._json(conn, 200, self.faults.klines_body(sym, q))
                 return self._json(conn, 200, self._klines(sym, q))
+            if self.faults.agg_body is not None:
+                return self._json(conn, 200, self.faults.agg_body(sym, q))
             return self._json(conn, 200, self._agg(sym, q))
         return self._json(conn, 404, {"code": -1, "msg": "not found"})
 
