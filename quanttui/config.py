@@ -139,8 +139,16 @@ def _choice(*options: str):
 
 def _url(*schemes: str):
     def check(v: str) -> str | None:
-        if not v.startswith(schemes) or not urlsplit(v).hostname or any(c.isspace() for c in v):
-            return f"must start with {' or '.join(schemes)} and name a host"
+        try:
+            parts = urlsplit(v)
+            host = parts.hostname
+            parts.port  # noqa: B018 - raises ValueError for a port out of range
+        except ValueError:  # an unclosed IPv6 bracket, a port out of range
+            host = None
+        if not v.startswith(schemes) or not host or any(c.isspace() for c in v):
+            return (
+                f"must start with {' or '.join(schemes)} and name a host, with a valid port if any"
+            )
         return None
 
     return check

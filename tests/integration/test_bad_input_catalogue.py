@@ -229,7 +229,16 @@ CASES = [
         2,
         (
             "quanttui: config error: {d}/c.toml: [feed] rest_url: 'https://' must start with "
-            "http:// or https:// and name a host",
+            "http:// or https:// and name a host, with a valid port if any",
+        ),
+    ),
+    Case(
+        "file ws_url with a port out of range",
+        config('[feed]\nws_url = "ws://127.0.0.1:99999999/market"\n'),
+        2,
+        (
+            "quanttui: config error: {d}/c.toml: [feed] ws_url: 'ws://127.0.0.1:99999999/market' "
+            "must start with ws:// or wss:// and name a host, with a valid port if any",
         ),
     ),
     # --- import -------------------------------------------------------------------
