@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from quanttui.feed.backfill import Backfill, span_ms
-from quanttui.feed.binance import BinanceRest, RestThrottled, check_symbols
+from quanttui.feed.binance import (
+    BinanceRest,
+    RestError,
+    RestThrottled,
+    RestUnavailable,
+    check_symbols,
+)
 from quanttui.feed.ingest import Ingestion
 from quanttui.model import Tick
 from quanttui.plausible import BEFORE_LISTING, FUTURE, FUTURE_TOLERANCE_MS
@@ -338,3 +344,18 @@ async def test_record_carries_on_when_exchange_info_is_mistyped(tmp_path: Path) 
     assert proc.returncode == 0, text
     assert "quanttui: warning: could not verify BTCUSDT against exchangeInfo" in text
     assert "Traceback" not in text and "TypeError" not in text
+
+
+async def test_oversized_and_endless_replies_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with FakeExchange(synthetic_trades(10), faults=Faults(history_delay_s=2.0)) as ex:
+        rest = BinanceRest(ex.rest_base)
+        monkeypatch.setattr("quanttui.feed.binance.MAX_REPLY_BYTES", 50)
+        with pytest.raises(RestError, match="bytes refused"):
+            await rest.get("/fapi/v1/exchangeInfo")
+        monkeypatch.setattr("quanttui.feed.binance.MAX_REPLY_BYTES", 32 * 2**20)
+        monkeypatch.setattr("quanttui.feed.binance.REQUEST_DEADLINE_S", 0.3)
+        t0 = time.monotonic()
+        with pytest.raises(RestUnavailable, match="no complete answer within 0.3 s"):
+            await rest.get("/fapi/v1/aggTrades", {"symbol": "BTCUSDT", "fromId": 1})
+        assert time.monotonic() - t0 < 1.5
+        await rest.close()
