@@ -299,12 +299,15 @@ class BinanceRest:
             if r.status_code in (429, 418):
                 self.throttled += 1
                 delay = retry_after_s(r.headers.get("Retry-After"))
-                if delay > RETRY_AFTER_CAP_S or waited + delay > max_wait_s:
+                limit = min(RETRY_AFTER_CAP_S, max_wait_s)
+                if waited + delay > limit:
+                    told = f"Retry-After {delay:g} s"
+                    if waited:
+                        told = f"after {waited:g} s of waiting, {told}"
                     raise RestThrottled(
                         r.status_code,
                         None,
-                        f"{path} throttled: Retry-After {delay:g} s is beyond the "
-                        f"{min(RETRY_AFTER_CAP_S, max_wait_s):g} s this client waits",
+                        f"{path} throttled: {told} is beyond the {limit:g} s this client waits",
                     )
                 log.warning("REST %s throttled (%s); waiting %.1fs", path, r.status_code, delay)
                 if attempt == self.max_retries:

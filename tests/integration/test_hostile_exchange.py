@@ -175,10 +175,17 @@ async def test_retry_after_beyond_the_cap_fails_at_once() -> None:
     async with FakeExchange([], faults=Faults(rest_429=1, retry_after="100000")) as ex:
         rest = BinanceRest(ex.rest_base)
         t0 = time.monotonic()
-        with pytest.raises(RestThrottled, match="beyond the 60 s"):
+        with pytest.raises(RestThrottled, match="Retry-After 100000 s is beyond the 60 s"):
             await rest.get("/fapi/v1/exchangeInfo")
+        assert time.monotonic() - t0 < 2.0
+        ex.faults.rest_429, ex.faults.retry_after = 3, "0.4"  # the waits add up
+        with pytest.raises(
+            RestThrottled,
+            match=r"after 0.8 s of waiting, Retry-After 0.4 s is beyond the 1 s this client",
+        ):
+            await rest.get("/fapi/v1/exchangeInfo", max_wait_s=1.0)
         await rest.close()
-    assert time.monotonic() - t0 < 2.0
+    assert rest.throttled == 4
 
 
 async def run_warm_start(ex: FakeExchange, db: Path, timeframe: str = "1s") -> Backfill:
