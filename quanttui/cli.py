@@ -106,7 +106,7 @@ def _live_parser() -> argparse.ArgumentParser:
             "Live pairs-trading monitor for Binance USD-M futures. "
             "SYMBOL_Y is regressed on SYMBOL_X: y = a + b*x."
         ),
-        epilog="subcommands: quanttui {demo,record,snapshot,export,backtest,import,scan} --help",
+        epilog="subcommands: quanttui {demo,record,snapshot,export,backtest,import,scan,doctor} --help",
     )
     p.add_argument("--version", action="version", version=f"quanttui {__version__}")
     p.add_argument(
@@ -370,11 +370,18 @@ def _check_rules(cfg: Config, extra: list[str]) -> None:
             raise UsageError(str(exc)) from None
 
 
-def _prepare_db(cfg: Config) -> None:
+def _prepare_db(cfg: Config, *, integrity: bool = False) -> None:
+    """Validate, create or migrate the database; with `integrity`, first refuse a damaged
+    one untouched. Then the start-up check of `quanttui.store.health`."""
     from quanttui.store.db import StoreError, prepare
+    from quanttui.store.health import check_integrity, startup_quarantine
 
     try:
+        if integrity:
+            check_integrity(cfg.db_path)
         prepare(cfg.db_path)
+        for line in startup_quarantine(cfg.db_path):
+            print(f"quanttui: warning: {line}", file=sys.stderr)
     except StoreError as exc:
         raise UserError(str(exc), 2) from None
 
@@ -384,6 +391,7 @@ def _run_record(args: argparse.Namespace) -> int:
     if len(set(syms)) != len(syms):
         raise UsageError("each symbol may be given once")
     cfg = _build_config(args)
+    _prepare_db(cfg)
     from quanttui.modes import record
 
     return record.run(cfg, syms, status_every=args.status_every)
@@ -424,7 +432,7 @@ def _import_parser() -> argparse.ArgumentParser:
 
 def _run_import(args: argparse.Namespace) -> int:
     cfg = _build_config(args)
-    _prepare_db(cfg)
+    _prepare_db(cfg, integrity=True)
     from quanttui.modes import offline
 
     return offline.import_files(cfg, args.files, args.symbol, progress=not args.quiet)
@@ -498,6 +506,35 @@ def _run_scan(args: argparse.Namespace) -> int:
     return scan.run(cfg, req, as_json=args.json, out_dir=args.out)
 
 
+def _doctor_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="quanttui doctor",
+        description=(
+            "Check the database: PRAGMA quick_check, and rows with impossible trade times "
+            "(after now + 60 s, or before 2019-09-01). Exit 1 if a problem is left."
+        ),
+    )
+    _add_config(p)
+    _add_db(p)
+    p.add_argument(
+        "--quarantine", action="store_true", help="move such rows to the quarantine table"
+    )
+    return p
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
+    cfg = _build_config(args)
+    from quanttui.store.db import StoreError
+    from quanttui.store.health import doctor
+
+    try:
+        code, lines = doctor(cfg.db_path, fix=args.quarantine)
+    except StoreError as exc:
+        raise UserError(str(exc), 1) from None
+    print("\n".join(lines))
+    return code
+
+
 _SUBCOMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..., int]]] = {
     "scan": (_scan_parser, _run_scan),
     "record": (_record_parser, _run_record),
@@ -506,6 +543,7 @@ _SUBCOMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..
     "export": (_export_parser, _run_export),
     "import": (_import_parser, _run_import),
     "demo": (_demo_parser, _run_demo),
+    "doctor": (_doctor_parser, _run_doctor),
 }
 
 

@@ -2,22 +2,29 @@
 
 The built-in `config.toml` is both the defaults and the schema: a key that is not in it
 is unknown, and a value must have the type of its default (an int is accepted where a
-float is expected). Range checks live in `_CHECKS`. Every failure raises `ConfigError`
+float is expected). Range checks live in `_CHECKS`: every number has a stated range and
+must be finite, and no string may hold control characters. Every failure raises `ConfigError`
 naming the file, the key and the reason, which the CLI turns into exit code 2.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import sys
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 TIMEFRAMES: dict[str, int] = {"1s": 1_000, "1m": 60_000, "5m": 300_000}
 HEDGES: tuple[str, ...] = ("ols", "log", "kalman")
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ConfigError(ValueError):
@@ -101,12 +108,26 @@ _SECTIONS = {
 }
 
 
-def _positive(v: float) -> str | None:
-    return None if v > 0 else "must be > 0"
+class _Range:
+    """`lo <= v <= hi` (`<` on a side marked open), with the range as text for messages."""
 
+    def __init__(
+        self, lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False
+    ) -> None:
+        self.lo, self.hi, self.lo_open, self.hi_open = lo, hi, lo_open, hi_open
+        if lo_open and hi_open:
+            self.text = f"strictly between {lo:g} and {hi:g}"
+        elif lo_open:
+            self.text = f"above {lo:g} and at most {hi:g}"
+        elif hi_open:
+            self.text = f"at least {lo:g} and below {hi:g}"
+        else:
+            self.text = f"between {lo:g} and {hi:g}"
 
-def _non_negative(v: float) -> str | None:
-    return None if v >= 0 else "must be >= 0"
+    def __call__(self, v: float) -> str | None:
+        above = v > self.lo if self.lo_open else v >= self.lo
+        below = v < self.hi if self.hi_open else v <= self.hi
+        return None if above and below else f"must be {self.text}"
 
 
 def _choice(*options: str):
@@ -118,7 +139,17 @@ def _choice(*options: str):
 
 def _url(*schemes: str):
     def check(v: str) -> str | None:
-        return None if v.startswith(schemes) else f"must start with {' or '.join(schemes)}"
+        try:
+            parts = urlsplit(v)
+            host = parts.hostname
+            parts.port  # noqa: B018 - raises ValueError for a port out of range
+        except ValueError:  # an unclosed IPv6 bracket, a port out of range
+            host = None
+        if not v.startswith(schemes) or not host or any(c.isspace() for c in v):
+            return (
+                f"must start with {' or '.join(schemes)} and name a host, with a valid port if any"
+            )
+        return None
 
     return check
 
@@ -129,40 +160,30 @@ def _backfill(v: str) -> str | None:
     return parse_backfill(v)
 
 
-def _window(v: int) -> str | None:
-    return None if 10 <= v <= 100_000 else "must be between 10 and 100000"
-
-
-def _delta(v: float) -> str | None:
-    return None if 0 < v < 1 else "must be between 0 and 1 (exclusive)"
-
-
-def _flush(v: int) -> str | None:
-    return None if 1 <= v <= 250 else "must be between 1 and 250"
-
-
 _CHECKS = {
     ("feed", "ws_url"): _url("ws://", "wss://"),
     ("feed", "rest_url"): _url("http://", "https://"),
     ("feed", "stream"): _choice("aggTrade"),
-    ("feed", "stale_after_s"): _positive,
-    ("feed", "reconnect_base_s"): _positive,
-    ("feed", "reconnect_max_s"): _positive,
-    ("feed", "max_connection_age_s"): _positive,
+    ("feed", "stale_after_s"): _Range(0.5, 3600),
+    ("feed", "reconnect_base_s"): _Range(0.01, 600),
+    ("feed", "reconnect_max_s"): _Range(0.01, 3600),
+    ("feed", "max_connection_age_s"): _Range(60, 86400),
     ("feed", "backfill"): _backfill,
-    ("storage", "flush_interval_ms"): _flush,
+    ("storage", "flush_interval_ms"): _Range(1, 250),
     ("analytics", "timeframe"): _choice(*TIMEFRAMES),
-    ("analytics", "window"): _window,
+    ("analytics", "window"): _Range(10, 100_000),
     ("analytics", "hedge"): _choice(*HEDGES),
-    ("analytics", "entry_z"): _positive,
-    ("analytics", "exit_z"): _non_negative,
-    ("analytics", "kalman_delta"): _delta,
-    ("analytics", "kalman_obs_var"): _positive,
-    ("alerts", "cooldown_s"): _non_negative,
-    ("alerts", "hysteresis"): _non_negative,
-    ("backtest", "fee_bps"): _non_negative,
-    ("backtest", "stop_z"): _non_negative,
+    ("analytics", "entry_z"): _Range(0, 100, lo_open=True),
+    ("analytics", "exit_z"): _Range(0, 100, hi_open=True),
+    ("analytics", "kalman_delta"): _Range(0, 1, lo_open=True, hi_open=True),
+    ("analytics", "kalman_obs_var"): _Range(1e-12, 1e12),
+    ("alerts", "cooldown_s"): _Range(0, 604_800),
+    ("alerts", "hysteresis"): _Range(0, 1e9),
+    ("backtest", "fee_bps"): _Range(0, 1000),
+    ("backtest", "stop_z"): _Range(0, 100),
 }
+"""Every numeric key has a stated range (README, Configuration); floats must also be
+finite, so ``inf`` and ``nan`` (which TOML and ``float()`` both accept) never pass."""
 
 
 def builtin_defaults_text() -> str:
@@ -211,6 +232,11 @@ def _coerce(source: str, section: str, key: str, value: Any, default: Any) -> An
     if not ok:
         raise ConfigError(f"{where}: expected {_type_name(default)}, got {_type_name(value)}")
     check = _CHECKS.get((section, key))
+    if isinstance(value, float) and not math.isfinite(value):
+        allowed = f" (must be {check.text})" if isinstance(check, _Range) else ""
+        raise ConfigError(f"{where}: {value!r} is not a finite number{allowed}")
+    if isinstance(value, str) and _CONTROL.search(value):
+        raise ConfigError(f"{where}: {value!r} contains control characters")
     problem = check(value) if check else None
     if problem:
         raise ConfigError(f"{where}: {value!r} {problem}")

@@ -29,6 +29,7 @@ from quanttui.analytics.funding import funding_columns
 from quanttui.analytics.live import PairParams
 from quanttui.analytics.snapshot import run_bars
 from quanttui.model import FUNDING_METRIC_NAMES, iso_utc
+from quanttui.plausible import latest_ms
 from quanttui.store.queries import load_funding_series, load_pair_bars
 
 ANALYTICS_COLUMNS = (
@@ -103,8 +104,8 @@ def export_pair(
     def ticks() -> Iterable[Sequence[object]]:
         cur = conn.execute(
             "SELECT ts_ms, symbol, trade_id, price, qty, is_buyer_maker FROM ticks "
-            "WHERE symbol IN (?, ?) ORDER BY ts_ms, symbol, trade_id",
-            (sx, sy),
+            "WHERE symbol IN (?, ?) AND ts_ms <= ? ORDER BY ts_ms, symbol, trade_id",
+            (sx, sy, latest_ms()),
         )
         for ts, sym, tid, p, q, m in cur:
             yield (iso_utc(ts), sym, tid, p, q, m)

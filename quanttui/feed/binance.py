@@ -12,19 +12,27 @@ Protocol facts this module relies on (Binance USD-M, 2026):
 * The server cuts every connection after 24 h and pings every 3 min (the websockets
   library answers pings). We rotate before the cut.
 * REST errors are ``{"code": -1121, "msg": "Invalid symbol."}``; 429 and 418 carry
-  ``Retry-After`` (seconds), which is honoured before any retry.
+  ``Retry-After`` (seconds), which is honoured before a retry up to `RETRY_AFTER_CAP_S`.
+  A server asking for a longer wait is treated like an unreachable one (the caller warns
+  and goes on without REST), so server pacing can never hold up the live feed.
+
+Nothing from the wire is trusted: a frame or a REST row is checked field by field (type,
+range, `quanttui.plausible` for its trade time) and a bad one is skipped and counted by
+reason. A REST reply is held to what was asked: rows beyond ``limit``, outside the
+requested id range or time window, or not in ascending id order are dropped and counted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import logging
 import math
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -34,10 +42,22 @@ from websockets.exceptions import WebSocketException
 
 from quanttui.config import FeedConfig
 from quanttui.model import MarkPrice, Tick
+from quanttui.plausible import FUTURES_LAUNCH_MS, earliest_ms, time_problem, wall_ms
+from quanttui.textsafe import printable
 
 log = logging.getLogger(__name__)
 
 AGG_TRADES_LIMIT = 1000
+RETRY_AFTER_CAP_S = 60.0
+"""The longest server-requested pause (``Retry-After`` on 429/418) a REST call waits,
+in total over its retries; past it the call fails as throttled."""
+START_CHECK_WAIT_S = 10.0
+"""The start-up exchangeInfo check waits at most this long for server pacing, since the
+feed starts only after it."""
+REQUEST_DEADLINE_S = 30.0
+"""A REST answer must be complete within this time, however slowly it trickles in."""
+MAX_REPLY_BYTES = 32 * 2**20
+"""A REST reply larger than this is refused unread (a full aggTrades page is ~0.1 MB)."""
 
 
 def now_ms() -> int:
@@ -94,7 +114,9 @@ def _num(d: dict, key: str) -> float:
     return f
 
 
-def parse_agg_trade(d: object, recv_ms: int = 0) -> Tick:
+def parse_agg_trade(
+    d: object, recv_ms: int = 0, *, listed: Mapping[str, int] | None = None
+) -> Tick:
     """One aggTrade object (from a stream frame's ``data`` or a REST row) to a `Tick`.
 
     Stream payload (Binance USD-M, combined stream)::
@@ -105,12 +127,14 @@ def parse_agg_trade(d: object, recv_ms: int = 0) -> Tick:
                   "l": 6805063417, "T": 1765788195300, "m": true}}
 
     REST rows (``/fapi/v1/aggTrades``) have the same ``a p q f l T m`` fields and no
-    ``s``; pass the symbol in ``d["s"]``. ``ts_ms`` is the trade time ``T``.
+    ``s``; pass the symbol in ``d["s"]``. ``ts_ms`` is the trade time ``T``, which must be
+    plausible (`quanttui.plausible`) at `recv_ms` (default: now) for a symbol listed at
+    ``listed[symbol]`` when known; ids must be non-negative 64-bit integers.
     """
     if not isinstance(d, dict):
         raise FrameError("not an object")
     sym = d.get("s")
-    if type(sym) is not str or not sym.isalnum() or not 2 <= len(sym) <= 20:
+    if type(sym) is not str or not sym.isascii() or not sym.isalnum() or not 2 <= len(sym) <= 20:
         raise FrameError("bad s")
     m = d.get("m")
     if type(m) is not bool:
@@ -118,10 +142,19 @@ def parse_agg_trade(d: object, recv_ms: int = 0) -> Tick:
     ts = _int(d, "T")
     if ts <= 0:
         raise FrameError("bad T")
-    return Tick(sym.upper(), _int(d, "a"), ts, _num(d, "p"), _num(d, "q"), m, recv_ms)
+    a = _int(d, "a")
+    if not 0 <= a < 2**63:
+        raise FrameError("bad a")
+    sym = sym.upper()
+    problem = time_problem(ts, recv_ms or wall_ms(), earliest_ms(sym, listed))
+    if problem is not None:
+        raise FrameError(problem)
+    return Tick(sym, a, ts, _num(d, "p"), _num(d, "q"), m, recv_ms)
 
 
-def parse_frame(raw: str | bytes, recv_ms: int = 0) -> Tick | None:
+def parse_frame(
+    raw: str | bytes, recv_ms: int = 0, *, listed: Mapping[str, int] | None = None
+) -> Tick | None:
     """A combined-stream frame to a `Tick`; `None` for a control reply such as the
     ``{"result": null, "id": 1}`` acknowledgement of SUBSCRIBE. Raises `FrameError`."""
     try:
@@ -138,7 +171,7 @@ def parse_frame(raw: str | bytes, recv_ms: int = 0) -> Tick | None:
         raise FrameError("not a stream frame")
     if data.get("e") != "aggTrade":
         raise FrameError("unexpected event")
-    tick = parse_agg_trade(data, recv_ms)
+    tick = parse_agg_trade(data, recv_ms, listed=listed)
     if not stream.lower().startswith(tick.symbol.lower() + "@"):
         raise FrameError("stream/symbol mismatch")
     return tick
@@ -229,14 +262,16 @@ def parse_mark_frame(raw: str | bytes, recv_ms: int = 0) -> MarkPrice | None:
     return mark
 
 
-def parse_market_frame(raw: str | bytes, recv_ms: int = 0) -> Tick | MarkPrice | None:
+def parse_market_frame(
+    raw: str | bytes, recv_ms: int = 0, *, listed: Mapping[str, int] | None = None
+) -> Tick | MarkPrice | None:
     """A frame of the combined trades + mark-price connection, routed by its stream
     name: ``<sym>@markPrice@1s`` to `parse_mark_frame`, anything else to `parse_frame`
     (aggTrade). The name is found without decoding the frame twice: symbols are
     alphanumeric, so ``@markPrice`` occurs in no aggTrade frame. Raises `FrameError`."""
     if (b"@markPrice" if isinstance(raw, bytes) else "@markPrice") in raw:
         return parse_mark_frame(raw, recv_ms)
-    return parse_frame(raw, recv_ms)
+    return parse_frame(raw, recv_ms, listed=listed)
 
 
 class RestError(Exception):
@@ -248,13 +283,57 @@ class RestError(Exception):
         self.code = code
 
 
+class RestThrottled(RestError):
+    """429/418 with a ``Retry-After`` beyond what the caller may wait."""
+
+
 class RestUnavailable(Exception):
     """The REST endpoint cannot be reached."""
 
 
+def clip(value: object, limit: int = 120) -> str:
+    """A wire value as one short line for a message: control characters (newlines
+    included) shown as escapes (`quanttui.textsafe.printable`), cut at `limit`."""
+    return printable(value if isinstance(value, str) else repr(value), limit, one_line=True)
+
+
+def retry_after_s(value: str | None, now_s: float | None = None) -> float:
+    """Seconds asked for by a ``Retry-After`` header: delay-seconds or an HTTP-date
+    (RFC 9110 §10.2.3); 1 s when absent or unreadable, ``inf`` for an absurd value."""
+    if value is None:
+        return 1.0
+    v = value.strip()
+    try:
+        delay = float(v)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(v)
+        except (TypeError, ValueError, IndexError):
+            return 1.0
+        if when.tzinfo is None:
+            return 1.0
+        return max(0.0, when.timestamp() - (time.time() if now_s is None else now_s))
+    if math.isnan(delay) or delay < 0:
+        return 1.0
+    return delay
+
+
+@dataclass(slots=True)
+class AggRows:
+    """The rows of one aggTrades reply that answer the request, and what was dropped."""
+
+    ticks: list[Tick]
+    dropped: Counter[str] = field(default_factory=Counter)
+    received: int = 0
+
+
 class BinanceRest:
-    """Minimal async REST client that honours ``Retry-After`` on 429/418 and tracks the
-    ``X-MBX-USED-WEIGHT-1m`` header."""
+    """Minimal async REST client: honours ``Retry-After`` on 429/418 up to
+    `RETRY_AFTER_CAP_S`, tracks the ``X-MBX-USED-WEIGHT-1m`` header, and bounds each
+    answer in time (`REQUEST_DEADLINE_S`) and size (`MAX_REPLY_BYTES`).
+
+    `listed` holds each symbol's listing time (``onboardDate``) once exchangeInfo has
+    been read; `rejected` counts, by reason, the rows dropped from every reply."""
 
     def __init__(self, base_url: str, *, timeout: float = 10.0, max_retries: int = 5) -> None:
         self.base_url = base_url.rstrip("/")
@@ -262,15 +341,51 @@ class BinanceRest:
         self.used_weight = 0
         self.requests = 0
         self.throttled = 0
+        self.listed: dict[str, int] = {}
+        self.rejected: Counter[str] = Counter()
         self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
 
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def get(self, path: str, params: dict[str, object] | None = None) -> object:
+    async def _fetch(
+        self, path: str, params: dict[str, object] | None
+    ) -> tuple[httpx.Response, bytes]:
+        async with self._client.stream("GET", path, params=params) as r:
+            declared = r.headers.get("Content-Length", "")
+            if declared.isascii() and declared.isdigit() and int(declared) > MAX_REPLY_BYTES:
+                raise RestError(
+                    r.status_code, None, f"reply of {declared} bytes refused (too large)"
+                )
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in r.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_REPLY_BYTES:
+                    raise RestError(
+                        r.status_code, None, f"reply larger than {MAX_REPLY_BYTES:,} bytes refused"
+                    )
+                chunks.append(chunk)
+        return r, b"".join(chunks)
+
+    async def get(
+        self,
+        path: str,
+        params: dict[str, object] | None = None,
+        *,
+        max_wait_s: float = RETRY_AFTER_CAP_S,
+    ) -> object:
+        """GET `path` and decode the JSON body. Raises `RestUnavailable` (no answer),
+        `RestThrottled` (pacing beyond `max_wait_s` in total) or `RestError`."""
+        waited = 0.0
         for attempt in range(self.max_retries + 1):
             try:
-                r = await self._client.get(path, params=params)
+                async with asyncio.timeout(REQUEST_DEADLINE_S):
+                    r, content = await self._fetch(path, params)
+            except TimeoutError:
+                raise RestUnavailable(
+                    f"{self.base_url}{path}: no complete answer within {REQUEST_DEADLINE_S:g} s"
+                ) from None
             except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
                 # A pooled keep-alive connection the server had already closed: retry
                 # on a fresh one rather than calling the exchange unreachable.
@@ -278,46 +393,73 @@ class BinanceRest:
                     await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
                     continue
                 raise RestUnavailable(
-                    f"{self.base_url}{path}: {exc.__class__.__name__}: {exc}"
+                    f"{self.base_url}{path}: {exc.__class__.__name__}: {clip(str(exc))}"
                 ) from None
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 raise RestUnavailable(
-                    f"{self.base_url}{path}: {exc.__class__.__name__}: {exc}"
+                    f"{self.base_url}{path}: {exc.__class__.__name__}: {clip(str(exc))}"
                 ) from None
             self.requests += 1
             w = r.headers.get("X-MBX-USED-WEIGHT-1m")
-            if w and w.isdigit():
-                self.used_weight = int(w)
+            if w is not None:
+                with contextlib.suppress(ValueError):
+                    self.used_weight = max(0, int(w))
             if r.status_code in (429, 418):
                 self.throttled += 1
-                wait = r.headers.get("Retry-After", "1")
-                delay = float(wait) if wait.replace(".", "", 1).isdigit() else 1.0
+                delay = retry_after_s(r.headers.get("Retry-After"))
+                limit = min(RETRY_AFTER_CAP_S, max_wait_s)
+                if waited + delay > limit:
+                    told = f"Retry-After {delay:g} s"
+                    if waited:
+                        told = f"after {waited:g} s of waiting, {told}"
+                    raise RestThrottled(
+                        r.status_code,
+                        None,
+                        f"{path} throttled: {told} is beyond the {limit:g} s this client waits",
+                    )
                 log.warning("REST %s throttled (%s); waiting %.1fs", path, r.status_code, delay)
                 if attempt == self.max_retries:
                     break
                 await asyncio.sleep(delay)
+                waited += delay
                 continue
             if r.status_code >= 500 and attempt < self.max_retries:
                 await asyncio.sleep(min(0.5 * 2**attempt, 8.0))
                 continue
             try:
-                body = orjson.loads(r.content)
+                body = orjson.loads(content)
             except orjson.JSONDecodeError:
                 raise RestError(r.status_code, None, "response is not JSON") from None
             if r.status_code >= 400:
                 code = body.get("code") if isinstance(body, dict) else None
                 msg = body.get("msg") if isinstance(body, dict) else None
                 raise RestError(
-                    r.status_code, code if type(code) is int else None, str(msg or r.reason_phrase)
+                    r.status_code,
+                    code if type(code) is int else None,
+                    clip(msg if type(msg) is str and msg else r.reason_phrase),
                 )
             return body
-        raise RestError(429, None, f"still throttled after {self.max_retries} retries")
+        raise RestThrottled(429, None, f"still throttled after {self.max_retries} retries")
 
-    async def exchange_info(self) -> dict[str, dict]:
-        body = await self.get("/fapi/v1/exchangeInfo")
+    async def exchange_info(self, *, max_wait_s: float = RETRY_AFTER_CAP_S) -> dict[str, dict]:
+        """Symbol entries by name. Entries that are not objects or whose ``symbol`` is not
+        a symbol string are skipped and counted in `rejected`; a plausible integer
+        ``onboardDate`` goes to `listed`."""
+        body = await self.get("/fapi/v1/exchangeInfo", max_wait_s=max_wait_s)
         if not isinstance(body, dict) or not isinstance(body.get("symbols"), list):
             raise RestError(200, None, "exchangeInfo without symbols[]")
-        return {s["symbol"]: s for s in body["symbols"] if isinstance(s, dict) and "symbol" in s}
+        out: dict[str, dict] = {}
+        now = wall_ms()
+        for s in body["symbols"]:
+            name = s.get("symbol") if isinstance(s, dict) else None
+            if type(name) is not str or not name.isascii() or not name.isalnum():
+                self.rejected["exchangeInfo: bad symbol entry"] += 1
+                continue
+            out[name] = s
+            onboard = s.get("onboardDate")
+            if type(onboard) is int and FUTURES_LAUNCH_MS <= onboard <= now:
+                self.listed[name] = onboard
+        return out
 
     async def agg_trades(
         self,
@@ -327,7 +469,7 @@ class BinanceRest:
         start_ms: int | None = None,
         end_ms: int | None = None,
         limit: int = AGG_TRADES_LIMIT,
-    ) -> list[Tick]:
+    ) -> AggRows:
         params: dict[str, object] = {"symbol": symbol, "limit": limit}
         if from_id is not None:
             params["fromId"] = from_id
@@ -336,23 +478,54 @@ class BinanceRest:
         if end_ms is not None:
             params["endTime"] = end_ms
         body = await self.get("/fapi/v1/aggTrades", params)
+        return self.parse_agg_rows(
+            symbol, body, from_id=from_id, start_ms=start_ms, end_ms=end_ms, limit=limit
+        )
+
+    def parse_agg_rows(
+        self,
+        symbol: str,
+        body: object,
+        *,
+        from_id: int | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = AGG_TRADES_LIMIT,
+    ) -> AggRows:
+        """REST aggTrades rows (``{"a","p","q","f","l","T","m"}``, no symbol) as ticks,
+        held to the request: only the first `limit` rows are read, and a row is dropped
+        (counted by reason in the result and in `rejected`) when it is malformed, has an
+        implausible time, an id below `from_id`, a time outside ``[start_ms, end_ms]``,
+        or an id not above the previous row's. A body that is not a list raises
+        `RestError`."""
         if not isinstance(body, list):
             raise RestError(200, None, "aggTrades is not a list")
-        return self.parse_agg_rows(symbol, body)
-
-    @staticmethod
-    def parse_agg_rows(symbol: str, body: list) -> list[Tick]:
-        """REST aggTrades rows (``{"a","p","q","f","l","T","m"}``, no symbol) as ticks;
-        a malformed row raises `RestError`."""
         recv = now_ms()
-        out = []
-        for row in body:
+        out = AggRows([], received=len(body))
+        dropped = out.dropped
+        if len(body) > limit:
+            dropped["beyond limit"] += len(body) - limit
+        last = -1
+        for row in body[:limit]:
             if isinstance(row, dict):
                 row = {**row, "s": symbol}
             try:
-                out.append(parse_agg_trade(row, recv))
+                t = parse_agg_trade(row, recv, listed=self.listed)
             except FrameError as exc:
-                raise RestError(200, None, f"bad aggTrades row: {exc}") from None
+                dropped[exc.reason] += 1
+                continue
+            if from_id is not None and t.trade_id < from_id:
+                dropped["outside requested ids"] += 1
+            elif (start_ms is not None and t.ts_ms < start_ms) or (
+                end_ms is not None and t.ts_ms > end_ms
+            ):
+                dropped["outside requested window"] += 1
+            elif t.trade_id <= last:
+                dropped["duplicate or out of order"] += 1
+            else:
+                last = t.trade_id
+                out.ticks.append(t)
+        self.rejected.update(dropped)
         return out
 
     def on_response(self, hook: Callable[[httpx.Response], Awaitable[None]]) -> None:
@@ -367,17 +540,27 @@ class SymbolError(Exception):
 
 async def check_symbols(rest: BinanceRest, symbols: Sequence[str]) -> str | None:
     """Raise `SymbolError` for an unknown or non-trading symbol. Returns a warning text
-    when the exchange cannot be asked (the caller carries on), else `None`."""
+    when the exchange cannot be asked (the caller carries on), else `None`. Pacing is
+    waited for at most `START_CHECK_WAIT_S`; a symbol missing from a reply that had
+    malformed entries is not called unknown (it may have been one of them)."""
+    bad_before = rest.rejected["exchangeInfo: bad symbol entry"]
     try:
-        info = await rest.exchange_info()
+        info = await rest.exchange_info(max_wait_s=START_CHECK_WAIT_S)
     except (RestUnavailable, RestError) as exc:
         return f"could not verify symbols against exchangeInfo: {exc}"
+    bad = rest.rejected["exchangeInfo: bad symbol entry"] - bad_before
     for s in symbols:
-        if s not in info:
-            raise SymbolError(f"unknown symbol {s} on {rest.base_url} (not in exchangeInfo)")
-        status = info[s].get("status")
+        status = info[s].get("status") if s in info else "TRADING"
         if status != "TRADING":
-            raise SymbolError(f"symbol {s} is not trading (status {status})")
+            raise SymbolError(f"symbol {s} is not trading (status {clip(status)})")
+    missing = [s for s in symbols if s not in info]
+    if missing and bad:
+        return (
+            f"could not verify {', '.join(missing)} against exchangeInfo: not listed, and "
+            f"{bad} malformed entr{'y' if bad == 1 else 'ies'} skipped"
+        )
+    if missing:
+        raise SymbolError(f"unknown symbol {missing[0]} on {rest.base_url} (not in exchangeInfo)")
     return None
 
 
@@ -599,6 +782,7 @@ class BinanceFeed:
         watchdog = asyncio.create_task(self._watchdog(ws, time.monotonic()), name="feed-watchdog")
         stats = self.stats
         symbols = self._symset
+        listed = self.rest.listed
         try:
             async for raw in ws:
                 recv = now_ms()
@@ -606,7 +790,7 @@ class BinanceFeed:
                 stats.frames += 1
                 stats.last_frame_ms = recv
                 try:
-                    tick = parse_market_frame(raw, recv)
+                    tick = parse_market_frame(raw, recv, listed=listed)
                 except FrameError as exc:
                     stats.malformed[exc.reason] += 1
                     log.warning("malformed frame (%s): %.200r", exc.reason, raw)
@@ -670,8 +854,10 @@ class BinanceFeed:
         start, got = lo, 0
         while probe or start <= hi:
             limit = AGG_TRADES_LIMIT if probe else min(AGG_TRADES_LIMIT, hi - start + 1)
-            rows = await self.rest.agg_trades(sym, from_id=start, limit=limit)
-            rows = [r for r in rows if r.trade_id >= start and (probe or r.trade_id <= hi)]
+            page = await self.rest.agg_trades(sym, from_id=start, limit=limit)
+            for reason, n in page.dropped.items():
+                self.stats.malformed[f"REST {reason}"] += n
+            rows = [r for r in page.ticks if probe or r.trade_id <= hi]
             if not rows:
                 break
             got += len(rows)

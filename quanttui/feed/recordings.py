@@ -5,7 +5,8 @@ UTC, `price`, `size`) carry no trade id, so rows get a synthetic id: their 1-bas
 position among the file's rows of the same symbol. Re-reading a file therefore yields the
 same ids, which keeps imports idempotent. Zero-price rows (Binance's `"p":"0","q":"0"`
 events) are read as recorded; a replay drops them where the live feed does
-(`quanttui.feed.binance.drop_empty`).
+(`quanttui.feed.binance.drop_empty`). A trade time no trade can have
+(`quanttui.plausible`) is a bad record.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import orjson
 
 from quanttui.model import Tick, parse_iso_ms
+from quanttui.plausible import describe, wall_ms
 
 
 class RecordingError(ValueError):
@@ -37,6 +39,7 @@ def read_ndjson(path: str | Path) -> Iterator[Tick]:
 
 def _ticks(path: Path, lines: Iterable[bytes]) -> Iterator[Tick]:
     counters: dict[str, int] = {}
+    now = wall_ms()
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -47,9 +50,12 @@ def _ticks(path: Path, lines: Iterable[bytes]) -> Iterator[Tick]:
             ts_ms = int(ts) if isinstance(ts, int | float) else parse_iso_ms(str(ts))
             price = float(row["price"])
             qty = float(row.get("size", row.get("qty")))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError) as exc:
             raise RecordingError(f"{path}:{lineno}: bad record ({exc})") from None
         if not (math.isfinite(price) and math.isfinite(qty)) or price < 0 or qty < 0:
             raise RecordingError(f"{path}:{lineno}: bad price or size")
+        problem = describe(ts_ms, now)
+        if problem is not None:
+            raise RecordingError(f"{path}:{lineno}: {problem}")
         n = counters[sym] = counters.get(sym, 0) + 1
         yield Tick(sym, n, ts_ms, price, qty, False)

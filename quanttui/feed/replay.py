@@ -50,6 +50,7 @@ from quanttui.feed.binance import SymbolError, drop_empty
 from quanttui.feed.ingest import Ingestion
 from quanttui.feed.recordings import RecordingError, read_ndjson
 from quanttui.model import MarkPrice, Tick
+from quanttui.plausible import latest_ms
 from quanttui.store.db import SQLITE_MAGIC, StoreError, connect
 from quanttui.store.importer import ArchiveError, import_file, inspect_name
 from quanttui.store.queries import load_pair_bars
@@ -87,6 +88,7 @@ class ReplayStats:
     gaps_open: int = 0
     gaps_filled: int = 0
     state: str = "connecting"
+    implausible: int = 0  # source rows stamped in the future, not replayed
 
 
 @dataclass
@@ -310,6 +312,7 @@ class Replay:
         self._t0: int | None = None
         self._wall0 = 0.0
         self._last_ts: int | None = None
+        self._latest = latest_ms()
         self.finished = asyncio.Event()
 
     @property
@@ -356,13 +359,21 @@ class Replay:
         return None
 
     def _span(self) -> tuple[int, int, int]:
+        """First and last plausible trade time and the largest id. Rows stamped after
+        `latest_ms` (a database written before trade times were checked) are never
+        replayed; their number is in `stats.implausible`."""
         conn = self._open()
+        marks = ",".join("?" * len(self.symbols))
         try:
             lo, hi, top = conn.execute(
                 f"SELECT min(ts_ms), max(ts_ms), max(abs(trade_id)) FROM ticks "
-                f"WHERE symbol IN ({','.join('?' * len(self.symbols))})",
-                self.symbols,
+                f"WHERE symbol IN ({marks}) AND ts_ms <= ?",
+                [*self.symbols, self._latest],
             ).fetchone()
+            self.stats.implausible = conn.execute(
+                f"SELECT count(*) FROM ticks WHERE symbol IN ({marks}) AND ts_ms > ?",
+                [*self.symbols, self._latest],
+            ).fetchone()[0]
         finally:
             conn.close()
         return lo or 0, hi or 0, top or 0
@@ -374,8 +385,8 @@ class Replay:
         try:
             cur = conn.execute(
                 "SELECT symbol, trade_id, ts_ms, price, qty, is_buyer_maker FROM ticks "
-                f"WHERE symbol IN ({marks}) ORDER BY ts_ms, symbol, trade_id",
-                self.symbols,
+                f"WHERE symbol IN ({marks}) AND ts_ms <= ? ORDER BY ts_ms, symbol, trade_id",
+                [*self.symbols, self._latest],
             )
             while rows := cur.fetchmany(BATCH):
                 yield [
@@ -413,7 +424,12 @@ class Replay:
         lo, hi, top = await loop.run_in_executor(self._reader, self._span)
         self._t0 = lo + min(self.prefill_ms, hi - lo)
         self._wall0 = time.monotonic()
-        self._state("replay", f"{self.speed:g}x" if self.speed else "max speed")
+        skipped = self.stats.implausible
+        self._state(
+            "replay",
+            (f"{self.speed:g}x" if self.speed else "max speed")
+            + (f" ({skipped:,} trades stamped in the future skipped)" if skipped else ""),
+        )
         span = hi - lo + 1000
         k = 0
         while True:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import sqlite3
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -31,15 +34,25 @@ def _open(cfg: Config):
         raise UserError(str(exc)) from None
 
 
-def snapshot(cfg: Config, sx: str, sy: str, *, as_json: bool) -> int:
-    a = cfg.analytics
+@contextlib.contextmanager
+def _reading(cfg: Config) -> Iterator[sqlite3.Connection]:
+    """A read-only connection; a database fault met while reading (damaged pages behind
+    an intact header) is one line naming the file, never a traceback."""
     conn = _open(cfg)
     try:
+        yield conn
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"{cfg.db_path}: corrupt or unreadable database ({exc})") from None
+    finally:
+        conn.close()
+
+
+def snapshot(cfg: Config, sx: str, sy: str, *, as_json: bool) -> int:
+    a = cfg.analytics
+    with _reading(cfg) as conn:
         bars = load_pair_bars(conn, sx, sy, a.timeframe, max_gap_bars=2 * a.window)
         marks = load_marks(conn, [sx, sy])
         intervals = funding_intervals(conn, [sx, sy])
-    finally:
-        conn.close()
     if len(bars) < a.window:
         raise UserError(
             f"too little data for {sx}/{sy} at {a.timeframe}: {len(bars)} bars stored, "
@@ -93,12 +106,9 @@ def backtest(cfg: Config, sx: str, sy: str, args) -> int:
     except ValueError as exc:
         raise UserError(f"bad --from/--to time: {exc}", 2) from None
     pair = PairParams(sx, sy, a.timeframe, a.window, a.hedge, a.kalman_delta, a.kalman_obs_var)
-    conn = _open(cfg)
-    try:
+    with _reading(cfg) as conn:
         bars = load_pair_bars(conn, sx, sy, a.timeframe, max_gap_bars=pair.max_gap_bars)
         series = load_funding_series(conn, [sx, sy])
-    finally:
-        conn.close()
     params = BacktestParams(a.entry_z, a.exit_z, b.stop_z or None, b.fee_bps, a.hedge == "log")
     try:
         report = backtest_bars(bars, pair, params, lo, hi, (series[sx], series[sy]))
@@ -139,13 +149,11 @@ def export(cfg: Config, sx: str, sy: str, out: str) -> int:
 
     a = cfg.analytics
     params = PairParams(sx, sy, a.timeframe, a.window, a.hedge, a.kalman_delta, a.kalman_obs_var)
-    conn = _open(cfg)
-    try:
-        written = export_pair(conn, params, out)
-    except ExportError as exc:
-        raise UserError(str(exc)) from None
-    finally:
-        conn.close()
+    with _reading(cfg) as conn:
+        try:
+            written = export_pair(conn, params, out)
+        except ExportError as exc:
+            raise UserError(str(exc)) from None
     for path, rows in written.values():
         print(f"{path}  ({rows:,} rows)")
     return 0

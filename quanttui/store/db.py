@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 SCHEMA_VERSION = 2
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -149,14 +150,72 @@ def _inspect(conn: sqlite3.Connection, path: Path) -> int:
     return version
 
 
+def _uri(path: Path, query: str) -> str:
+    return f"file:{quote(str(path.absolute()))}?{query}"
+
+
+def _cannot_share(exc: sqlite3.Error) -> bool:
+    """Whether `exc` is SQLite failing to open or create the -shm/-wal files beside a
+    WAL database (read-only media or directory), rather than a fault of the file."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return code in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY) or "SHM" in name
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection that works on read-only media too.
+
+    ``mode=ro`` on a WAL database needs its -shm file, which SQLite creates beside the
+    database if it is missing; on read-only media (or in a read-only directory) it cannot,
+    and the open fails with SQLITE_CANTOPEN although the file is sound. A cleanly closed
+    WAL database has no -wal content (the last connection checkpoints it), so it is then
+    opened with ``immutable=1``, which reads the main file alone and needs no side files
+    (https://www.sqlite.org/uri.html#uriimmutable, https://www.sqlite.org/wal.html#readonly).
+    A database whose -wal file still holds changes is refused rather than read without
+    them."""
+    try:
+        return _probe(_uri(path, "mode=ro"))
+    except sqlite3.DatabaseError as exc:
+        if not _cannot_share(exc):
+            raise StoreError(f"{path}: corrupt or unreadable database ({exc})") from None
+        reason = exc
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise StoreError(
+            f"{path}: read-only, and its -wal file holds changes SQLite cannot read without "
+            f"writing beside the database ({reason}); copy the database and its -wal file "
+            "to writable storage"
+        )
+    try:
+        return _probe(_uri(path, "immutable=1"))
+    except sqlite3.DatabaseError as exc:
+        if _cannot_share(exc):
+            raise StoreError(f"{path}: cannot open read-only ({exc})") from None
+        raise StoreError(f"{path}: corrupt or unreadable database ({exc})") from None
+
+
+def _probe(uri: str) -> sqlite3.Connection:
+    """Connect and read the schema once, so that a failure to open shows here."""
+    conn = sqlite3.connect(uri, uri=True)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """Open (creating or migrating unless `readonly`) a quanttui database."""
+    """Open (creating or migrating unless `readonly`) a quanttui database. A read-only
+    open also works on read-only media (`_open_readonly`)."""
     path = Path(path).expanduser()
+    if readonly and path.exists() and not path.is_dir() and not os.access(path, os.R_OK):
+        raise StoreError(f"{path}: permission denied (cannot read the file)")
     _check_header(path)
     if readonly:
         if not path.exists():
             raise StoreError(f"{path}: no such database")
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = _open_readonly(path)
     else:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

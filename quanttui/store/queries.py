@@ -2,6 +2,11 @@
 
 Synchronous `sqlite3` on its own connection, meant for worker threads (WAL lets readers
 run beside the writer). Every statement is parameterised, symbols included.
+
+Rows stamped after `quanttui.plausible.latest_ms` (the clock plus a minute) are never
+read: a database written before the boundary checks existed may hold a trade stamped
+decades ahead, and one such row would otherwise open a bar in that future, after which
+no bar could close. `quanttui.store.health` reports and quarantines them.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from quanttui.analytics.bars import LegBars, PairBars, align, leg_bars
 from quanttui.analytics.funding import FundingSeries
 from quanttui.config import TIMEFRAMES
 from quanttui.model import DEFAULT_FUNDING_INTERVAL_H, MarkPrice, Tick
+from quanttui.plausible import latest_ms
 
 KLINE_INTERVALS = {"1m": 60_000, "5m": 300_000}
 
@@ -22,14 +28,14 @@ KLINE_INTERVALS = {"1m": 60_000, "5m": 300_000}
 def load_leg(
     conn: sqlite3.Connection, symbol: str, start_ms: int | None = None, end_ms: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`(ts_ms, price, qty)` of one symbol's trades in `[start_ms, end_ms)`, ordered by
-    trade time then trade id.
+    """`(ts_ms, price, qty)` of one symbol's trades in `[start_ms, end_ms)` (and never
+    after `latest_ms()`), ordered by trade time then trade id.
 
     Rows are read in primary-key order (a plain range scan of the table, no index
     lookups: about 40% faster on a million rows) and put in time order by a stable sort,
     which keeps id order among trades of the same millisecond."""
     lo = -(2**62) if start_ms is None else start_ms
-    hi = 2**62 if end_ms is None else end_ms
+    hi = latest_ms() + 1 if end_ms is None else min(end_ms, latest_ms() + 1)
     cur = conn.execute(
         "SELECT ts_ms, price, qty FROM ticks WHERE symbol = ? AND ts_ms >= ? AND ts_ms < ? "
         "ORDER BY trade_id",
@@ -54,8 +60,9 @@ def load_kline_bars(
     lo = -(2**62) if start_ms is None else start_ms
     rows = conn.execute(
         "SELECT open_ms, open, high, low, close, volume, trades FROM klines "
-        "WHERE symbol = ? AND interval = '1m' AND open_ms >= ? ORDER BY open_ms",
-        (symbol, lo),
+        "WHERE symbol = ? AND interval = '1m' AND open_ms >= ? AND open_ms <= ? "
+        "ORDER BY open_ms",
+        (symbol, lo, latest_ms()),
     ).fetchall()
     if not rows:
         return LegBars.empty()
@@ -121,13 +128,15 @@ def load_pair_bars(
 
 
 def load_ticks(conn: sqlite3.Connection, symbols: list[str], start_ms: int) -> list[Tick]:
-    """Stored trades of `symbols` at or after `start_ms`, by trade time then id."""
+    """Stored trades of `symbols` at or after `start_ms` (and not after `latest_ms()`),
+    by trade time then id."""
     out: list[Tick] = []
+    hi = latest_ms()
     for sym in symbols:
         rows = conn.execute(
             "SELECT trade_id, ts_ms, price, qty, is_buyer_maker FROM ticks "
-            "WHERE symbol = ? AND ts_ms >= ?",
-            (sym, start_ms),
+            "WHERE symbol = ? AND ts_ms >= ? AND ts_ms <= ?",
+            (sym, start_ms, hi),
         ).fetchall()
         out += [Tick(sym, i, ts, p, q, bool(m)) for i, ts, p, q, m in rows]
     out.sort(key=lambda t: (t.ts_ms, t.trade_id))

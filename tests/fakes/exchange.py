@@ -10,7 +10,9 @@ Faults: disconnect every N frames, malformed frames, a stall (connection open, s
 bursts (rate=None), and 429 answers with Retry-After. Hostile modes: every REST call
 answered with a Binance-style error whose `msg` carries terminal control sequences and
 Rich markup (`Faults.hostile_rest`), or every websocket closed with such a reason
-(`Faults.close_reason`).
+(`Faults.close_reason`). Hostile answers: any aggTrades,
+klines or exchangeInfo body (`Faults.agg_body`, `klines_body`, `exchange_info_body`),
+and trades whose ``T`` is kept as given (`FakeTrade.keep_T`, e.g. stamped in 2076).
 
 For the pair scanner: a `KlineTape` serves deterministic 1m klines of many symbols up to
 the wall clock (the open minute included, as Binance does), ``/fapi/v1/ticker/24hr``
@@ -27,7 +29,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
@@ -57,6 +59,12 @@ class Faults:
     hostile_rest: str | None = None  # every REST call: 400 {"code": -1121, "msg": this}
     close_reason: str | None = None  # every websocket closed at once (code 4000) with this
 
+    # Hostile REST: a function of (symbol, query) whose result replaces the aggTrades or
+    # klines body, and a body that replaces exchangeInfo's (each None = honest answer).
+    agg_body: Callable[[str, dict[str, str]], object] | None = None
+    klines_body: Callable[[str, dict[str, str]], object] | None = None
+    exchange_info_body: object | None = None
+
 
 # Rich markup, an OSC 0 window-title set, an OSC 52 clipboard write and a clear-screen.
 HOSTILE = (
@@ -76,6 +84,7 @@ class FakeTrade:
     q: str
     T: int
     m: bool
+    keep_T: bool = False  # `restamp`/`shift` leave T alone (e.g. a trade stamped in 2076)
 
     def row(self) -> dict:
         return {
@@ -293,7 +302,7 @@ class FakeExchange:
         t0 = self.trades[0].T if self.trades else 0
         wall0 = int(time.time() * 1000)
         for i, tr in enumerate(self.trades):
-            if self.shift:
+            if self.shift and not tr.keep_T:
                 delay = start + (tr.T - t0) / 1000 - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -304,7 +313,7 @@ class FakeExchange:
                     await asyncio.sleep(delay)
             elif i % 500 == 0:
                 await asyncio.sleep(0)
-            if self.restamp:
+            if self.restamp and not tr.keep_T:
                 tr.T = int(time.time() * 1000)
             self.produced.append(tr)
             self._by_symbol.setdefault(tr.symbol, []).append(tr)
@@ -400,6 +409,8 @@ class FakeExchange:
                 {"code": -1003, "msg": "Too many requests"},
                 {"Retry-After": self.faults.retry_after},
             )
+        if url.path == "/fapi/v1/exchangeInfo" and self.faults.exchange_info_body is not None:
+            return self._json(conn, 200, self.faults.exchange_info_body)
         if url.path == "/fapi/v1/exchangeInfo":
             syms = [
                 {
@@ -433,10 +444,14 @@ class FakeExchange:
             if sym not in self.status:
                 return self._json(conn, 400, {"code": -1121, "msg": "Invalid symbol."})
             if url.path == "/fapi/v1/klines":
+                if self.faults.klines_body is not None:
+                    return self._json(conn, 200, self.faults.klines_body(sym, q))
                 self.kline_requests.append(q)
                 if self.tape is not None and sym in self.tape.symbols:
                     return self._json(conn, 200, self.tape.klines(sym, q))
                 return self._json(conn, 200, self._klines(sym, q))
+            if self.faults.agg_body is not None:
+                return self._json(conn, 200, self.faults.agg_body(sym, q))
             return self._json(conn, 200, self._agg(sym, q))
         return self._json(conn, 404, {"code": -1, "msg": "not found"})
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 import numpy as np
@@ -154,15 +155,16 @@ async def test_mark_frames_on_the_routed_stream(tmp_path: Path) -> None:
             "btcusdt@markPrice@1s/ethusdt@markPrice@1s"
         )
         got_marks: list[MarkPrice] = []
+        recv = int(time.time() * 1000)
         got_ticks: list[Tick] = []
         async with websockets.connect(url) as ws:
             while len(got_marks) < len(marks) or len(got_ticks) < len(trades):
                 raw = await asyncio.wait_for(ws.recv(), 10)
-                ev = parse_market_frame(raw, 1)
+                ev = parse_market_frame(raw, recv)
                 (got_marks if isinstance(ev, MarkPrice) else got_ticks).append(ev)
     assert [(t.symbol, t.trade_id) for t in got_ticks] == [(t.symbol, t.a) for t in trades]
     assert got_marks == [
-        MarkPrice(m.symbol, m.E, float(m.p), float(m.i), float(m.P), float(m.r), m.T, recv_ms=1)
+        MarkPrice(m.symbol, m.E, float(m.p), float(m.i), float(m.P), float(m.r), m.T, recv_ms=recv)
         for m in marks
     ]
     assert got_marks[1].rate == pytest.approx(-2.531e-5)

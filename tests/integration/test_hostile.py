@@ -152,7 +152,7 @@ async def test_a_1_mb_rest_error_is_cut_with_an_ellipsis(tmp_path: Path) -> None
     warning = next(x for x in lines if x.startswith("quanttui: warning: could not verify"))
     backfill = next(x for x in lines if x.startswith("backfill skipped"))
     for line in (warning, backfill):
-        assert line.endswith("AAAA…")
+        assert "AAAA…" in line  # the message is cut where it is quoted, with an ellipsis
         assert "\\x1b]0;TITLEPWN" in line
 
 

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from quanttui.config import ConfigError, builtin_defaults_text, load_config
+from quanttui.config import _CHECKS, ConfigError, builtin_defaults_text, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,3 +65,54 @@ def test_platform_user_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     (tmp_path / "quanttui").mkdir()
     (tmp_path / "quanttui" / "config.toml").write_text('[export]\ndir = "/tmp/x"\n')
     assert load_config().export.dir == "/tmp/x"
+
+
+FLOAT_KEYS = [
+    ("feed", "stale_after_s"),
+    ("feed", "reconnect_base_s"),
+    ("feed", "reconnect_max_s"),
+    ("feed", "max_connection_age_s"),
+    ("analytics", "entry_z"),
+    ("analytics", "exit_z"),
+    ("analytics", "kalman_delta"),
+    ("analytics", "kalman_obs_var"),
+    ("alerts", "cooldown_s"),
+    ("alerts", "hysteresis"),
+    ("backtest", "fee_bps"),
+    ("backtest", "stop_z"),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(FLOAT_KEYS),
+    st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.sampled_from([0.0, -0.0, 1e-300, 1e-9, 1e308, -1.0]),
+        st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    ),
+)
+def test_every_number_is_finite_and_in_its_stated_range_or_refused(
+    key: tuple[str, str], value: float
+) -> None:
+    """A value is either accepted, finite and inside the range the README states, or
+    refused with one line naming the key and the allowed range."""
+    section, name = key
+    try:
+        cfg = load_config(use_user_file=False, overrides={key: value})
+    except ConfigError as exc:
+        text = str(exc)
+        assert name in text and "\n" not in text
+        assert "must be" in text or "must not exceed" in text or "must be below" in text
+        return
+    got = getattr(getattr(cfg, section), name)
+    assert math.isfinite(got)
+    check = _CHECKS[key]
+    assert check(got) is None, (key, got)
+
+
+@pytest.mark.parametrize("key", FLOAT_KEYS)
+def test_infinity_is_refused_with_the_range(key: tuple[str, str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(use_user_file=False, overrides={key: float("inf")})
+    assert f"[{key[0]}] {key[1]}: inf is not a finite number (must be " in str(info.value)

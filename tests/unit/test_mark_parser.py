@@ -35,7 +35,7 @@ def test_real_frame() -> None:
 
 
 def test_routing_keeps_trades_on_the_aggtrade_parser() -> None:
-    t = parse_market_frame(json.dumps(AGG_FRAME), 3)
+    t = parse_market_frame(json.dumps(AGG_FRAME), AGG_FRAME["data"]["E"] + 10)
     assert isinstance(t, Tick) and t.trade_id == 2983561190
     assert parse_market_frame('{"result":null,"id":1}') is None
     assert parse_mark_frame('{"result":null,"id":1}') is None

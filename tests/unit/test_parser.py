@@ -33,7 +33,7 @@ def test_stream_url_is_routed_and_combined() -> None:
 
 
 def test_parses_trade_time_not_event_time() -> None:
-    t = parse_frame(json.dumps(FRAME), recv_ms=7)
+    t = parse_frame(json.dumps(FRAME), recv_ms=1765788195357)
     assert (t.symbol, t.trade_id, t.ts_ms, t.price, t.qty, t.is_buyer_maker, t.recv_ms) == (
         "BTCUSDT",
         2983561190,
@@ -41,7 +41,7 @@ def test_parses_trade_time_not_event_time() -> None:
         89790.10,
         0.004,
         True,
-        7,
+        1765788195357,
     )
 
 
