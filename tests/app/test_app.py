@@ -25,7 +25,7 @@ from quanttui.engine.events import SnapshotEvent, Status
 from quanttui.feed.recordings import read_ndjson
 from quanttui.feed.replay import ReplaySpec, prepare_source
 from quanttui.model import METRIC_NAMES, Tick
-from quanttui.store.queries import load_pair_bars
+from quanttui.store.queries import load_funding_series, load_pair_bars
 from tests.app.conftest import RECORDING, app_config, count_ticks
 from tests.fakes.exchange import FakeExchange, Faults, synthetic_trades, trades_from_ticks
 from tests.helpers import store_ticks
@@ -294,7 +294,9 @@ async def test_backtest_screen_runs_shows_and_exports(fixed_db: Path, tmp_path: 
         report = app.screen.report
         with sqlite3.connect(fixed_db) as conn:
             bars = load_pair_bars(conn, "BTCUSDT", "ETHUSDT", "1s", max_gap_bars=120)
-        cli = backtest_bars(bars, app.params, BacktestParams(2.0, 0.0, None, 4.0))
+            series = load_funding_series(conn, ["BTCUSDT", "ETHUSDT"])
+        funding = (series["BTCUSDT"], series["ETHUSDT"])
+        cli = backtest_bars(bars, app.params, BacktestParams(2.0, 0.0, None, 4.0), funding=funding)
         assert report.as_json() == cli.as_json()
         assert report.bars == len(bars) > 400
         assert len(report.result.trades) >= 1
@@ -374,7 +376,10 @@ async def test_warm_start_on_an_empty_db_shows_a_full_window_z_at_1m(tmp_path: P
             await pilot.press("q")
         starts = kline_starts(ex)[2:]
         assert all(s > last for s in starts)  # only minutes that closed since
-        assert len(ex.rest_requests) - first_launch <= 1 + len(starts)  # + exchangeInfo
+        again_requests = [
+            p for p in ex.rest_requests[first_launch:] if not p.startswith("/fapi/v1/funding")
+        ]  # the funding warm start asks for its own history
+        assert len(again_requests) <= 1 + len(starts)  # + exchangeInfo
 
 
 async def test_backfill_progress_is_on_screen_and_the_ui_stays_live(tmp_path: Path) -> None:
