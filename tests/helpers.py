@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import subprocess
 import sys
@@ -76,3 +77,10 @@ async def spawn(*args: str) -> asyncio.subprocess.Process:
 def exchange_args(ex: FakeExchange) -> list[str]:
     """`--ws-url` and `--rest-url` pointing a subprocess at a `FakeExchange`."""
     return ["--ws-url", ex.ws_base, "--rest-url", ex.rest_base]
+
+
+def alert_lines(out: bytes | str) -> list[dict]:
+    """The alert objects of a `--headless` stdout (not its closing snapshot lines)."""
+    text = out.decode() if isinstance(out, bytes) else out
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [r for r in rows if "snapshot" not in r]

@@ -51,6 +51,8 @@ class AlertBook:
         """Alerts of the checkpoint horizon that stand (not withdrawn), oldest first."""
         self.start_ms: int | None = None
         """The first bar that alerts may name: the session's first live bar."""
+        self.not_before: int | None = None
+        """Bars before this time are never evaluated (a replay's prefilled history)."""
 
     def _state(self) -> State:
         return {k: (s.armed, s.last_fired_ms) for k, s in self.rules._states.items()}
@@ -63,6 +65,8 @@ class AlertBook:
 
     def on_bar(self, ts_ms: int, metrics: Mapping[str, float], *, defer: bool) -> list[Alert]:
         """A live bar closed. With `defer` (a resync is pending) it is only checkpointed."""
+        if self.not_before is not None and ts_ms < self.not_before:
+            return []
         if self.start_ms is None:
             self.start_ms = ts_ms
         self.checkpoints.append((ts_ms, self._state()))

@@ -252,16 +252,25 @@ class Engine:
                 return await self._finish(code, error)
             if warning:
                 self.publish(Notice(warning, "Symbols not verified", "warning"))
-            try:
-                await self.feed.start()
-            except StoreError as exc:
-                code, error = 2, str(exc)
-                return await self._finish(code, error)
             if self.analyse and self.pairs:
                 self._spawn(asyncio.to_thread(warm_up))
+            replaying = isinstance(self.feed, Replay)
+            if not replaying:
+                try:
+                    await self.feed.start()
+                except StoreError as exc:
+                    return await self._finish(2, str(exc))
             self._start_backfill(list(self.symbols))
-            for mon in list(self.pairs.values()):
-                self._spawn(self.rebuild(mon, new_params=True))
+            loads = [self._spawn(self.rebuild(mon, new_params=True)) for mon in self.pairs.values()]
+            if replaying:
+                # A replay starts once every pair has loaded, so the same recording gives
+                # the same bars and alerts whatever the machine's pace (live trades cannot
+                # wait: the feed starts first and the load's seam takes them in).
+                await asyncio.gather(*loads, return_exceptions=True)
+                try:
+                    await self.feed.start()
+                except StoreError as exc:
+                    return await self._finish(2, str(exc))
             self._spawn(self._clock())
             await self._stop.wait()
         except Exception as exc:  # noqa: BLE001 - a view must always get Finished
@@ -474,6 +483,10 @@ class Engine:
 
     # ----------------------------------------------------------------- analytics
     def _bars_closed(self, mon: PairMonitor, closed: list) -> None:
+        if mon.book.not_before is None and isinstance(self.feed, Replay):
+            start = self.feed.start_ms
+            if start is not None:
+                mon.book.not_before = start - start % mon.params.timeframe_ms
         fired = mon.closed(closed)
         if fired:
             self._fire(mon, fired)

@@ -319,6 +319,11 @@ class Replay:
     def stats(self) -> ReplayStats:
         return self.feed.stats
 
+    @property
+    def start_ms(self) -> int | None:
+        """Where the replay clock started (after the prefill); None before the start."""
+        return self._t0
+
     def now_ms(self) -> int:
         """The replay clock (see the module docstring); 0 before the first trade."""
         if self._t0 is None:

@@ -3,7 +3,9 @@
 One JSON line per alert on stdout (`{"time", "pair", "rule", "metric", "value",
 "threshold"}`; `"revised": true` on an alert a recompute added), and one
 `{"retract": {...the alert...}, "time_withdrawn": ..., "reason": ...}` line when a
-recompute from the database contradicts an alert already printed. Status goes to stderr.
+recompute from the database contradicts an alert already printed. At the end, one
+`{"snapshot": {...}}` line per pair: its last snapshot (`Snapshot.as_json`, with `pair`).
+Status goes to stderr.
 
 The engine runs on its own thread; this view drains its mailbox on the main thread. A
 reader that stops reading stdout blocks only this thread: ingestion goes on, the
@@ -30,10 +32,11 @@ from quanttui.engine.events import (
     Finished,
     Notice,
     Recomputed,
+    SnapshotEvent,
 )
 from quanttui.errors import UserError
 from quanttui.feed.replay import ReplaySpec
-from quanttui.model import iso_utc
+from quanttui.model import Snapshot, iso_utc
 from quanttui.textsafe import printable
 
 
@@ -78,6 +81,7 @@ def run(
     guard = ShutdownGuard(runner, request_exit, cleanup=cleanup).install()
     runner.start()
     fired = dropped = 0
+    last: dict[str, Snapshot] = {}
     finished: Finished | None = None
     stopping = False
     try:
@@ -87,7 +91,10 @@ def run(
             if stop.is_set() and not stopping:
                 stopping = True
                 runner.call_soon(engine.stop)
-            events, _latest = box.drain()
+            events, latest = box.drain()
+            for ev in latest:
+                if isinstance(ev, SnapshotEvent):
+                    last[ev.pair] = ev.snapshot
             if box.dropped > dropped:
                 _out({"dropped": box.dropped - dropped})
                 dropped = box.dropped
@@ -139,6 +146,12 @@ def run(
         guard.uninstall()
     if finished.error and finished.code == 2:
         raise UserError(finished.error, 2)
+    _, latest = box.drain()
+    for ev in latest:
+        if isinstance(ev, SnapshotEvent):
+            last[ev.pair] = ev.snapshot
+    for key, snap in last.items():
+        _out({"snapshot": {"pair": key, **snap.as_json()}})
     s = finished.stats
     _err(
         f"stopped: {s.get('ticks', 0):,} trades, {s.get('alerts', 0)} alerts, "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import re
 import signal
@@ -17,7 +16,7 @@ import pytest
 from quanttui.model import Tick, iso_utc, parse_iso_ms
 from quanttui.store.queries import load_pair_bars
 from tests.fakes.exchange import FakeExchange, FakeTrade, Faults, synthetic_trades
-from tests.helpers import exchange_args, spawn, store_ticks
+from tests.helpers import alert_lines, exchange_args, spawn, store_ticks
 
 W = 20
 RATE = 40
@@ -115,7 +114,7 @@ async def test_headless_z_excursion_prints_exactly_the_expected_alerts(tmp_path:
         code, out, err = await run_headless(ex, cfg, db, "--window", str(W))
     assert code == 0, err.decode()
     live_from = parse_iso_ms(re.search(r"live from (\S+)", err.decode()).group(1))
-    lines = [json.loads(line) for line in out.decode().splitlines()]
+    lines = alert_lines(out)
 
     with sqlite3.connect(db) as conn:
         bars = load_pair_bars(conn, "BTCUSDT", "ETHUSDT", "1s", max_gap_bars=2 * W)
@@ -161,7 +160,7 @@ async def test_headless_price_rule_on_a_known_price_excursion(tmp_path: Path) ->
             ex, cfg, db, "--alert", "price_y > 105", "--window", "10"
         )
     assert code == 0, err.decode()
-    lines = [json.loads(line) for line in out.decode().splitlines()]
+    lines = alert_lines(out)
     assert [(a["pair"], a["rule"], a["metric"], a["value"], a["threshold"]) for a in lines] == [
         ("BTCUSDT/ETHUSDT", "price_y > 105", "price_y", 110.0, 105.0),
     ] * 2

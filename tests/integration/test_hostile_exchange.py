@@ -27,7 +27,7 @@ from quanttui.model import Tick
 from quanttui.plausible import BEFORE_LISTING, FUTURE, FUTURE_TOLERANCE_MS
 from quanttui.store.writer import TickWriter
 from tests.fakes.exchange import FakeExchange, FakeTrade, Faults, synthetic_trades
-from tests.helpers import exchange_args, spawn, store_ticks
+from tests.helpers import alert_lines, exchange_args, spawn, store_ticks
 from tests.integration.test_backfill import pair_klines
 from tests.integration.test_feed import cfg_for, stored, wait_for
 from tests.integration.test_headless import excursion_trades, run_headless
@@ -92,7 +92,7 @@ async def test_headless_bars_keep_closing_after_a_future_stamped_trade(tmp_path:
             ex, headless_cfg(tmp_path), db, "--alert", "price_y > 105", "--window", "10"
         )
     assert code == 0, err.decode()
-    lines = [json.loads(line) for line in out.decode().splitlines()]
+    lines = alert_lines(out)
     assert [(a["pair"], a["rule"], a["metric"], a["value"], a["threshold"]) for a in lines] == (
         PRICE_ALERTS
     )
@@ -125,7 +125,7 @@ async def test_restart_on_a_database_holding_a_2076_trade_shows_live_bars(
         )
     text = err.decode()
     assert code == 0, text
-    lines = [json.loads(line) for line in out.decode().splitlines()]
+    lines = alert_lines(out)
     assert [(a["pair"], a["rule"], a["metric"], a["value"], a["threshold"]) for a in lines] == (
         PRICE_ALERTS
     )

@@ -27,7 +27,7 @@ from quanttui.model import iso_utc
 from quanttui.store.db import connect
 from quanttui.store.queries import load_pair_bars
 from tests.app.conftest import RECORDING
-from tests.helpers import run_cli, store_ticks
+from tests.helpers import alert_lines, run_cli, store_ticks
 from tests.ptyrun import ROOT, PtyApp
 
 W = 30
@@ -72,7 +72,7 @@ def test_headless_replay_at_50x_and_max_speed_match_a_recompute(
         assert code == 0, err
         assert "feed: replay" in err and "feed: finished end of the recording" in err
         assert "stopped: 19,182 trades" in err  # 19,280 rows less the 98 zero rows
-        runs[speed] = [json.loads(line) for line in out.splitlines()]
+        runs[speed] = alert_lines(out)
     expected = offline_alerts(recording_db)
     assert len(expected) >= 2
     for lines in runs.values():
@@ -148,8 +148,8 @@ def test_demo_runs_with_the_network_unreachable(tmp_path: Path) -> None:
     assert "feed: replay 50x" in err
     trades = int(err.split("stopped: ")[1].split(" trades")[0].replace(",", ""))
     assert trades > 5000
-    for line in out.splitlines():
-        assert json.loads(line)["pair"] == "BTCUSDT/ETHUSDT"
+    for line in alert_lines(out):
+        assert line["pair"] == "BTCUSDT/ETHUSDT"
     assert not list(tmp_path.iterdir())  # the demo leaves nothing behind
 
 
@@ -168,7 +168,7 @@ def test_stderr_holds_only_status_lines_even_on_flat_windows(real_data: Path) ->
         str(real_data / "ticks_2025-11-01T09-54-08.557Z.ndjson"),
     )
     assert code == 0, err
-    assert out == ""
+    assert alert_lines(out) == []
     assert all(
         line.startswith(("feed: ", "headless ", "stopped: ")) for line in err.splitlines()
     ), err
@@ -251,8 +251,10 @@ def test_demo_refuses_a_window_its_recording_cannot_fill(args: list[str], reason
 
 def test_demo_at_the_largest_window_that_fits_has_a_z_score_within_one_pass() -> None:
     """W = 204 needs 2W-1 = 407 of the recording's 408 one-second bars: the first z-score
-    (here an alert at |z| >= 0.001) comes at 08:50:01, before the first pass ends at
-    08:50:02.550 (later passes are shifted by the recording's span)."""
+    comes at 08:50:01, inside the prefill (history: not alerted, as a live warm start's
+    history is not), so the first alert at |z| >= 0.001 names 08:50:02, the first bar
+    after the prefill and before the first pass ends at 08:50:02.550 (later passes are
+    shifted by the recording's span)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "quanttui", "demo", "--headless", "--window", "204"]
         + ["--speed", "0", "--entry-z", "0.001"],
@@ -266,7 +268,7 @@ def test_demo_at_the_largest_window_that_fits_has_a_z_score_within_one_pass() ->
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
-    assert first["time"] == "2025-12-15T08:50:01.000Z"
+    assert first["time"] == "2025-12-15T08:50:02.000Z"
     assert first["metric"] == "zscore" and abs(first["value"]) >= 0.001
 
 
