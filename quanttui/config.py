@@ -154,9 +154,19 @@ def _url(*schemes: str):
     return check
 
 
-def _backfill(v: str) -> str | None:
-    from quanttui.feed.backfill import parse_backfill
+BACKFILL_DURATION = re.compile(r"^(\d+)\s*(s|m|h|d)$")
+"""A `[feed] backfill` span such as 90m, 12h or 2d (also parsed by `feed.backfill`)."""
 
+
+def parse_backfill(value: str) -> str | None:
+    """Validation for `[feed] backfill`: None when fine, else the problem."""
+    v = value.strip().lower()
+    if v in ("auto", "off") or BACKFILL_DURATION.match(v):
+        return None
+    return "must be auto, off or a duration such as 90m, 12h or 2d"
+
+
+def _backfill(v: str) -> str | None:
     return parse_backfill(v)
 
 

@@ -31,14 +31,13 @@ the live feed, which runs beside it.
 from __future__ import annotations
 
 import asyncio
-import re
 import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from quanttui.config import TIMEFRAMES
+from quanttui.config import BACKFILL_DURATION, TIMEFRAMES
 from quanttui.feed.binance import BinanceRest, RestError, RestThrottled, RestUnavailable
 from quanttui.plausible import FUTURES_LAUNCH_MS, earliest_ms
 from quanttui.store.db import StoreError, connect
@@ -52,16 +51,8 @@ KLINE_WEIGHT = 10
 AGG_LIMIT = 1000
 AGG_WEIGHT = 20
 WEIGHT_BUDGET = 2400
-_DURATION = re.compile(r"^(\d+)\s*(s|m|h|d)$")
+_DURATION = BACKFILL_DURATION
 _UNIT_MS = {"s": 1000, "m": MINUTE, "h": HOUR, "d": 24 * HOUR}
-
-
-def parse_backfill(value: str) -> str | None:
-    """Validation for `[feed] backfill`: None when fine, else the problem."""
-    v = value.strip().lower()
-    if v in ("auto", "off") or _DURATION.match(v):
-        return None
-    return "must be auto, off or a duration such as 90m, 12h or 2d"
 
 
 def span_ms(value: str, timeframe: str, window: int) -> int:

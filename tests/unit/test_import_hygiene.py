@@ -9,6 +9,9 @@ import sys
 import quanttui
 
 PURE = (
+    "quanttui.engine",
+    "quanttui.plausible",
+    "quanttui.terminal",
     "quanttui.feed",
     "quanttui.store",
     "quanttui.analytics",
@@ -45,3 +48,76 @@ def test_pure_layers_import_without_textual() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+LAYERS = {
+    "model": 0,
+    "textsafe": 0,
+    "errors": 0,
+    "plausible": 0,
+    "config": 1,
+    "feed": 2,
+    "store": 2,
+    "analytics": 2,
+    "alerts": 2,
+    "export": 2,
+    "report": 2,
+    "scan_report": 2,
+    "scanner": 3,
+    "engine": 3,
+    "terminal": 3,
+    "modes": 4,
+    "app": 4,
+    "cli": 5,
+    "__main__": 6,
+    "__init__": 0,
+}
+"""Arrows point down only: a module may import its own package and lower layers (STYLE.md:
+views -> engine -> feed/store/analytics -> model/config). Peers in layer 2 may import one
+another, but config imports nothing of ours but model (the old config -> feed.backfill ->
+config cycle)."""
+
+
+ALLOWED = {("modes/scan", "quanttui.app.scan_app")}
+"""`quanttui scan` without --json opens the scanner app: a view starting a view."""
+
+
+def _imports(path) -> set[str]:
+    import ast
+
+    tree = ast.parse(path.read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("quanttui"):
+            out.add(node.module)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("quanttui"))
+    return out
+
+
+def test_imports_point_down_the_layers() -> None:
+    from pathlib import Path
+
+    root = Path(quanttui.__file__).parent
+    bad = []
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root).with_suffix("")
+        top = rel.parts[0]
+        mine = LAYERS[top]
+        for mod in _imports(path):
+            parts = mod.split(".")
+            if len(parts) < 2:
+                continue
+            other = parts[1]
+            if other == top:
+                continue
+            theirs = LAYERS[other]
+            if ("/".join(rel.parts), mod) in ALLOWED:
+                continue
+            if (
+                theirs > mine
+                or (top == "config" and other != "model")
+                or (theirs == mine and mine >= 3)
+            ):
+                bad.append(f"{'/'.join(rel.parts)} imports {mod}")
+    assert not bad, "\n".join(sorted(bad))
