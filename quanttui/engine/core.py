@@ -63,7 +63,9 @@ from quanttui.store.queries import tick_counts
 from quanttui.store.writer import INSERT_ALERT, WriterStatus, db_event_line, loss_line
 
 CLOCK_S = 0.2
-STATUS_S = 1.0
+STATUS_S = 0.25
+"""The status is published this often (and on every feed state or database change), so
+a view that prints it every few seconds never shows one older than this."""
 RATE_SPAN_S = 3.0
 """ticks/s is the rate over the last this many seconds, so it drops to 0 soon after the
 feed goes quiet."""
