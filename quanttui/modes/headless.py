@@ -180,8 +180,6 @@ def _run(
                                 ", replaying"
                                 if replay is not None
                                 else f", live from {iso_utc(ev.live_from)}"
-                                if ev.live_from
-                                else ", live"
                             )
                         )
                 elif isinstance(ev, Notice):
