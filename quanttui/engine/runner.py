@@ -33,14 +33,15 @@ from quanttui.engine.core import Engine
 from quanttui.engine.events import Finished
 
 HARD_EXIT_S = 5.0
-COMMANDS_DRAIN_S = 3.5
+COMMANDS_DRAIN_S = 3.0
 """After the engine has stopped, commands still at work (an export writing its files, a
 backtest) get this long to end before `done` is set, within the watchdog's deadline: a
 hang-up right after `e` then leaves complete CSVs, not a `.part` file cut short by the
 hard exit."""
-EXIT_MARGIN_S = 0.5
-"""Of the deadline, kept for the last stderr line, the cleanup and the exit itself: the
-watchdog exits hard at `deadline - EXIT_MARGIN_S`, so the process is gone by `deadline`."""
+EXIT_MARGIN_S = 1.0
+"""Of the deadline, kept for the cleanup, the last stderr line and the exit itself (each
+bounded, 0.45 s together), with slack for a loaded machine: the watchdog exits hard at
+`deadline - EXIT_MARGIN_S`, so the process is gone by `deadline`."""
 
 
 class EngineThread:
