@@ -10,8 +10,10 @@ view talks to it only through `call` (commands, thread-safe) and a `Mailbox` (ev
 SIGHUP first ask the view to end as usual, and a watchdog thread makes sure the process
 is gone within `deadline` seconds in any state (a blocked terminal, a shutdown stuck in
 Textual's writer): it stops the engine (the writer's queue is committed) and then calls
-`os._exit`. A hang-up means the terminal is gone, so it does not wait for the view.
-A second signal during a shutdown changes nothing, the exit code included.
+`os._exit`, `EXIT_MARGIN_S` before the deadline; its last steps (the cleanup, a line on
+stderr) are each given a bounded time, since stderr may be a pipe nobody reads. A
+hang-up means the terminal is gone, so it does not wait for the view. A second signal
+during a shutdown changes nothing, the exit code included.
 """
 
 from __future__ import annotations
@@ -31,6 +33,15 @@ from quanttui.engine.core import Engine
 from quanttui.engine.events import Finished
 
 HARD_EXIT_S = 5.0
+COMMANDS_DRAIN_S = 3.0
+"""After the engine has stopped, commands still at work (an export writing its files, a
+backtest) get this long to end before `done` is set, within the watchdog's deadline: a
+hang-up right after `e` then leaves complete CSVs, not a `.part` file cut short by the
+hard exit."""
+EXIT_MARGIN_S = 1.0
+"""Of the deadline, kept for the cleanup, the last stderr line and the exit itself (each
+bounded, 0.45 s together), with slack for a loaded machine: the watchdog exits hard at
+`deadline - EXIT_MARGIN_S`, so the process is gone by `deadline`."""
 
 
 class EngineThread:
@@ -41,6 +52,7 @@ class EngineThread:
         self._started = threading.Event()
         self.done = threading.Event()
         self.result: Finished | None = None
+        self._commands: set[asyncio.Task[Any]] = set()
 
     def start(self) -> EngineThread:
         self._thread.start()
@@ -56,12 +68,29 @@ class EngineThread:
             self.result = Finished(1, f"{exc.__class__.__name__}: {exc}")
         finally:
             with contextlib.suppress(Exception):
+                self.loop.run_until_complete(self._settle_commands())
+            with contextlib.suppress(Exception):
                 self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             self.done.set()
 
+    async def _settle_commands(self) -> None:
+        if self._commands:
+            await asyncio.wait(set(self._commands), timeout=COMMANDS_DRAIN_S)
+
     def call(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future:
-        """Run a command coroutine on the engine's loop; thread-safe."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+        """Run a command coroutine on the engine's loop; thread-safe. Commands still
+        running when the engine stops get `COMMANDS_DRAIN_S` to end."""
+
+        async def command() -> Any:
+            task = asyncio.current_task()
+            if task is not None:
+                self._commands.add(task)
+            try:
+                return await coro
+            finally:
+                self._commands.discard(task)  # type: ignore[arg-type]
+
+        return asyncio.run_coroutine_threadsafe(command(), self.loop)
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run a plain engine method on its loop; thread-safe, fire and forget."""
@@ -130,30 +159,50 @@ class ShutdownGuard:
 
     def arm(self, grace: float | None = None) -> None:
         """Start the watchdog: the engine is stopped and the process exits hard after
-        `grace` seconds at most (default: `deadline`), unless it has ended by then."""
+        `grace` seconds at most (default, and at most: `deadline - EXIT_MARGIN_S`),
+        unless it has ended by then."""
         if self._watchdog is not None:
             return
         started = time.monotonic()
-        limit = self.deadline if grace is None else grace
+        last = started + max(self.deadline - EXIT_MARGIN_S, 0.1)
+        until = min(started + (self.deadline if grace is None else grace), last)
 
         def watch() -> None:
-            finished = self.runner.stop(timeout=max(self.deadline - 0.5, 0.5))
-            remaining = limit - (time.monotonic() - started)
+            self.runner.stop(timeout=max(last - time.monotonic(), 0.1))
+            remaining = until - time.monotonic()
             if remaining > 0:
                 time.sleep(remaining)
             result = self.runner.result
-            code = result.code if finished and result is not None else 1
-            with contextlib.suppress(Exception):
+            code = result.code if result is not None else 1
+            if self.cleanup is not None:
+                _bounded(self.cleanup, 0.25)
+
+            def last_words() -> None:
+                sys.stderr.flush()
+                drain = getattr(sys.stderr, "drain", None)  # `quanttui.terminal` relay
+                if drain is not None:
+                    drain(0.1)
                 if result is not None and result.stats.get("unsaved"):
                     os.write(
                         2, f"quanttui: {result.stats['unsaved']:,} trades not saved\n".encode()
                     )
-            with contextlib.suppress(Exception):
-                sys.stderr.flush()
-            if self.cleanup is not None:
-                with contextlib.suppress(Exception):
-                    self.cleanup()
+
+            _bounded(last_words, 0.2)
             os._exit(code)
 
         self._watchdog = threading.Thread(target=watch, name="quanttui-exit", daemon=True)
         self._watchdog.start()
+
+
+def _bounded(fn: Callable[[], object], seconds: float) -> None:
+    """Run `fn` on a daemon thread and wait for it `seconds` at most. On the way out a
+    write to stderr can block for ever (a pipe nobody reads, a stalled terminal), and so
+    can a flush waiting for the lock of a thread stuck in such a write."""
+
+    def call() -> None:
+        with contextlib.suppress(Exception):
+            fn()
+
+    t = threading.Thread(target=call, name="quanttui-exit-step", daemon=True)
+    t.start()
+    t.join(seconds)

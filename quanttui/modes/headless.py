@@ -8,14 +8,19 @@ recompute from the database contradicts an alert already printed. At the end, on
 Status goes to stderr.
 
 The engine runs on its own thread; this view drains its mailbox on the main thread. A
-reader that stops reading stdout blocks only this thread: ingestion goes on, the
-mailbox keeps at most `MAX_EVENTS` events (then drops the oldest and says so with a
+reader that stops reading stdout (or stderr) blocks only this thread: ingestion goes on,
+the mailbox keeps at most `MAX_EVENTS` events (then drops the oldest and says so with a
 `{"dropped": N}` line once the reader is back; every alert is in the database). SIGINT,
-SIGTERM and SIGHUP flush and exit 0; a second signal changes nothing.
+SIGTERM and SIGHUP flush and exit 0 (within 5 s, even while a write is blocked: see
+`ShutdownGuard`); a second signal changes nothing. A reader that has gone (the pipe's
+last reader closed it, seen by `watch_reader` or as EPIPE; or EIO on a hung-up
+terminal) ends the run the same way: nothing more can be delivered.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -37,6 +42,7 @@ from quanttui.engine.events import (
 from quanttui.errors import UserError
 from quanttui.feed.replay import ReplaySpec
 from quanttui.model import Snapshot, iso_utc
+from quanttui.terminal import relayed_stderr, watch_hangup, watch_reader
 from quanttui.textsafe import printable
 
 
@@ -55,7 +61,17 @@ def _out(obj: object) -> None:
 
 
 def _err(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=sys.stderr, flush=True)
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null: what is still buffered, and the interpreter's last flush,
+    then go nowhere instead of failing with EPIPE."""
+    with contextlib.suppress(OSError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
 
 
 def run(
@@ -67,7 +83,19 @@ def run(
     cleanup: Callable[[], object] | None = None,
 ) -> int:
     """`cleanup` runs before a forced exit (`ShutdownGuard`), e.g. removing a replay's
-    scratch directory."""
+    scratch directory. Meanwhile stderr is relayed (`relayed_stderr`): the engine's log
+    records never wait for it."""
+    with relayed_stderr():
+        return _run(cfg, pairs, extra_rules, replay, cleanup)
+
+
+def _run(
+    cfg: Config,
+    pairs: Sequence[tuple[str, str]],
+    extra_rules: Sequence[str],
+    replay: ReplaySpec | None,
+    cleanup: Callable[[], object] | None,
+) -> int:
     engine = Engine(cfg, pairs, rules=extra_rules, replay=replay)
     wake = threading.Event()
     box = engine.subscribe(Mailbox(wake.set))
@@ -78,6 +106,20 @@ def run(
         stop.set()
         wake.set()
 
+    gone = threading.Event()
+
+    def reader_gone() -> None:
+        gone.set()
+        wake.set()
+
+    def out(obj: object) -> None:
+        if gone.is_set():
+            return
+        try:
+            _out(obj)
+        except (OSError, ValueError):
+            reader_gone()
+
     guard = ShutdownGuard(runner, request_exit, cleanup=cleanup).install()
     runner.start()
     fired = dropped = 0
@@ -85,9 +127,22 @@ def run(
     finished: Finished | None = None
     stopping = False
     try:
+        stdout_fd = sys.stdout.fileno()
+    except (OSError, ValueError):
+        stdout_fd = -1
+    watches = contextlib.ExitStack()
+    watches.enter_context(watch_hangup(guard.hangup))
+    if stdout_fd >= 0:
+        watches.enter_context(watch_reader(stdout_fd, reader_gone))
+    try:
         while finished is None:
             wake.wait(0.5)
             wake.clear()
+            if gone.is_set() and not stop.is_set():
+                _silence_stdout()
+                _err("quanttui: stdout has no reader any more; stopping")
+                stop.set()
+                guard.arm()
             if stop.is_set() and not stopping:
                 stopping = True
                 runner.call_soon(engine.stop)
@@ -96,7 +151,7 @@ def run(
                 if isinstance(ev, SnapshotEvent):
                     last[ev.pair] = ev.snapshot
             if box.dropped > dropped:
-                _out({"dropped": box.dropped - dropped})
+                out({"dropped": box.dropped - dropped})
                 dropped = box.dropped
             for ev in events:
                 if isinstance(ev, AlertEvent):
@@ -104,9 +159,9 @@ def run(
                     line = ev.alert.as_json()
                     if ev.revised:
                         line["revised"] = True
-                    _out(line)
+                    out(line)
                 elif isinstance(ev, AlertWithdrawn):
-                    _out(
+                    out(
                         {
                             "retract": ev.alert.as_json(),
                             "time_withdrawn": iso_utc(ev.withdrawn_ms),
@@ -142,8 +197,11 @@ def run(
             if runner.done.is_set() and finished is None and not len(box):
                 finished = runner.result or Finished(1, "engine ended")
     finally:
+        watches.close()
         runner.stop()
         guard.uninstall()
+    if gone.is_set():
+        _silence_stdout()
     if finished.error and finished.code == 2:
         raise UserError(finished.error, 2)
     _, latest = box.drain()

@@ -1,8 +1,12 @@
 """Run the fake exchange as its own process: `python -m tests.fakes.serve --trades N`, or
 `--scan-universe N` for the pair scanner's klines.
 
-Prints `PORT <n>` on stdout once listening. Used by benchmarks and the tmux check, where
+Prints `{"port": n}` on stdout once listening. Used by benchmarks and the tmux check, where
 the exchange must not share the client's event loop.
+
+`GET /debug/produced` on the REST port answers `{"count": n, "ids": {symbol: [id, ...]}}`:
+the trades produced so far, in order, so a test can check that a client stored every
+trade the exchange sent up to a given moment.
 """
 
 from __future__ import annotations
@@ -12,6 +16,10 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request, Response
 
 from tests.fakes.exchange import (
     HOSTILE,
@@ -24,6 +32,19 @@ from tests.fakes.exchange import (
 )
 
 
+class DebugExchange(FakeExchange):
+    """The fake exchange plus `/debug/produced` (see the module docstring)."""
+
+    async def _http(self, conn: ServerConnection, request: Request) -> Response | None:
+        if urlsplit(request.path).path != "/debug/produced":
+            return await super()._http(conn, request)
+        ids: dict[str, list[int]] = {}
+        produced = list(self.produced)
+        for t in produced:
+            ids.setdefault(t.symbol, []).append(t.a)
+        return self._json(conn, 200, {"count": len(produced), "ids": ids})
+
+
 async def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--trades", type=int, default=100_000)
@@ -31,6 +52,7 @@ async def main() -> None:
     p.add_argument("--ndjson", help="replay a recording instead of synthetic trades")
     p.add_argument("--loop", type=int, default=1, help="repeat the recording this many times")
     p.add_argument("--disconnect-every", type=int)
+    p.add_argument("--malformed-every", type=int, help="send two malformed frames every N trades")
     p.add_argument("--restamp", action="store_true", help="stamp trades with the wall clock")
     p.add_argument(
         "--hostile",
@@ -72,6 +94,7 @@ async def main() -> None:
         trades = synthetic_trades(args.trades)
     faults = Faults(
         disconnect_every=args.disconnect_every,
+        malformed_every=args.malformed_every,
         hostile_rest=HOSTILE if args.hostile == "rest" else None,
         close_reason=HOSTILE_CLOSE if args.hostile == "ws" else None,
     )
@@ -79,7 +102,7 @@ async def main() -> None:
     if args.hostile == "status":
         names = sorted({t.symbol for t in trades})
         status = {s: "TRADING" for s in names} | {names[-1]: HOSTILE}
-    async with FakeExchange(
+    async with DebugExchange(
         trades, rate=args.rate or None, faults=faults, restamp=args.restamp, symbols=status
     ) as ex:
         print(json.dumps({"port": ex.port}), flush=True)
