@@ -19,6 +19,7 @@ from quanttui.engine import Engine, EngineThread, Mailbox, ShutdownGuard
 from quanttui.engine.events import BackfillEvent, FeedState, Finished, Notice, Status
 from quanttui.errors import UserError
 from quanttui.store.db import StoreError
+from quanttui.terminal import relayed_stderr
 from quanttui.textsafe import printable
 
 DETAIL_LIMIT = 160
@@ -44,6 +45,13 @@ def _err(text: str) -> None:
 
 
 def run(cfg: Config, symbols: list[str], *, status_every: float = 5.0) -> int:
+    """Record until a stop signal. stderr is relayed (`relayed_stderr`), so a status
+    reader that stops reading never blocks the engine's log lines."""
+    with relayed_stderr():
+        return _run(cfg, symbols, status_every)
+
+
+def _run(cfg: Config, symbols: list[str], status_every: float) -> int:
     try:
         engine = Engine(cfg, [], symbols=symbols)
     except StoreError as exc:
