@@ -139,9 +139,12 @@ class ShutdownGuard:
         return self
 
     def uninstall(self) -> None:
+        """Restore the previous handlers; once a signal has started the shutdown, the
+        signals stay ignored instead, so a second Ctrl-C while the process winds down
+        (joining threads at exit) cannot turn a clean exit into a traceback."""
         for sig, prev in self._previous.items():
             with contextlib.suppress(ValueError, OSError, TypeError):
-                signal.signal(sig, prev)
+                signal.signal(sig, signal.SIG_IGN if self.signalled is not None else prev)
 
     def hangup(self) -> None:
         """The terminal is gone (seen without a SIGHUP): as on a SIGHUP."""

@@ -205,3 +205,34 @@ async def test_headless_recomputes_after_trades_missed_in_a_stall(tmp_path: Path
     assert re.search(r"stopped: 600 trades, \d+ alerts, [1-9]\d* recomputes", text), text[-400:]
     with sqlite3.connect(db) as c:
         assert c.execute("SELECT count(*) FROM ticks").fetchone()[0] == 600
+
+
+async def test_two_quick_sigints_still_flush_and_exit_0(tmp_path: Path) -> None:
+    """A second SIGINT during the clean shutdown changes nothing: same flush, exit 0."""
+    db = tmp_path / "q.db"
+    async with FakeExchange(synthetic_trades(3000), rate=500, restamp=True) as ex:
+        proc = await spawn("BTCUSDT", "ETHUSDT", "--headless", "--db", str(db), *exchange_args(ex))
+        for _ in range(300):
+            if db.exists() and _count(db) >= 200:
+                break
+            await asyncio.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        await asyncio.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 15)
+        received = ex.produced_ids()
+    assert proc.returncode == 0, err.decode()
+    assert "Traceback" not in err.decode()
+    got = re.search(r"stopped: ([\d,]+) trades", err.decode())
+    assert got, err.decode()
+    with sqlite3.connect(db) as c:
+        stored = set(c.execute("SELECT symbol, trade_id FROM ticks").fetchall())
+    assert int(got.group(1).replace(",", "")) == len(stored) and stored <= received
+
+
+def _count(db: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+            return c.execute("SELECT count(*) FROM ticks").fetchone()[0]
+    except sqlite3.Error:
+        return 0
