@@ -67,6 +67,8 @@ STATUS_S = 1.0
 RATE_SPAN_S = 3.0
 """ticks/s is the rate over the last this many seconds, so it drops to 0 soon after the
 feed goes quiet."""
+RATE_SAMPLES = int(RATE_SPAN_S / CLOCK_S) + 1
+"""(time, trades) samples kept for `Engine.rate`: one per clock tick over `RATE_SPAN_S`."""
 COMMIT_TIMEOUT_S = 5.0
 WITHDRAW_ALERT = (
     "UPDATE alerts SET withdrawn_ms = ? WHERE ts_ms = ? AND pair = ? AND rule = ? "
@@ -111,11 +113,12 @@ class Engine:
         self.backfill: BackfillProgress | None = None
         self.ticks = 0
         self.last_rx: dict[str, float] = {}
+        """When each watched symbol last traded (monotonic s): one entry per symbol."""
         self.alerts_fired = 0
         self.alerts_withdrawn = 0
         self.recomputes = 0
         self.stored_base = 0
-        self._rate: deque[tuple[float, int]] = deque(maxlen=int(RATE_SPAN_S / CLOCK_S) + 1)
+        self._rate: deque[tuple[float, int]] = deque(maxlen=RATE_SAMPLES)
         self._stop = asyncio.Event()
         self._stopped = False
         self._tasks: set[asyncio.Task] = set()
@@ -653,6 +656,8 @@ class Engine:
         mon.generation += 1
         still = set(self.symbols)
         gone = [s for s in mon.symbols if s not in still]
+        for s in gone:
+            self.last_rx.pop(s, None)
         if gone:
             await self.feed.unsubscribe(gone)
         self.publish(PairsChanged(self.pair_infos(), tuple(self.symbols)))
