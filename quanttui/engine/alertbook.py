@@ -34,6 +34,9 @@ EXTRA_METRICS = STAT_METRICS | frozenset(FUNDING_METRIC_NAMES)
 """Metrics not kept per bar (the stationarity tests, funding and carry): their rules are
 evaluated when the values come in (`on_extra`), and are not re-run by `resync`."""
 RTOL = 1e-9
+EMITTED_PER_BAR = 4
+"""`AlertBook.emitted` keeps up to this many alerts per bar of the horizon (several rules
+can fire on one bar); a resync compares only alerts within the horizon."""
 
 State = dict[str, tuple[bool, int | None]]
 
@@ -47,7 +50,8 @@ class AlertBook:
         self.rules = rules
         self.horizon = horizon
         self.checkpoints: deque[tuple[int, State]] = deque(maxlen=horizon)
-        self.emitted: deque[Alert] = deque(maxlen=4 * horizon)
+        """The rules' state before each of the last `horizon` bars."""
+        self.emitted: deque[Alert] = deque(maxlen=EMITTED_PER_BAR * horizon)
         """Alerts of the checkpoint horizon that stand (not withdrawn), oldest first."""
         self.start_ms: int | None = None
         """The first bar that alerts may name: the session's first live bar."""

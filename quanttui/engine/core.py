@@ -69,6 +69,8 @@ a view that prints it every few seconds never shows one older than this."""
 RATE_SPAN_S = 3.0
 """ticks/s is the rate over the last this many seconds, so it drops to 0 soon after the
 feed goes quiet."""
+RATE_SAMPLES = int(RATE_SPAN_S / CLOCK_S) + 1
+"""(time, trades) samples kept for `Engine.rate`: one per clock tick over `RATE_SPAN_S`."""
 COMMIT_TIMEOUT_S = 5.0
 FUNDING_HISTORY_MS = 30 * 86_400_000
 """The warm start fetches at least this much funding history (what a backtest over the
@@ -122,11 +124,12 @@ class Engine:
         self.backfill: BackfillProgress | None = None
         self.ticks = 0
         self.last_rx: dict[str, float] = {}
+        """When each watched symbol last traded (monotonic s): one entry per symbol."""
         self.alerts_fired = 0
         self.alerts_withdrawn = 0
         self.recomputes = 0
         self.stored_base = 0
-        self._rate: deque[tuple[float, int]] = deque(maxlen=int(RATE_SPAN_S / CLOCK_S) + 1)
+        self._rate: deque[tuple[float, int]] = deque(maxlen=RATE_SAMPLES)
         self._stop = asyncio.Event()
         self._stopped = False
         self._tasks: set[asyncio.Task] = set()
@@ -749,6 +752,8 @@ class Engine:
         mon.generation += 1
         still = set(self.symbols)
         gone = [s for s in mon.symbols if s not in still]
+        for s in gone:
+            self.last_rx.pop(s, None)
         if gone:
             await self.feed.unsubscribe(gone)
         self.publish(PairsChanged(self.pair_infos(), tuple(self.symbols)))

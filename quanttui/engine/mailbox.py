@@ -22,6 +22,8 @@ from collections.abc import Callable
 from quanttui.engine.events import Event, SnapshotEvent, Status
 
 MAX_EVENTS = 10_000
+"""Ordered events a mailbox holds for a view that does not drain it (a few MB at most);
+snapshots and the status are not counted: one of each per pair is kept."""
 
 
 class Mailbox:

@@ -58,6 +58,12 @@ REQUEST_DEADLINE_S = 30.0
 """A REST answer must be complete within this time, however slowly it trickles in."""
 MAX_REPLY_BYTES = 32 * 2**20
 """A REST reply larger than this is refused unread (a full aggTrades page is ~0.1 MB)."""
+MAX_GAPS_QUEUED = 1000
+"""Holes waiting for the REST backfill, which fetches them one at a time within the
+request-weight budget. A hole found while this many wait is not queued but recorded at
+once as an open gap (`on_gap` with status ``open``), as one REST cannot fill is: a feed
+that keeps skipping ids while REST is down or throttled cannot grow memory without
+bound. About 100 bytes each."""
 
 
 def now_ms() -> int:
@@ -634,7 +640,8 @@ class BinanceFeed:
         self.hw: dict[str, int] = dict(last_ids or {})
         self.rest = rest or BinanceRest(cfg.rest_url)
         self._own_rest = rest is None
-        self._gaps: asyncio.Queue[tuple[str, int, int]] = asyncio.Queue()
+        self._gaps: asyncio.Queue[tuple[str, int, int]] = asyncio.Queue(MAX_GAPS_QUEUED)
+        self._gaps_full = False
         self._stopping = asyncio.Event()
         self._ws: websockets.ClientConnection | None = None
         self._last_rx = 0.0
@@ -686,9 +693,23 @@ class BinanceFeed:
         if self._ws is not None:
             asyncio.ensure_future(self._ws.close())
 
+    def _queue_gap(self, sym: str, lo: int, hi: int) -> bool:
+        """Queue a hole for the backfill; False (not queued) at `MAX_GAPS_QUEUED`, said
+        once per such episode in the log."""
+        try:
+            self._gaps.put_nowait((sym, lo, hi))
+        except asyncio.QueueFull:
+            if not self._gaps_full:
+                self._gaps_full = True
+                log.warning("%d holes wait for REST: new ones are recorded open", MAX_GAPS_QUEUED)
+            return False
+        self._gaps_full = False
+        return True
+
     async def _accept(self, ticks: list[Tick]) -> None:
         """Apply high-water dedupe and gap detection, then hand ticks on."""
         out = []
+        unqueued = []
         for t in ticks:
             hw = self.hw.get(t.symbol)
             if hw is not None:
@@ -697,12 +718,17 @@ class BinanceFeed:
                     continue
                 if t.trade_id > hw + 1:
                     self.stats.gaps_detected += 1
-                    self._gaps.put_nowait((t.symbol, hw + 1, t.trade_id - 1))
+                    if not self._queue_gap(t.symbol, hw + 1, t.trade_id - 1):
+                        unqueued.append((t.symbol, hw + 1, t.trade_id - 1))
             self.hw[t.symbol] = t.trade_id
             out.append(t)
         if out:
             self.stats.last_trade_ms = out[-1].ts_ms
         await self._emit(out)
+        for sym, lo, hi in unqueued:
+            self.stats.gaps_open += 1
+            if self.on_gap:
+                await self.on_gap(sym, lo, hi, "open", 0)
 
     async def _emit(self, ticks: list[Tick]) -> None:
         """Count and hand on the trades among `ticks` (see `drop_empty`)."""
@@ -748,7 +774,8 @@ class BinanceFeed:
                     if self.stats.connects > 1:
                         self.stats.reconnects += 1
                         for sym in list(self.hw):
-                            self._gaps.put_nowait((sym, self.hw[sym] + 1, -1))
+                            # not queued when full: the first live id's jump is a hole
+                            self._queue_gap(sym, self.hw[sym] + 1, -1)
                     self._set_state("live")
                     self.stats.detail = ""
                     healthy = await self._read(ws)

@@ -25,6 +25,37 @@ from quanttui.plausible import latest_ms
 KLINE_INTERVALS = {"1m": 60_000, "5m": 300_000}
 
 
+PAGE_ROWS = 100_000
+"""Trades read at a time when a leg's stored history becomes bars (`leg_bars_paged`): a
+recompute holds one page of rows (about 13 MB as Python rows) plus the bars, never every
+stored trade (about 110 MB per million), so its memory does not grow with the database."""
+
+_LEG_SQL = (
+    "SELECT ts_ms, price, qty FROM ticks WHERE symbol = ? AND ts_ms >= ? AND ts_ms < ? "
+    "ORDER BY trade_id"
+)
+
+
+def _leg_arrays(rows: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`(ts_ms, price, qty)` rows in trade-id order as arrays in time order (stable, so
+    trades of the same millisecond stay in id order)."""
+    flat = np.fromiter(itertools.chain.from_iterable(rows), np.float64, count=3 * len(rows))
+    arr = flat.reshape(-1, 3)
+    ts = arr[:, 0].astype(np.int64)
+    if ts.size > 1 and (np.diff(ts) < 0).any():
+        order = np.argsort(ts, kind="stable")
+        return ts[order], arr[order, 1], arr[order, 2]
+    return ts, arr[:, 1].copy(), arr[:, 2].copy()
+
+
+def _bounds(start_ms: int | None, end_ms: int | None) -> tuple[int, int]:
+    """`[lo, hi)` of a leg's load; never past `latest_ms()` (an implausible future trade
+    already stored is ignored by bars, see `quanttui.plausible`)."""
+    lo = -(2**62) if start_ms is None else start_ms
+    hi = latest_ms() + 1 if end_ms is None else min(end_ms, latest_ms() + 1)
+    return lo, hi
+
+
 def load_leg(
     conn: sqlite3.Connection, symbol: str, start_ms: int | None = None, end_ms: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -34,23 +65,52 @@ def load_leg(
     Rows are read in primary-key order (a plain range scan of the table, no index
     lookups: about 40% faster on a million rows) and put in time order by a stable sort,
     which keeps id order among trades of the same millisecond."""
-    lo = -(2**62) if start_ms is None else start_ms
-    hi = latest_ms() + 1 if end_ms is None else min(end_ms, latest_ms() + 1)
-    cur = conn.execute(
-        "SELECT ts_ms, price, qty FROM ticks WHERE symbol = ? AND ts_ms >= ? AND ts_ms < ? "
-        "ORDER BY trade_id",
-        (symbol, lo, hi),
-    )
-    rows = cur.fetchall()
+    rows = conn.execute(_LEG_SQL, (symbol, *_bounds(start_ms, end_ms))).fetchall()
     if not rows:
         return np.empty(0, np.int64), np.empty(0), np.empty(0)
-    flat = np.fromiter(itertools.chain.from_iterable(rows), np.float64, count=3 * len(rows))
-    arr = flat.reshape(-1, 3)
-    ts = arr[:, 0].astype(np.int64)
-    if ts.size > 1 and (np.diff(ts) < 0).any():
-        order = np.argsort(ts, kind="stable")
-        return ts[order], arr[order, 1], arr[order, 2]
-    return ts, arr[:, 1].copy(), arr[:, 2].copy()
+    return _leg_arrays(rows)
+
+
+def leg_bars_paged(
+    conn: sqlite3.Connection,
+    symbol: str,
+    timeframe_ms: int,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+) -> LegBars:
+    """`leg_bars(*load_leg(...), timeframe_ms)`, the same numbers bit for bit, reading
+    `PAGE_ROWS` trades at a time.
+
+    Pages come in trade-id order, as `load_leg` reads them. The trades of a page's last
+    bucket are held back and aggregated with the next page, so every bucket is built from
+    all its trades at once. This equals the whole leg's stable sort by time as long as no
+    page holds a trade older than the previous page's newest; ids out of time order
+    across a page boundary (not seen in Binance data) make it read the leg whole."""
+    cur = conn.execute(_LEG_SQL, (symbol, *_bounds(start_ms, end_ms)))
+    parts: list[LegBars] = []
+    held: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    while rows := cur.fetchmany(PAGE_ROWS):
+        page = _leg_arrays(rows)
+        del rows
+        if held is not None:
+            if page[0][0] < held[0][-1]:
+                cur.close()
+                return leg_bars(*load_leg(conn, symbol, start_ms, end_ms), timeframe_ms)
+            page = tuple(np.concatenate(pair) for pair in zip(held, page, strict=True))
+        ts = page[0]
+        cut = int(np.searchsorted(ts, ts[-1] - ts[-1] % timeframe_ms, side="left"))
+        parts.append(leg_bars(*(a[:cut] for a in page), timeframe_ms))
+        held = tuple(a[cut:] for a in page)
+    if held is not None:
+        parts.append(leg_bars(*held, timeframe_ms))
+    parts = [p for p in parts if p.ts_ms.size]
+    if not parts:
+        return LegBars.empty()
+    if len(parts) == 1:
+        return parts[0]
+    return LegBars(
+        *(np.concatenate([getattr(p, f) for p in parts]) for f in LegBars.__dataclass_fields__)
+    )
 
 
 def load_kline_bars(
@@ -99,7 +159,7 @@ def leg_history(
     conn: sqlite3.Connection, symbol: str, timeframe: str, start_ms: int | None = None
 ) -> LegBars:
     tf = TIMEFRAMES[timeframe]
-    bars = leg_bars(*load_leg(conn, symbol, start_ms), tf)
+    bars = leg_bars_paged(conn, symbol, tf, start_ms)
     if timeframe in KLINE_INTERVALS:
         bars = merge_legs(bars, load_kline_bars(conn, symbol, tf, start_ms))
     return bars

@@ -4,7 +4,8 @@ Per-tick commits cap SQLite near 3.5k rows/s on this class of machine; batching 
 available row into one `executemany` per transaction lifts that by an order of magnitude.
 Producers (`submit`, `submit_many`, `execute`) only enqueue; the task drains the queue,
 writes, and commits at least every `flush_interval` seconds. (Shape after cryptofeed's
-backend queue-plus-writer.)
+backend queue-plus-writer.) The queue holds at most `max_queue` items, so a healthy writer
+holds at most twice that many trades: the queue, and the batch being committed.
 
 A database that stops taking writes (disk full, I/O error, a lock held past the busy
 timeout, a file deleted or replaced under us) must not lose trades silently, print a
@@ -67,6 +68,11 @@ MAX_UNSAVED = 200_000
 """Trades kept for retry while the database fails (about 45 MB)."""
 MAX_UNSAVED_ROWS = 20_000
 """Rows of other statements (alerts, gaps, warm-start klines) kept for retry."""
+PAGE_CACHE_KIB = 2000
+"""SQLite page cache of the writer's connection (`PRAGMA cache_size = -2000`: SQLite's
+usual default, stated so that a build with another default cannot change it). Inserts
+append to the end of the `ticks` key, so a small cache keeps up; readers open short-lived
+connections of their own."""
 BUSY_TIMEOUT_S = 2.0
 CLOSE_DEADLINE_S = 2.5
 RETRY_FIRST_S = 0.25
@@ -399,6 +405,7 @@ class TickWriter:
         self._conn = sqlite3.connect(self.path, timeout=self.busy_timeout, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB:d}")
         st = os.stat(self.path)
         self._identity = (st.st_dev, st.st_ino)
 

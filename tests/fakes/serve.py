@@ -1,5 +1,6 @@
-"""Run the fake exchange as its own process: `python -m tests.fakes.serve --trades N`, or
-`--scan-universe N` for the pair scanner's klines.
+"""Run the fake exchange as its own process: `python -m tests.fakes.serve --trades N`,
+`--scan-universe N` for the pair scanner's klines, or `--endless --rate R` for a
+synthetic stream that never ends (the memory benchmark).
 
 Prints `{"port": n}` on stdout once listening. Used by benchmarks and the tmux check, where
 the exchange must not share the client's event loop.
@@ -14,10 +15,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import random
 import sys
+import time
+from collections import deque
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import websockets
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
@@ -25,11 +31,100 @@ from tests.fakes.exchange import (
     HOSTILE,
     HOSTILE_CLOSE,
     FakeExchange,
+    FakeTrade,
     Faults,
     scan_universe,
     synthetic_trades,
     trades_from_ticks,
 )
+
+ENDLESS_KEEP = 200_000
+"""Trades per symbol an endless exchange keeps for REST (aggTrades backfill); older ones
+are forgotten, so the exchange itself runs in bounded memory."""
+
+
+class EndlessExchange(FakeExchange):
+    """`FakeExchange` with a synthetic two-symbol stream that never ends: `rate` trades/s
+    in total, alternating X and Y, stamped with the wall clock as they are produced.
+
+    Prices: ``log x`` is a random walk; ``log y = log(3100/90000) + log x + u`` with ``u``
+    an AR(1) process (half-life `half_life_s`), so the pair is cointegrated and the
+    z-score crosses the alert threshold now and then. `history_s` seconds before the start
+    hold trades at `history_rate` trades/s, served over REST only (a warm start fills the
+    window at once). Live trades are sent in the batches that fall due each turn of the
+    loop, one frame per trade as Binance does; `produced` and the per-symbol REST history
+    keep the last `keep` trades, so the exchange itself runs in bounded memory.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        symbols: tuple[str, str] = ("BTCUSDT", "ETHUSDT"),
+        *,
+        half_life_s: float = 60.0,
+        history_s: float = 0.0,
+        history_rate: float = 20.0,
+        seed: int = 1,
+        keep: int = ENDLESS_KEEP,
+        **kw: object,
+    ) -> None:
+        super().__init__([], rate=rate, symbols={s: "TRADING" for s in symbols}, **kw)
+        self.pair = symbols
+        self.half_life_s = half_life_s
+        self.rng = random.Random(seed)
+        self.produced = deque(maxlen=2 * keep)
+        self._by_symbol = {s: deque(maxlen=keep) for s in symbols}
+        self.count = 0
+        self._ids = dict.fromkeys(symbols, 5000)
+        self._lx, self._u = math.log(90000.0), 0.0
+        now = int(time.time() * 1000)
+        n = int(history_s * history_rate)
+        for k in range(n):
+            t = now - int((n - k) * 1000 / history_rate)
+            self._keep(self._trade(k, t, history_rate))
+
+    def _trade(self, k: int, ts_ms: int, rate: float) -> FakeTrade:
+        """The `k`-th trade of a stream at `rate` trades/s."""
+        sym = self.pair[k % 2]
+        self._ids[sym] += 1
+        if k % 2 == 0:
+            self._lx += self.rng.gauss(0.0, 5e-4 / math.sqrt(rate))
+            px = f"{math.exp(self._lx):.1f}"
+        else:
+            phi = 0.5 ** (2.0 / (self.half_life_s * rate))  # u moves on Y's trades only
+            self._u = phi * self._u + self.rng.gauss(0.0, 4e-4 * math.sqrt(1 - phi * phi))
+            px = f"{math.exp(math.log(3100.0 / 90000.0) + self._lx + self._u):.2f}"
+        return FakeTrade(sym, self._ids[sym], px, "0.010", ts_ms, k % 3 == 0)
+
+    def _keep(self, tr: FakeTrade) -> None:
+        self.produced.append(tr)
+        self._by_symbol[tr.symbol].append(tr)
+
+    async def _produce(self) -> None:
+        await self._first_client.wait()
+        rate = float(self.rate or 5000.0)
+        start = time.monotonic()
+        while True:
+            due = int((time.monotonic() - start) * rate) - self.count
+            if due <= 0:
+                await asyncio.sleep(0.002)
+                continue
+            now = int(time.time() * 1000)
+            for _ in range(min(due, 2000)):
+                tr = self._trade(self.count, now, rate)
+                self.count += 1
+                self._keep(tr)
+                stream = f"{tr.symbol.lower()}@aggTrade"
+                frame = None
+                for ws, subs in list(self.conns.items()):
+                    if stream not in subs:
+                        continue
+                    frame = frame or tr.frame()
+                    try:
+                        await ws.send(frame)
+                    except websockets.ConnectionClosed:
+                        continue
+            await asyncio.sleep(0)
 
 
 class DebugExchange(FakeExchange):
@@ -64,7 +159,24 @@ async def main() -> None:
     p.add_argument("--scan-universe", type=int, metavar="N", help="serve N symbols' klines")
     p.add_argument("--weight-limit", type=int, default=2400)
     p.add_argument("--weight-window", type=int, default=60, metavar="S")
+    p.add_argument(
+        "--endless",
+        action="store_true",
+        help="a synthetic BTCUSDT/ETHUSDT stream at --rate trades/s (default 5000) that "
+        "never ends, trade times = now",
+    )
+    p.add_argument(
+        "--history",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="--endless: S seconds of earlier trades (20/s) served over REST for a warm start",
+    )
     args = p.parse_args()
+    if args.endless:
+        async with EndlessExchange(args.rate or 5000.0, history_s=args.history) as ex:
+            print(json.dumps({"port": ex.port}), flush=True)
+            await asyncio.Event().wait()
     if args.scan_universe:
         status, infos, volumes, tape = scan_universe(args.scan_universe)
         async with FakeExchange(
