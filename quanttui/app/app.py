@@ -14,19 +14,20 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from rich.text import Text
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 
 from quanttui.analytics.backtest import BacktestParams
 from quanttui.analytics.live import PairParams
 from quanttui.app.messages import CommandFailed, EngineWoke
 from quanttui.app.screens.backtest import BacktestScreen
 from quanttui.app.screens.monitor import MonitorScreen
+from quanttui.app.screens.watchlist import ListedMonitorScreen, WatchlistScreen
 from quanttui.config import Config
 from quanttui.engine import Engine, EngineThread, Mailbox, ShutdownGuard, pair_key
 from quanttui.engine.events import (
@@ -37,6 +38,7 @@ from quanttui.engine.events import (
     FeedState,
     Finished,
     Notice,
+    PairInfo,
     PairsChanged,
     Recomputed,
     RulesChanged,
@@ -46,6 +48,7 @@ from quanttui.engine.events import (
 from quanttui.export import ExportError, export_backtest
 from quanttui.feed.replay import ReplaySpec
 from quanttui.model import Snapshot
+from quanttui.store.state import META_KEY, encode
 from quanttui.textsafe import printable
 
 
@@ -60,37 +63,65 @@ class QuantApp(App[int]):
     def __init__(
         self,
         config: Config,
-        symbol_x: str,
-        symbol_y: str,
+        symbol_x: str | None = None,
+        symbol_y: str | None = None,
         *,
+        pairs: Sequence[tuple[str, str]] = (),
         extra_rules: Iterable[str] = (),
         replay: ReplaySpec | None = None,
+        watchlist: bool | None = None,
+        watchlist_name: str | None = None,
     ) -> None:
+        """One pair (`symbol_x`, `symbol_y`, or one in `pairs`) opens its monitor; two or
+        more (or `watchlist=True`) open the watchlist. With no pair at all the engine
+        starts with the first pair opened (`open_pair`), as from the scanner."""
         super().__init__()
         self.config = config
         self.replay = replay
         self.mode_label = replay.label if replay else "LIVE"
-        self.engine = Engine(config, [(symbol_x, symbol_y)], rules=list(extra_rules), replay=replay)
-        self.key = pair_key(symbol_x, symbol_y)
-        self.runner = EngineThread(self.engine)
-        self.box = self.engine.subscribe(Mailbox(self._wake))
-        mon = self.engine.pairs[self.key]
-        self.monitor = MonitorScreen(self.key, mon.info, self.mode_label, config.analytics.entry_z)
-        self.monitor.rules = list(mon.rule_texts)
+        self.extra_rules = list(extra_rules)
+        legs = list(pairs) or ([(symbol_x, symbol_y)] if symbol_x and symbol_y else [])
+        self.engine: Engine | None = None
+        self.runner: EngineThread | None = None
+        self.box: Mailbox | None = None
+        self.monitors: dict[str, MonitorScreen] = {}
+        self.pair_infos: dict[str, PairInfo] = {}
+        self.pair_rules: dict[str, list[str]] = {}
+        self.status: Status | None = None
+        self.watchlist_name = watchlist_name
+        self.watchlist_screen: WatchlistScreen | None = None
+        self.persist_watchlist = replay is None
+        """Save the watchlist's pairs in the database when they change (not in a replay,
+        whose database is a scratch copy)."""
+        self.key: str | None = None
+        self.monitor: MonitorScreen | None = None
         self.backtest_screen: BacktestScreen | None = None
         self.finished: Finished | None = None
         self.feed_state = "connecting"
         self.alerts: list[AlertEvent | AlertWithdrawn] = []
         self._quitting = False
+        if legs:
+            self._make_engine(legs)
+        if watchlist if watchlist is not None else len(legs) > 1:
+            self.watchlist_screen = WatchlistScreen(
+                list(self.pair_infos.values()),
+                self.mode_label,
+                config.analytics.entry_z,
+                watchlist_name,
+            )
+        elif legs:
+            self.key = pair_key(*legs[0])
+            self.monitor = self._monitor_for(self.key, MonitorScreen)
 
     @property
     def snapshot(self) -> Snapshot | None:
-        """The snapshot on screen."""
-        return self.monitor.snapshot
+        """The snapshot on screen (of the last monitor opened)."""
+        return self.monitor.snapshot if self.monitor is not None else None
 
     @property
     def params(self) -> PairParams:
         """The shown pair's parameters as the screen has asked for them."""
+        assert self.monitor is not None
         i, a = self.monitor.info, self.config.analytics
         return PairParams(
             i.symbol_x, i.symbol_y, i.timeframe, i.window, i.hedge, a.kalman_delta, a.kalman_obs_var
@@ -98,7 +129,7 @@ class QuantApp(App[int]):
 
     @property
     def paused(self) -> bool:
-        return self.monitor.paused
+        return self.monitor is not None and self.monitor.paused
 
     # ----------------------------------------------------------------- engine link
     def _wake(self) -> None:
@@ -106,18 +137,25 @@ class QuantApp(App[int]):
         self.post_message(EngineWoke())
 
     def get_default_screen(self) -> Screen:
-        return self.monitor
+        if self.watchlist_screen is not None:
+            return self.watchlist_screen
+        if self.monitor is not None:
+            return self.monitor
+        return Screen()
 
     def on_mount(self) -> None:
-        self.runner.start()
+        if self.runner is not None:
+            self.runner.start()
         self.set_interval(0.5, self._drain_anyway)
 
     def _drain_anyway(self) -> None:
         """A wake-up lost in a closing queue must not leave events behind."""
-        if len(self.box):
+        if self.box is not None and len(self.box):
             self.on_engine_woke(EngineWoke())
 
     def on_engine_woke(self, _msg: EngineWoke) -> None:
+        if self.box is None:
+            return
         events, latest = self.box.drain()
         for ev in events:
             self._dispatch(ev)
@@ -125,34 +163,54 @@ class QuantApp(App[int]):
             self._dispatch(ev)
 
     def _dispatch(self, ev: object) -> None:
-        mon = self.monitor
+        wl = self.watchlist_screen
         if isinstance(ev, SnapshotEvent):
-            if ev.pair == mon.key:
+            mon = self.monitors.get(ev.pair)
+            if mon is not None:
                 mon.show_snapshot(ev.snapshot)
+            if wl is not None:
+                wl.show_snapshot(ev.pair, ev.snapshot)
         elif isinstance(ev, Status):
-            mon.show_status(ev)
+            self.status = ev
+            if isinstance(self.screen, MonitorScreen):
+                self.screen.show_status(ev)
+            elif self.monitor is not None and self.monitor.is_mounted:
+                self.monitor.show_status(ev)
+            if wl is not None:
+                wl.show_status(ev)
         elif isinstance(ev, AlertEvent | AlertWithdrawn):
             self.alerts.append(ev)
             del self.alerts[:-1000]
-            if ev.alert.pair == self.engine.pairs[mon.key].params.pair:
+            key = self.alert_pair(ev.alert)
+            mon = self.monitors.get(key) if key is not None else None
+            if mon is not None and mon.is_mounted:
                 mon.show_alert(ev)
+            if wl is not None:
+                wl.show_alert(key, ev)
             if isinstance(ev, AlertEvent):
                 a = ev.alert
-                self.notify(
-                    f"{a.rule}: {a.value:+.4g}",
-                    title=f"Alert {a.pair}",
-                    severity="warning",
-                    markup=False,
-                )
+                if not self.watchlist_visible():
+                    self.notify(
+                        f"{a.rule}: {a.value:+.4g}",
+                        title=f"Alert {a.pair}",
+                        severity="warning",
+                        markup=False,
+                    )
                 if self.config.alerts.bell:
                     self.bell()
         elif isinstance(ev, FeedState):
             self.feed_state = ev.state
         elif isinstance(ev, Recomputed):
-            if ev.pair == mon.key and ev.info == mon.info:
+            self.pair_infos[ev.pair] = ev.info
+            mon = self.monitors.get(ev.pair)
+            if mon is not None and ev.info == mon.info:
                 mon.set_info(ev.info, ev.bars)
+            if wl is not None:
+                wl.set_info(ev.pair, ev.info, ev.bars)
         elif isinstance(ev, RulesChanged):
-            if ev.pair == mon.key:
+            self.pair_rules[ev.pair] = list(ev.rules)
+            mon = self.monitors.get(ev.pair)
+            if mon is not None:
                 mon.rules = list(ev.rules)
         elif isinstance(ev, Notice):
             self.notify(
@@ -178,7 +236,7 @@ class QuantApp(App[int]):
                 else:
                     screen.show(ev.report)
         elif isinstance(ev, PairsChanged):
-            pass
+            self._pairs_changed(ev)
         elif isinstance(ev, Finished):
             self.finished = ev
             if ev.error and not self._quitting:
@@ -271,6 +329,9 @@ class QuantApp(App[int]):
         if self._quitting:
             return
         self._quitting = True
+        if self.runner is None or self.engine is None:
+            self.exit(return_code=0)
+            return
         self.runner.call_soon(self.engine.stop)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(10):
@@ -280,6 +341,8 @@ class QuantApp(App[int]):
 
     async def on_unmount(self) -> None:
         """Any other way out (an exception, a test's teardown) still flushes the writer."""
+        if self.runner is None or self.engine is None:
+            return
         if not self.runner.done.is_set() and self.runner._thread.is_alive():
             self.runner.call_soon(self.engine.stop)
             with contextlib.suppress(TimeoutError):
@@ -288,10 +351,172 @@ class QuantApp(App[int]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for b in MonitorScreen.BINDINGS:
-            if isinstance(b, Binding) and b.action in MonitorScreen.ACTION_HELP:
+        if not isinstance(screen, MonitorScreen | WatchlistScreen):
+            return
+        for b in type(screen).BINDINGS:
+            if isinstance(b, Binding) and b.action in screen.ACTION_HELP:
                 yield SystemCommand(
                     f"{b.description} ({b.key_display or b.key})",
-                    MonitorScreen.ACTION_HELP[b.action],
-                    lambda action=b.action: self.monitor.run_action(action),
+                    screen.ACTION_HELP[b.action],
+                    lambda action=b.action: screen.run_action(action),
                 )
+
+    # ----------------------------------------------------------------- pairs and navigation
+    def _make_engine(self, legs: Sequence[tuple[str, str]]) -> None:
+        """The engine, its thread (started on mount, or now if already mounted) and this
+        view's mailbox."""
+        self.engine = Engine(self.config, legs, rules=self.extra_rules, replay=self.replay)
+        self.runner = EngineThread(self.engine)
+        self.box = self.engine.subscribe(Mailbox(self._wake))
+        for info in self.engine.pair_infos():
+            self.pair_infos[info.key] = info
+            self.pair_rules[info.key] = self.engine.rules(info.key)
+        if self.is_running:
+            self.runner.start()
+
+    def _monitor_for(self, key: str, kind: type[MonitorScreen] = ListedMonitorScreen):
+        """The pair's monitor, made on first use and kept (installed) while the pair is
+        watched, so its alert log and charts survive leaving it."""
+        mon = self.monitors.get(key)
+        if mon is None:
+            info = self.pair_infos[key]
+            mon = kind(key, info, self.mode_label, self.config.analytics.entry_z)
+            mon.rules = list(self.pair_rules.get(key, []))
+            self.monitors[key] = mon
+        return mon
+
+    def open_pair(self, key: str) -> None:
+        """Show the pair's full monitor over the current screen (Esc comes back)."""
+        if key not in self.pair_infos:
+            self.notify(f"{key} is not watched", severity="warning", markup=False)
+            return
+        mon = self._monitor_for(key)
+        self.key, self.monitor = key, mon
+        name = f"monitor:{key}"
+        if not self.is_screen_installed(name):
+            self.install_screen(mon, name)
+        first = not mon.is_mounted
+
+        def shown(_result: object = None) -> None:
+            if first:
+                for ev in self.alerts:
+                    if self.alert_pair(ev.alert) == key:
+                        mon.show_alert(ev)
+            mon.show_status(self.status)
+
+        self.push_screen(name)
+        self.call_after_refresh(shown)
+
+    def action_back(self) -> None:
+        """Esc on a monitor opened from the watchlist or the scanner."""
+        if len(self.screen_stack) > 1:
+            self.pop_screen()
+            if self.watchlist_screen is not None and self.screen is self.watchlist_screen:
+                self.watchlist_screen.show_status(self.status)
+
+    def watchlist_visible(self) -> bool:
+        """The watchlist is on screen (maybe under a dialog): its log shows every alert,
+        so no notification is needed."""
+        stack = [s for s in self.screen_stack if not isinstance(s, ModalScreen)]
+        return (
+            self.watchlist_screen is not None and bool(stack) and stack[-1] is self.watchlist_screen
+        )
+
+    def alert_pair(self, alert) -> str | None:
+        """The engine pair an alert belongs to: the one whose legs it names (a swapped
+        pair names its legs the other way round)."""
+        hit = None
+        for key, info in self.pair_infos.items():
+            if f"{info.symbol_x}/{info.symbol_y}" == alert.pair:
+                return key
+            if key == alert.pair:
+                hit = key
+        return hit
+
+    def request_add_pair(self, x: str, y: str) -> concurrent.futures.Future:
+        """Ask the engine to watch X/Y; the future fails with its one-line reason."""
+        if self.engine is None or self.runner is None:
+            self._make_engine([(x, y)])
+            fut: concurrent.futures.Future = concurrent.futures.Future()
+            fut.set_result(pair_key(x, y))
+            return fut
+        return self.runner.call(self.engine.add_pair(x, y))
+
+    def remove_pair(self, key: str) -> None:
+        if self.engine is not None:
+            self.command(self.engine.remove_pair(key))
+
+    def export_pairs(self, keys: Sequence[str]) -> None:
+        """Every pair's CSVs and the summary, in one timestamped folder."""
+        if self.engine is not None:
+            self.command(self.engine.export(list(keys), watchlist=True))
+
+    def common_rules(self) -> list[str]:
+        """The rules every watched pair has."""
+        lists = [self.pair_rules.get(k, []) for k in self.pair_infos]
+        if not lists:
+            return []
+        return [r for r in lists[0] if all(r in other for other in lists[1:])]
+
+    def add_rule_all(self, text: str) -> bool:
+        from quanttui.alerts import RuleError, parse_rule
+
+        a = self.config.analytics
+        try:
+            rule = parse_rule(text, entry_z=a.entry_z, exit_z=a.exit_z)
+        except RuleError as exc:
+            self.notify(str(exc), title="Rule not added", severity="error", markup=False)
+            return False
+        if rule.text in self.common_rules():
+            self.notify(f"already there: {rule.text}", severity="warning", markup=False)
+            return False
+        for key in self.pair_infos:
+            rules = self.pair_rules.setdefault(key, [])
+            if rule.text not in rules:
+                rules.append(rule.text)
+        if self.engine is not None:
+            self.command_call(self.engine.add_rule, rule.text, None)
+        self.notify(f"rule added to every pair: {rule.text}", markup=False)
+        return True
+
+    def remove_rule_all(self, text: str) -> bool:
+        if text not in self.common_rules():
+            return False
+        for rules in self.pair_rules.values():
+            if text in rules:
+                rules.remove(text)
+        if self.engine is not None:
+            self.command_call(self.engine.remove_rule, text, None)
+        self.notify(f"rule removed from every pair: {text}", markup=False)
+        return True
+
+    def _pairs_changed(self, ev: PairsChanged) -> None:
+        keys = {i.key for i in ev.pairs}
+        for info in ev.pairs:
+            self.pair_infos.setdefault(info.key, info)
+        for key in [k for k in self.pair_infos if k not in keys]:
+            del self.pair_infos[key]
+            self.pair_rules.pop(key, None)
+            mon = self.monitors.pop(key, None)
+            if self.key == key:
+                self.key, self.monitor = None, None
+            name = f"monitor:{key}"
+            if mon is not None and self.is_screen_installed(name) and mon not in self.screen_stack:
+                self.uninstall_screen(name)
+        if self.watchlist_screen is not None:
+            self.watchlist_screen.set_pairs(self.watched_infos())
+            self.save_watchlist()
+
+    def watched_infos(self) -> list[PairInfo]:
+        """The pairs the watchlist shows: here every pair of the engine."""
+        return list(self.pair_infos.values())
+
+    def watched_keys(self) -> list[str]:
+        return list(self.pair_infos)
+
+    def save_watchlist(self) -> None:
+        """The watchlist's pairs as the last one used (`quanttui.store.state`)."""
+        if not self.persist_watchlist or self.engine is None:
+            return
+        pairs = [(k.split("/")[0], k.split("/")[1]) for k in self.watched_keys()]
+        self.command(self.engine.set_meta(META_KEY, encode(self.watchlist_name, pairs)))
