@@ -302,6 +302,13 @@ class FakeExchange:
         elif method == "LIST_SUBSCRIPTIONS":
             await ws.send(json.dumps({"result": sorted(subs), "id": req.get("id")}))
 
+    async def stop_producing(self) -> None:
+        """The exchange goes quiet: no trade is produced after this returns."""
+        if self._producer is not None:
+            self._producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._producer
+
     def subscribed(self) -> list[set[str]]:
         """The stream names of each open connection."""
         return [set(s) for s in self.conns.values()]
