@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import itertools
+import json
 import math
+import re
+import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,14 +23,21 @@ from quanttui.analytics.live import PairParams
 from quanttui.analytics.snapshot import run_bars
 from quanttui.app.app import QuantApp
 from quanttui.app.screens.monitor import MonitorScreen
-from quanttui.app.screens.watchlist import AddPairScreen, ConfirmScreen, WatchlistScreen
+from quanttui.app.screens.watchlist import (
+    DRAW_S,
+    AddPairScreen,
+    ConfirmScreen,
+    WatchlistScreen,
+)
+from quanttui.app.widgets.watchtable import WatchTable
 from quanttui.engine import Mailbox
-from quanttui.engine.events import SnapshotEvent
-from quanttui.model import Snapshot, Tick
+from quanttui.engine.events import AlertEvent, SnapshotEvent
+from quanttui.model import Snapshot, Tick, iso_utc
 from quanttui.store.queries import load_pair_bars
-from quanttui.store.state import load_last
+from quanttui.store.state import load_last, save_last
 from tests.app.conftest import app_config
 from tests.app.test_app import until
+from tests.app.test_scanner import scan_db  # noqa: F401 - a fixture
 from tests.fakes.exchange import FakeExchange, FakeTrade, universe_trades
 from tests.helpers import store_ticks
 
@@ -72,7 +85,7 @@ def recompute_z(db: Path, snap: Snapshot) -> float | None:
 
 
 def cell(screen: WatchlistScreen, key: str, column: str) -> str:
-    return str(screen.query_one("#wl-table", DataTable).get_cell(key, column))
+    return screen.query_one("#wl-table", WatchTable).cell(key, column)
 
 
 class Recorder(Mailbox):
@@ -124,13 +137,27 @@ async def test_three_pairs_sharing_legs_rows_sort_export_and_open_the_monitor(
                 assert cell(wl, k, "fill") == "100%"
                 assert len(cell(wl, k, "spark").strip()) > 0
 
+            # one alert log for every pair, each line naming its pair; the row's last alert
+            await until(lambda: any(isinstance(e, AlertEvent) for e in app.alerts), 30)
+            await pilot.pause(DRAW_S + 0.1)
+            fired = [e.alert for e in app.alerts if isinstance(e, AlertEvent)]
+            log = wl.query_one("#wl-log", DataTable)
+            lines = [[str(c) for c in log.get_row_at(i)] for i in range(log.row_count)]
+            assert len(lines) == len(fired)
+            for line, a in zip(lines, fired, strict=True):
+                x, y = a.pair.split("/")
+                assert line[1] == f"{x[:-4]}->{y[:-4]}" and line[2].startswith(a.rule)
+            a = fired[-1]
+            assert cell(wl, a.pair, "alert") == f"{iso_utc(a.ts_ms)[11:19]} {a.value:+.2f}"
+
             await pilot.press("3")  # |z|, largest first
             await pilot.pause(0.1)
             order = wl.order()
             zs = [abs(wl.shown[k].zscore) for k in order]
             assert sorted(order) == sorted(keys)
             assert zs == sorted(zs, reverse=True)
-            assert "|z|▼" in str(wl.query_one("#wl-table", DataTable).columns["z"].label)
+            columns = wl.query_one("#wl-table", WatchTable).columns
+            assert next(c.label for c in columns if c.key == "z") == "|z|▼"
             await pilot.press("3")  # again: smallest first
             await pilot.pause(0.1)
             zs = [abs(wl.shown[k].zscore) for k in wl.order()]
@@ -214,8 +241,8 @@ async def test_add_and_remove_pairs_at_run_time_on_one_connection(tmp_path: Path
             await until(lambda: len(stored_ids(db, "ADAUSDT") - hist["ADAUSDT"]) > 50, 20)
             await until(lambda: (s := wl.shown.get("BTCUSDT/ADAUSDT")) and s.zscore is not None)
 
-            table = wl.query_one("#wl-table", DataTable)
-            table.move_cursor(row=wl.order().index("SOLUSDT/XRPUSDT"))
+            table = wl.query_one("#wl-table", WatchTable)
+            table.move_cursor(wl.order().index("SOLUSDT/XRPUSDT"))
             await pilot.press("d")
             assert isinstance(app.screen, ConfirmScreen)
             await pilot.press("n")  # not yet
@@ -252,3 +279,108 @@ async def test_add_and_remove_pairs_at_run_time_on_one_connection(tmp_path: Path
     assert len(since) > 1000 and since <= ada  # none missed once subscribed
     xrp = stored_ids(db, "XRPUSDT") - hist["XRPUSDT"]
     assert max(xrp) <= cut < max(produced["XRPUSDT"]) - 100  # none after the UNSUBSCRIBE
+
+
+SIX = ["AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT", "EEEUSDT", "FFFUSDT"]
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
+def test_tmux_fifteen_pairs_at_80x24_then_reopened_without_arguments(tmp_path: Path) -> None:
+    from tests.app.test_tmux import capture, wait_screen
+
+    root = Path(__file__).resolve().parents[2]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.serve", "--symbols", ",".join(SIX)]
+        + ["--trades", "2000000", "--rate", "300", "--restamp"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    session = f"qw{int(time.time() * 1000) % 10**8}"
+    pairs = [f"{x}/{y}" for x, y in itertools.combinations(SIX, 2)]
+    labels = [p.replace("USDT", "").replace("/", "->") for p in pairs]
+    assert len(pairs) == 15
+    try:
+        port = json.loads(server.stdout.readline())["port"]
+        quanttui = Path(sys.executable).with_name("quanttui")
+        exe = str(quanttui) if quanttui.exists() else f"{sys.executable} -m quanttui"
+        common = (
+            f"--window 10 --db {tmp_path / 'w.db'} --export-dir {tmp_path / 'exp'} "
+            f"--ws-url ws://127.0.0.1:{port}/market --rest-url http://127.0.0.1:{port}"
+        )
+        cmd = f"{exe} {' '.join(pairs)} {common}; echo EXIT=$?; {exe} {common}; echo EXIT=$?; sleep 30"
+        subprocess.run(
+            ["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24", cmd], check=True
+        )
+        wait_screen(session, "WATCHLIST  15 pairs")
+        row = re.compile(r"^ [▲▼ ] +(\S+->\S+) .* ([+-]\d\.\d\d) +([▁▂▃▄▅▆▇█ ]+) ")
+        end = time.monotonic() + 60
+        while True:
+            screen = capture(session)
+            lines = screen.splitlines()
+            rows = {m.group(1): m for line in lines if (m := row.match(line))}
+            alerts = [line for line in lines if re.search(r"\d\d:\d\d:\d\d [+-]\d\.\d\d$", line)]
+            if len(rows) == 15 and alerts:
+                break
+            assert time.monotonic() < end, screen
+            time.sleep(0.5)
+        assert sorted(rows) == sorted(labels)  # every pair: label, z and a sparkline
+        assert all(rows[k].group(3).strip() for k in rows)
+        head = next(line for line in lines if "X->Y" in line)
+        assert "z recent" in head and head.rstrip().endswith("last alert")
+        assert len(lines) <= 24 and max(len(line) for line in lines) <= 80
+        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+        wait_screen(session, "EXIT=0")
+        # a bare `quanttui` reopens the last watchlist
+        screen = wait_screen(session, "WATCHLIST  15 pairs")
+        assert all(label in screen for label in labels)
+        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+        end = time.monotonic() + 20
+        while capture(session).count("EXIT=0") < 2:
+            assert time.monotonic() < end, capture(session)
+            time.sleep(0.2)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        server.terminate()
+        server.wait()
+
+
+async def test_scanner_adds_to_the_saved_watchlist_and_shows_it(
+    scan_db: Path,  # noqa: F811 - the scanner tests' fixture
+    tmp_path: Path,
+) -> None:
+    """`w` on a ranking row saves the pair in the watchlist of the scan's database, `l`
+    shows it live on the same engine, Enter there opens the monitor; Esc goes back each
+    time."""
+    from quanttui.app.scan_app import ScanApp, ScanWatchlistScreen
+    from quanttui.feed.klines import Universe
+    from tests.app.test_scanner import NOW, SYMBOLS, request
+
+    save_last(scan_db, "mine", [("S05USDT", "S06USDT")])
+    app = ScanApp(request(scan_db), Universe(tuple(SYMBOLS)), NOW, export_dir=str(tmp_path))
+    async with asyncio.timeout(60), app.run_test(size=(100, 30)) as pilot:
+        scanner = app.screen
+        await until(lambda: scanner.ranked is not None, 30)
+        await pilot.press("down")
+        p = scanner.ranked.rows[1]
+        await pilot.press("w")
+        saved = load_last(scan_db)
+        assert saved.name == "mine"
+        assert saved.pairs == (("S05USDT", "S06USDT"), (p.x, p.y))
+        await pilot.press("w")  # twice: once on the list
+        assert load_last(scan_db).pairs == saved.pairs
+        assert app.engine is None  # nothing runs until something is shown
+        await pilot.press("l")
+        await until(lambda: isinstance(app.screen, ScanWatchlistScreen))
+        wl = app.screen
+        assert wl.order() == ["S05USDT/S06USDT", f"{p.x}/{p.y}"]
+        assert set(app.engine.pairs) == set(wl.order())
+        await pilot.press("down", "enter")
+        await until(lambda: isinstance(app.screen, MonitorScreen))
+        assert app.screen.key == f"{p.x}/{p.y}"
+        await pilot.press("escape")
+        assert app.screen is wl
+        await pilot.press("escape")
+        assert app.screen is scanner
+        await pilot.press("q")
+    assert app.return_code == 0

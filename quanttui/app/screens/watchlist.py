@@ -7,15 +7,16 @@ the pair's full monitor on the same engine; Esc there comes back.
 
 Why it is drawn the way it is:
 
-* **On a timer, by cell.** Snapshots only mark a row dirty; every `DRAW_S` the dirty
-  rows' cells are recomputed and only the cells whose text changed are updated. Twenty
-  pairs on 1 s bars then cost one batch of small updates per redraw, and the terminal
-  gets the changed cells, not a repaint.
+* **On a timer, by row.** Snapshots only mark a row dirty; every `DRAW_S` the dirty
+  rows' cells are recomputed, and `WatchTable` (line API) redraws only the rows whose
+  cells changed. Twenty pairs on 1 s bars then cost twenty small row renders per redraw
+  and the terminal gets those lines, not a repaint (`DataTable` re-renders every cell of
+  the table on any update).
 * **Columns by priority.** Pair, z, the z sparkline and the last alert always show; the
   other columns are added in priority order while they fit the width (the sparkline takes
   what is left), so 80 columns never scroll sideways.
-* **Sorted in place.** Rows are reordered with `DataTable.sort` (row keys and the cursor's
-  pair are kept), never cleared and re-added.
+* **Sorted in place.** A new order only reorders the rows' cached lines; the cursor
+  stays on its pair.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from textual.widgets import DataTable, Footer, Input, Label, Static
 from quanttui.app.screens.monitor import MonitorScreen
 from quanttui.app.widgets.heatmap import short_name
 from quanttui.app.widgets.status import STALE_LEG_S, status_line
+from quanttui.app.widgets.watchtable import TableColumn, WatchTable
 from quanttui.config import parse_watchlist_pair
 from quanttui.engine.events import AlertEvent, AlertWithdrawn, PairInfo, Status
 from quanttui.model import Alert, Snapshot, iso_utc
@@ -176,7 +178,7 @@ def plan_columns(width: int, pair_width: int) -> tuple[list[Column], int]:
 
 class WatchlistScreen(Screen[None]):
     BINDINGS = [
-        Binding("enter", "open", "Monitor"),
+        Binding("enter", "open", "Monitor", priority=True),
         Binding("a", "add_pair", "Add pair"),
         Binding("d", "remove_pair", "Remove"),
         Binding("s", "sort_next", "Sort"),
@@ -200,7 +202,6 @@ class WatchlistScreen(Screen[None]):
     WatchlistScreen { layout: vertical; }
     WatchlistScreen #wl-title { height: 1; background: $primary; color: $text; }
     WatchlistScreen #wl-status { height: 1; background: $panel; }
-    WatchlistScreen #wl-table { height: 1fr; }
     WatchlistScreen #wl-log { height: 5; min-height: 3; border-top: solid $primary; }
     """
 
@@ -224,8 +225,6 @@ class WatchlistScreen(Screen[None]):
         self._columns: list[Column] = []
         self._spark = SPARK_MIN
         self._pair_width = 0
-        self._cells: dict[tuple[str, str], tuple[str, str]] = {}
-        self._pair_cells: dict[str, Text] = {}
         self._log_rows: dict[tuple[int, str, str, str], object] = {}
         self._layout_dirty = True
         self._title_dirty = True
@@ -233,16 +232,16 @@ class WatchlistScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(id="wl-title")
         yield Static(id="wl-status")
-        yield DataTable(id="wl-table", cursor_type="row", zebra_stripes=False)
+        yield WatchTable(id="wl-table")
         yield DataTable(id="wl-log", cursor_type="none", show_header=False)
         yield Footer()
 
     def on_mount(self) -> None:
         log = self.query_one("#wl-log", DataTable)
         log.add_column("time", key="time", width=8)
-        log.add_column("pair", key="pair", width=17)
+        log.add_column("pair", key="pair")
         log.add_column("alert", key="alert")
-        self.query_one("#wl-table", DataTable).focus()
+        self.query_one("#wl-table", WatchTable).focus()
         self._draw()
         self.set_interval(DRAW_S, self._draw)
 
@@ -257,13 +256,6 @@ class WatchlistScreen(Screen[None]):
         for key in [k for k in self.rows if k not in keys]:
             del self.rows[key]
             self.shown.pop(key, None)
-            self._pair_cells.pop(key, None)
-            for col in COLUMNS:
-                self._cells.pop((key, col.key), None)
-            if self.is_mounted:
-                table = self.query_one("#wl-table", DataTable)
-                if key in table.rows:
-                    table.remove_row(key)
         for info in infos:
             if info.key not in self.rows:
                 self.rows[info.key] = Row(info)
@@ -362,7 +354,7 @@ class WatchlistScreen(Screen[None]):
         """The pairs' keys as the rows show them, top first."""
         if not self.is_mounted:
             return list(self.rows)
-        return [r.key.value for r in self.query_one("#wl-table", DataTable).ordered_rows]
+        return list(self.query_one("#wl-table", WatchTable).order)
 
     def _sorted_keys(self) -> list[str]:
         keys = list(self.rows)
@@ -413,93 +405,56 @@ class WatchlistScreen(Screen[None]):
             return f"{iso_utc(a.ts_ms)[11:19]} {a.value:+.2f}", ""
         return "", ""
 
-    def _rebuild(self, table: DataTable) -> None:
-        """Columns for the current width and pair labels; every row re-added."""
+    def _rebuild(self, table: WatchTable) -> None:
+        """Columns for the current width and pair labels; every row's cells anew."""
         width = self.app.size.width or 80
         labels = [pair_label(r.info.symbol_x, r.info.symbol_y) for r in self.rows.values()]
         self._pair_width = max([4, *(len(t) for t in labels)])
         self._columns, self._spark = plan_columns(width, self._pair_width)
-        cursor = self._cursor_key(table)
-        table.clear(columns=True)
-        self._cells.clear()
-        self._pair_cells.clear()
-        for col in self._columns:
-            w = (
-                self._pair_width
-                if col.key == "pair"
-                else self._spark
-                if col.key == "spark"
-                else col.width
-            )
-            table.add_column(self._label(col), key=col.key, width=w)
-        for key in self._sorted_keys():
-            row = self.rows[key]
-            cells = []
-            for col in self._columns:
-                text, style = self._cell(row, col)
-                self._cells[(key, col.key)] = (text, style)
-                cell = Text(text, style=style)
-                if col.key == "pair":
-                    self._pair_cells[key] = cell
-                cells.append(cell)
-            table.add_row(*cells, key=key)
-            row.dirty = False
-            self.shown[key] = row.snapshot
-        self._restore_cursor(table, cursor)
+        table.set_columns(
+            [
+                TableColumn(
+                    c.key,
+                    self._label(c),
+                    self._pair_width
+                    if c.key == "pair"
+                    else self._spark
+                    if c.key == "spark"
+                    else c.width,
+                )
+                for c in self._columns
+            ]
+        )
+        for row in self.rows.values():
+            row.dirty = True
+        self._refresh_rows(table)
 
-    def _label(self, col: Column) -> Text:
+    def _label(self, col: Column) -> str:
         label = col.label
         if col.key == self.sort_key:
             label = ("|z|" if col.key == "z" else label) + ("▼" if self.descending else "▲")
-        return Text(label)
+        return label
+
+    def _refresh_rows(self, table: WatchTable) -> None:
+        for key, row in self.rows.items():
+            if row.dirty:
+                row.dirty = False
+                table.set_cells(key, {c.key: self._cell(row, c) for c in self._columns})
+                self.shown[key] = row.snapshot
+        table.set_order(self._sorted_keys())
 
     def _draw(self) -> None:
         if not self.is_mounted:
             return
-        table = self.query_one("#wl-table", DataTable)
+        table = self.query_one("#wl-table", WatchTable)
         with self.app.batch_update():
             if self._layout_dirty:
                 self._layout_dirty = False
                 self._rebuild(table)
                 self._title_dirty = True
             else:
-                for key, row in self.rows.items():
-                    if not row.dirty:
-                        continue
-                    row.dirty = False
-                    for col in self._columns:
-                        value = self._cell(row, col)
-                        if self._cells.get((key, col.key)) == value:
-                            continue
-                        self._cells[(key, col.key)] = value
-                        cell = Text(value[0], style=value[1])
-                        if col.key == "pair":
-                            self._pair_cells[key] = cell
-                        table.update_cell(key, col.key, cell)
-                    self.shown[key] = row.snapshot
-                self._reorder(table)
+                self._refresh_rows(table)
             self._update_title()
-
-    def _reorder(self, table: DataTable) -> None:
-        want = self._sorted_keys()
-        if [r.key.value for r in table.ordered_rows] == want:
-            return
-        cursor = self._cursor_key(table)
-        rank = {id(self._pair_cells[k]): i for i, k in enumerate(want)}
-        table.sort("pair", key=lambda cell: rank.get(id(cell), len(rank)))
-        self._restore_cursor(table, cursor)
-
-    def _cursor_key(self, table: DataTable) -> str | None:
-        if not table.row_count:
-            return None
-        try:
-            return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:  # noqa: BLE001 - no cell under the cursor
-            return None
-
-    def _restore_cursor(self, table: DataTable, key: str | None) -> None:
-        if key is not None and key in table.rows:
-            table.move_cursor(row=table.get_row_index(key), animate=False, scroll=False)
 
     def _update_title(self) -> None:
         beyond = sum(
@@ -532,15 +487,14 @@ class WatchlistScreen(Screen[None]):
         """The key of the pair under the cursor."""
         if not self.is_mounted:
             return None
-        return self._cursor_key(self.query_one("#wl-table", DataTable))
+        return self.query_one("#wl-table", WatchTable).cursor_key
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.data_table.id == "wl-table":
-            event.stop()
-            self.app.open_pair(str(event.row_key.value))
+    def on_watch_table_selected(self, event: WatchTable.Selected) -> None:
+        event.stop()
+        self.app.open_pair(event.key)
 
-    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        key = str(event.column_key.value)
+    def on_watch_table_header_clicked(self, event: WatchTable.HeaderClicked) -> None:
+        key = event.column
         if key == "spark" or key == "mark":
             key = "z"
         if key in SORT_KEYS:
@@ -576,16 +530,13 @@ class WatchlistScreen(Screen[None]):
             self._relabel()
 
     def _relabel(self) -> None:
-        table = self.query_one("#wl-table", DataTable)
-        for col in table.columns.values():
-            c = BY_KEY.get(str(col.key.value))
-            if c is not None:
-                col.label = self._label(c)
+        table = self.query_one("#wl-table", WatchTable)
+        for c in self._columns:
+            table.set_label(c.key, self._label(c))
         self._title_dirty = True
         with self.app.batch_update():
-            self._reorder(table)
+            table.set_order(self._sorted_keys())
             self._update_title()
-        table.refresh()
 
     def action_add_pair(self) -> None:
         self.app.push_screen(AddPairScreen(self.app.request_add_pair, set(self.rows)))
