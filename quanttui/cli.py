@@ -402,17 +402,32 @@ def _run_pair(
         from quanttui.app.app import QuantApp
         from quanttui.terminal import watch_hangup
 
-        if watchlist and spec is None:
-            _remember_watchlist(cfg, watchlist_name, pairs)
-        app = QuantApp(
-            cfg,
-            pairs=pairs,
-            extra_rules=rules,
-            replay=spec,
-            watchlist=watchlist,
-            watchlist_name=watchlist_name,
-        )
-        guard = app.guard(cleanup=lambda: tmp and shutil.rmtree(tmp, ignore_errors=True))
+        cleanup = lambda: tmp and shutil.rmtree(tmp, ignore_errors=True)  # noqa: E731
+        if watchlist:
+            if spec is None:
+                _remember_watchlist(cfg, watchlist_name, pairs)
+            # the engine is imported and started after the first frame; the app installs
+            # the signal guard then
+            app = QuantApp(
+                cfg,
+                pairs=pairs,
+                extra_rules=rules,
+                replay=spec,
+                watchlist=True,
+                watchlist_name=watchlist_name,
+                defer_engine=True,
+                guard=True,
+                cleanup=cleanup,
+            )
+            try:
+                with watch_hangup(app.hangup):
+                    app.run()
+            finally:
+                if app.shutdown_guard is not None:
+                    app.shutdown_guard.uninstall()
+            return app.return_code or 0
+        app = QuantApp(cfg, pairs=pairs, extra_rules=rules, replay=spec)
+        guard = app.guard(cleanup=cleanup)
         guard.install()
         try:
             with watch_hangup(guard.hangup):
@@ -436,6 +451,8 @@ def _remember_watchlist(cfg: Config, name: str | None, pairs: list[tuple[str, st
 
 
 def _check_rules(cfg: Config, extra: list[str]) -> None:
+    if not cfg.alerts.rules and not extra:
+        return  # (the engine is not imported for nothing: see QuantApp's defer_engine)
     from quanttui.alerts import RuleError, parse_rule
     from quanttui.engine.core import split_rule
 

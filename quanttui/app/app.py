@@ -4,8 +4,15 @@ The engine (`quanttui.engine`) runs on its own thread and event loop: feed, writ
 bars, analytics, recomputes and alerts. This app composes screens, turns keys into
 engine commands (`command`) and renders the events it drains from its `Mailbox` when
 woken (`EngineWoke`). A terminal that stops draining blocks only this thread; the
-engine goes on storing and alerting, and `ShutdownGuard` (installed by the CLI) ends the
-process within 5 s of a hang-up or SIGTERM whatever the terminal does.
+engine goes on storing and alerting, and `ShutdownGuard` (installed by the CLI, or by
+the app with `guard=True`) ends the process within 5 s of a hang-up or SIGTERM whatever
+the terminal does.
+
+One pair opens its monitor; several open the watchlist, from which each pair's monitor
+opens on the same engine (one `MonitorScreen` per opened pair, kept while it is
+watched); events are routed by pair key. The engine, numpy and the charts are imported
+where first used, not here: with `defer_engine=True` the watchlist's first frame is on
+the terminal before the engine is even imported (`_start_deferred`).
 """
 
 from __future__ import annotations
@@ -13,43 +20,46 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import importlib
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 
-from quanttui.analytics.backtest import BacktestParams
-from quanttui.analytics.live import PairParams
 from quanttui.app.messages import CommandFailed, EngineWoke
-from quanttui.app.screens.backtest import BacktestScreen
-from quanttui.app.screens.monitor import MonitorScreen
-from quanttui.app.screens.watchlist import ListedMonitorScreen, WatchlistScreen
+from quanttui.app.screens.watchlist import PlannedPair, WatchlistScreen, listed_monitor
 from quanttui.config import Config
-from quanttui.engine import Engine, EngineThread, Mailbox, ShutdownGuard, pair_key
-from quanttui.engine.events import (
-    AlertEvent,
-    AlertWithdrawn,
-    BacktestDone,
-    ExportDone,
-    FeedState,
-    Finished,
-    Notice,
-    PairInfo,
-    PairsChanged,
-    Recomputed,
-    RulesChanged,
-    SnapshotEvent,
-    Status,
-)
-from quanttui.export import ExportError, export_backtest
-from quanttui.feed.replay import ReplaySpec
-from quanttui.model import Snapshot
-from quanttui.store.state import META_KEY, encode
 from quanttui.textsafe import printable
+
+if TYPE_CHECKING:
+    from quanttui.analytics.live import PairParams
+    from quanttui.app.screens.backtest import BacktestScreen
+    from quanttui.app.screens.monitor import MonitorScreen
+    from quanttui.engine import Engine, EngineThread, Mailbox, ShutdownGuard
+    from quanttui.engine.events import (
+        AlertEvent,
+        AlertWithdrawn,
+        Finished,
+        PairInfo,
+        PairsChanged,
+        Status,
+    )
+    from quanttui.feed.replay import ReplaySpec
+    from quanttui.model import Snapshot
+
+
+def _events() -> ModuleType:
+    """`quanttui.engine.events`, imported on first use (see the module docstring)."""
+    return importlib.import_module("quanttui.engine.events")
+
+
+def pair_key(x: str, y: str) -> str:
+    return f"{x}/{y}"
 
 
 class QuantApp(App[int]):
@@ -71,10 +81,17 @@ class QuantApp(App[int]):
         replay: ReplaySpec | None = None,
         watchlist: bool | None = None,
         watchlist_name: str | None = None,
+        defer_engine: bool = False,
+        guard: bool = False,
+        cleanup: Callable[[], object] | None = None,
     ) -> None:
         """One pair (`symbol_x`, `symbol_y`, or one in `pairs`) opens its monitor; two or
         more (or `watchlist=True`) open the watchlist. With no pair at all the engine
-        starts with the first pair opened (`open_pair`), as from the scanner."""
+        starts with the first pair opened (`open_pair`), as from the scanner.
+
+        `defer_engine` (watchlist only): the engine is made after the first frame.
+        `guard`: install `guard(cleanup)` as soon as the engine exists (the CLI does it
+        itself otherwise)."""
         super().__init__()
         self.config = config
         self.replay = replay
@@ -100,9 +117,19 @@ class QuantApp(App[int]):
         self.feed_state = "connecting"
         self.alerts: list[AlertEvent | AlertWithdrawn] = []
         self._quitting = False
-        if legs:
+        self._want_guard, self._cleanup = guard, cleanup
+        self.shutdown_guard: ShutdownGuard | None = None
+        listed = watchlist if watchlist is not None else len(legs) > 1
+        self._deferred: list[tuple[str, str]] = []
+        if legs and defer_engine and listed:
+            self._deferred = legs
+            a = config.analytics
+            for x, y in legs:
+                key = pair_key(x, y)
+                self.pair_infos[key] = PlannedPair(key, x, y, a.timeframe, a.window, a.hedge)
+        elif legs:
             self._make_engine(legs)
-        if watchlist if watchlist is not None else len(legs) > 1:
+        if listed:
             self.watchlist_screen = WatchlistScreen(
                 list(self.pair_infos.values()),
                 self.mode_label,
@@ -110,6 +137,8 @@ class QuantApp(App[int]):
                 watchlist_name,
             )
         elif legs:
+            from quanttui.app.screens.monitor import MonitorScreen
+
             self.key = pair_key(*legs[0])
             self.monitor = self._monitor_for(self.key, MonitorScreen)
 
@@ -121,6 +150,8 @@ class QuantApp(App[int]):
     @property
     def params(self) -> PairParams:
         """The shown pair's parameters as the screen has asked for them."""
+        from quanttui.analytics.live import PairParams
+
         assert self.monitor is not None
         i, a = self.monitor.info, self.config.analytics
         return PairParams(
@@ -146,7 +177,17 @@ class QuantApp(App[int]):
     def on_mount(self) -> None:
         if self.runner is not None:
             self.runner.start()
+        elif self._deferred:
+            self.call_after_refresh(self._start_deferred)
         self.set_interval(0.5, self._drain_anyway)
+
+    def _start_deferred(self) -> None:
+        """After the first frame: import, make and start the engine."""
+        legs, self._deferred = self._deferred, []
+        if legs and not self._quitting:
+            self._make_engine(legs)
+            if self.watchlist_screen is not None:
+                self.watchlist_screen.set_pairs(self.watched_infos())
 
     def _drain_anyway(self) -> None:
         """A wake-up lost in a closing queue must not leave events behind."""
@@ -164,21 +205,23 @@ class QuantApp(App[int]):
 
     def _dispatch(self, ev: object) -> None:
         wl = self.watchlist_screen
-        if isinstance(ev, SnapshotEvent):
+        E = _events()
+        if isinstance(ev, E.SnapshotEvent):
             mon = self.monitors.get(ev.pair)
             if mon is not None:
                 mon.show_snapshot(ev.snapshot)
             if wl is not None:
                 wl.show_snapshot(ev.pair, ev.snapshot)
-        elif isinstance(ev, Status):
+        elif isinstance(ev, E.Status):
             self.status = ev
-            if isinstance(self.screen, MonitorScreen):
-                self.screen.show_status(ev)
+            shown = self.screen
+            if any(shown is m for m in self.monitors.values()):
+                shown.show_status(ev)
             elif self.monitor is not None and self.monitor.is_mounted:
                 self.monitor.show_status(ev)
             if wl is not None:
                 wl.show_status(ev)
-        elif isinstance(ev, AlertEvent | AlertWithdrawn):
+        elif isinstance(ev, E.AlertEvent | E.AlertWithdrawn):
             self.alerts.append(ev)
             del self.alerts[:-1000]
             key = self.alert_pair(ev.alert)
@@ -187,7 +230,7 @@ class QuantApp(App[int]):
                 mon.show_alert(ev)
             if wl is not None:
                 wl.show_alert(key, ev)
-            if isinstance(ev, AlertEvent):
+            if isinstance(ev, E.AlertEvent):
                 a = ev.alert
                 if not self.watchlist_visible():
                     self.notify(
@@ -198,28 +241,28 @@ class QuantApp(App[int]):
                     )
                 if self.config.alerts.bell:
                     self.bell()
-        elif isinstance(ev, FeedState):
+        elif isinstance(ev, E.FeedState):
             self.feed_state = ev.state
-        elif isinstance(ev, Recomputed):
+        elif isinstance(ev, E.Recomputed):
             self.pair_infos[ev.pair] = ev.info
             mon = self.monitors.get(ev.pair)
             if mon is not None and ev.info == mon.info:
                 mon.set_info(ev.info, ev.bars)
             if wl is not None:
                 wl.set_info(ev.pair, ev.info, ev.bars)
-        elif isinstance(ev, RulesChanged):
+        elif isinstance(ev, E.RulesChanged):
             self.pair_rules[ev.pair] = list(ev.rules)
             mon = self.monitors.get(ev.pair)
             if mon is not None:
                 mon.rules = list(ev.rules)
-        elif isinstance(ev, Notice):
+        elif isinstance(ev, E.Notice):
             self.notify(
                 printable(ev.text, 500),
                 title=ev.title,
                 severity=ev.severity if ev.severity != "information" else "information",
                 markup=False,
             )
-        elif isinstance(ev, ExportDone):
+        elif isinstance(ev, E.ExportDone):
             if ev.error:
                 self.notify(
                     printable(ev.error), title="Export failed", severity="error", markup=False
@@ -228,16 +271,16 @@ class QuantApp(App[int]):
                 self.notify(
                     printable("\n".join(ev.paths), 1000), title="Exported", timeout=8, markup=False
                 )
-        elif isinstance(ev, BacktestDone):
+        elif isinstance(ev, E.BacktestDone):
             screen = self.backtest_screen
             if screen is not None and screen.is_mounted:
                 if ev.report is None:
                     screen.show_error(ev.error or "backtest failed")
                 else:
                     screen.show(ev.report)
-        elif isinstance(ev, PairsChanged):
+        elif isinstance(ev, E.PairsChanged):
             self._pairs_changed(ev)
-        elif isinstance(ev, Finished):
+        elif isinstance(ev, E.Finished):
             self.finished = ev
             if ev.error and not self._quitting:
                 self.exit(
@@ -275,6 +318,8 @@ class QuantApp(App[int]):
         """SIGTERM/SIGINT/SIGHUP handling and the hard-exit watchdog, for a real run; and a
         watch on Textual's output thread: if it died (EIO/EPIPE on the terminal), the
         terminal is gone, so the process ends as on a hang-up."""
+        from quanttui.engine import ShutdownGuard
+
         guard = ShutdownGuard(self.runner, self.request_exit, cleanup=cleanup)
 
         def watch_terminal() -> None:
@@ -292,6 +337,8 @@ class QuantApp(App[int]):
 
     # ----------------------------------------------------------------- backtest
     def open_backtest(self, key: str) -> None:
+        from quanttui.app.screens.backtest import BacktestScreen
+
         p = self.engine.pairs[key].params
         self.backtest_screen = BacktestScreen(
             f" BACKTEST  {p.symbol_x} -> {p.symbol_y}  {p.timeframe}  W={p.window}  {p.hedge}"
@@ -300,6 +347,8 @@ class QuantApp(App[int]):
         self.action_run_backtest()
 
     def action_run_backtest(self) -> None:
+        from quanttui.analytics.backtest import BacktestParams
+
         a, b = self.config.analytics, self.config.backtest
         hedge = self.engine.pairs[self.key].params.hedge
         params = BacktestParams(a.entry_z, a.exit_z, b.stop_z or None, b.fee_bps, hedge == "log")
@@ -310,6 +359,9 @@ class QuantApp(App[int]):
         if screen is None or screen.report is None:
             self.notify("no backtest to export", severity="warning")
             return
+        from quanttui.engine.events import ExportDone
+        from quanttui.export import ExportError, export_backtest
+
         report = screen.report
         out = self.config.export.dir
 
@@ -350,6 +402,8 @@ class QuantApp(App[int]):
                     await self.runner.wait()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        from quanttui.app.screens.monitor import MonitorScreen
+
         yield from super().get_system_commands(screen)
         if not isinstance(screen, MonitorScreen | WatchlistScreen):
             return
@@ -363,22 +417,36 @@ class QuantApp(App[int]):
 
     # ----------------------------------------------------------------- pairs and navigation
     def _make_engine(self, legs: Sequence[tuple[str, str]]) -> None:
-        """The engine, its thread (started on mount, or now if already mounted) and this
-        view's mailbox."""
+        """The engine, its thread (started on mount, or now if already mounted), this
+        view's mailbox, and the signal guard when asked for."""
+        from quanttui.engine import Engine, EngineThread, Mailbox
+
         self.engine = Engine(self.config, legs, rules=self.extra_rules, replay=self.replay)
         self.runner = EngineThread(self.engine)
         self.box = self.engine.subscribe(Mailbox(self._wake))
         for info in self.engine.pair_infos():
             self.pair_infos[info.key] = info
             self.pair_rules[info.key] = self.engine.rules(info.key)
+        if self._want_guard and self.shutdown_guard is None:
+            self.shutdown_guard = self.guard(self._cleanup)
+            self.shutdown_guard.install()
         if self.is_running:
             self.runner.start()
 
-    def _monitor_for(self, key: str, kind: type[MonitorScreen] = ListedMonitorScreen):
+    def hangup(self) -> None:
+        """The terminal is gone (`quanttui.terminal.watch_hangup`): as on a SIGHUP; before
+        the engine exists there is nothing to flush."""
+        if self.shutdown_guard is not None:
+            self.shutdown_guard.hangup()
+        else:
+            self.request_exit(129)
+
+    def _monitor_for(self, key: str, kind: type[MonitorScreen] | None = None) -> MonitorScreen:
         """The pair's monitor, made on first use and kept (installed) while the pair is
         watched, so its alert log and charts survive leaving it."""
         mon = self.monitors.get(key)
         if mon is None:
+            kind = kind or listed_monitor()
             info = self.pair_infos[key]
             mon = kind(key, info, self.mode_label, self.config.analytics.entry_z)
             mon.rules = list(self.pair_rules.get(key, []))
@@ -387,6 +455,9 @@ class QuantApp(App[int]):
 
     def open_pair(self, key: str) -> None:
         """Show the pair's full monitor over the current screen (Esc comes back)."""
+        if self.engine is None:
+            self.notify("starting…", timeout=2)
+            return
         if key not in self.pair_infos:
             self.notify(f"{key} is not watched", severity="warning", markup=False)
             return
@@ -436,8 +507,11 @@ class QuantApp(App[int]):
     def request_add_pair(self, x: str, y: str) -> concurrent.futures.Future:
         """Ask the engine to watch X/Y; the future fails with its one-line reason."""
         if self.engine is None or self.runner is None:
-            self._make_engine([(x, y)])
             fut: concurrent.futures.Future = concurrent.futures.Future()
+            if self._deferred:
+                fut.set_exception(RuntimeError("still starting: try again in a moment"))
+                return fut
+            self._make_engine([(x, y)])
             fut.set_result(pair_key(x, y))
             return fut
         return self.runner.call(self.engine.add_pair(x, y))
@@ -516,6 +590,8 @@ class QuantApp(App[int]):
 
     def save_watchlist(self) -> None:
         """The watchlist's pairs as the last one used (`quanttui.store.state`)."""
+        from quanttui.store.state import META_KEY, encode
+
         if not self.persist_watchlist or self.engine is None:
             return
         pairs = [(k.split("/")[0], k.split("/")[1]) for k in self.watched_keys()]

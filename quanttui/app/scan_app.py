@@ -27,7 +27,7 @@ from quanttui.app.app import QuantApp
 from quanttui.app.screens.scanner import ScannerScreen
 from quanttui.app.screens.watchlist import WatchlistScreen
 from quanttui.config import Config, load_config
-from quanttui.engine import ShutdownGuard, pair_key
+from quanttui.engine import pair_key
 from quanttui.engine.events import PairsChanged
 from quanttui.feed.klines import SyncProgress, Universe
 from quanttui.scanner import ScanOutcome, ScanRequest, compute, live, refresh
@@ -94,7 +94,7 @@ class ScanApp(QuantApp):
                 ("export", "dir"): export_dir,
             },
         )
-        super().__init__(cfg)
+        super().__init__(cfg, guard=guard)
         self.req = req
         self.universe = universe
         self.now_ms = now_ms
@@ -103,8 +103,6 @@ class ScanApp(QuantApp):
         self.opened: list[tuple[str, str]] = []
         self.minutes_closed = 0
         self._connects = 0
-        self._want_guard = guard
-        self.shutdown_guard: ShutdownGuard | None = None
         saved = load_last(req.db_path) if req.db_path.exists() else None
         self.watch_keys: list[str] = [pair_key(*p) for p in saved.pairs] if saved else []
         self.watchlist_name = saved.name if saved else None
@@ -168,12 +166,6 @@ class ScanApp(QuantApp):
         self.now_ms = now
 
     # ----------------------------------------------------------------- the engine
-    def _make_engine(self, legs) -> None:
-        super()._make_engine(legs)
-        if self._want_guard and self.shutdown_guard is None:
-            self.shutdown_guard = self.guard()
-            self.shutdown_guard.install()
-
     def _ensure(self, pairs: list[tuple[str, str]]) -> None:
         """The engine runs these pairs: started with them, or they join it."""
         if self.engine is None:

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import events
@@ -36,15 +38,13 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Label, Static
 
-from quanttui.app.screens.monitor import MonitorScreen
-from quanttui.app.widgets.heatmap import short_name
-from quanttui.app.widgets.status import STALE_LEG_S, status_line
 from quanttui.app.widgets.watchtable import TableColumn, WatchTable
 from quanttui.config import parse_watchlist_pair
-from quanttui.engine.events import AlertEvent, AlertWithdrawn, PairInfo, Status
 from quanttui.model import Alert, Snapshot, iso_utc
-from quanttui.scan_report import fmt, fmt_p
 from quanttui.textsafe import printable
+
+if TYPE_CHECKING:
+    from quanttui.engine.events import AlertEvent, AlertWithdrawn, PairInfo, Status
 
 DRAW_S = 0.5
 """Rows are redrawn at most this often (snapshots in between only mark them dirty)."""
@@ -55,6 +55,35 @@ SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 SPARK_MIN, SPARK_MAX = 8, 30
 SCROLLBAR = 2
 BEYOND_STYLE = "bold red"
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedPair:
+    """A pair as the command line gave it, shown until the engine reports it (the engine
+    is imported and started after the first frame; see `QuantApp`)."""
+
+    key: str
+    symbol_x: str
+    symbol_y: str
+    timeframe: str
+    window: int
+    hedge: str
+
+
+def short_name(symbol: str) -> str:
+    """``BTCUSDT`` -> ``BTC``; other quotes are kept."""
+    return symbol[:-4] if symbol.endswith("USDT") and len(symbol) > 4 else symbol
+
+
+def fmt(v: float | None, spec: str) -> str:
+    return "—" if v is None or not math.isfinite(v) else format(v, spec)
+
+
+def fmt_p(v: float | None) -> str:
+    """p-values: fixed point down to 1e-4, then scientific."""
+    if v is None or not math.isfinite(v):
+        return "—"
+    return f"{v:.4f}" if v >= 1e-4 else f"{v:.0e}"
 
 
 def sparkline(values: Sequence[float], width: int, limit: float) -> str:
@@ -300,7 +329,7 @@ class WatchlistScreen(Screen[None]):
             else printable(a.pair, 20)
         )
         if row is not None:
-            if isinstance(ev, AlertWithdrawn):
+            if _withdrawn(ev):
                 row.alerts = deque(
                     (b for b in row.alerts if not _same_alert(a, b)), maxlen=PAIR_ALERTS
                 )
@@ -311,7 +340,7 @@ class WatchlistScreen(Screen[None]):
             return
         log = self.query_one("#wl-log", DataTable)
         rk = (a.ts_ms, a.pair, a.rule, f"{a.value:.17g}")
-        if isinstance(ev, AlertWithdrawn):
+        if _withdrawn(ev):
             text = Text(f"WITHDRAWN {_alert_text(a)}", style="strike dim")
             row_key = self._log_rows.get(rk)
             if row_key is not None and row_key in log.rows:
@@ -329,6 +358,8 @@ class WatchlistScreen(Screen[None]):
         log.scroll_end(animate=False)
 
     def show_status(self, st: Status | None) -> None:
+        from quanttui.app.widgets.status import STALE_LEG_S, status_line
+
         self.status = st
         if not self.is_mounted:
             return
@@ -579,10 +610,20 @@ def _same_alert(a: Alert, b: Alert) -> bool:
     )
 
 
-class ListedMonitorScreen(MonitorScreen):
-    """The single-pair monitor opened from the watchlist or the scanner: Esc goes back."""
+def _withdrawn(ev: object) -> bool:
+    return hasattr(ev, "withdrawn_ms")
 
-    BINDINGS = [Binding("escape", "app.back", "Back")]
+
+@functools.cache
+def listed_monitor() -> type:
+    """The single-pair monitor as opened from the watchlist or the scanner: Esc goes back.
+    Made on first use, so that the watchlist's first frame does not wait for the charts."""
+    from quanttui.app.screens.monitor import MonitorScreen
+
+    class ListedMonitorScreen(MonitorScreen):
+        BINDINGS = [Binding("escape", "app.back", "Back")]
+
+    return ListedMonitorScreen
 
 
 class AddPairScreen(ModalScreen[str | None]):
