@@ -1,7 +1,10 @@
 """Command line: parse arguments and config, pick a mode, map failures to exit codes.
 
-The plain form `quanttui SYMBOL_X SYMBOL_Y [options]` starts the live app; a first word
-that names a subcommand (`record`, `snapshot`, ...) selects that mode instead. Usage
+The plain form `quanttui SYMBOL_X SYMBOL_Y [options]` starts the live app on one pair;
+`quanttui X/Y X/Y ...` (two or more pairs), `--watchlist NAME` (a `[watchlists]` entry of
+the config) and `quanttui` alone (the last watchlist used, kept in the database) open
+the watchlist. A first word that names a subcommand (`record`, `snapshot`, ...) selects
+that mode instead. Usage
 errors exit 2 with one line on stderr; runtime failures the user can fix (bad database,
 unknown symbol, too little data) exit 1 or 2 with one line, never a traceback.
 """
@@ -111,9 +114,15 @@ def _live_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"quanttui {__version__}")
     p.add_argument(
         "pairs",
-        nargs="+",
+        nargs="*",
         metavar="PAIR",
-        help="SYMBOL_X SYMBOL_Y (y regressed on x), or several pairs X/Y X/Y ...",
+        help="SYMBOL_X SYMBOL_Y (y regressed on x), or pairs X/Y X/Y ... (two or more open "
+        "the watchlist); none: the last watchlist used",
+    )
+    p.add_argument(
+        "--watchlist",
+        metavar="NAME",
+        help="open the watchlist NAME of the config's [watchlists] (plus any pairs given)",
     )
     _add_config(p)
     _add_db(p)
@@ -276,14 +285,63 @@ def _build_config(args: argparse.Namespace) -> Config:
 
 
 def _run_live(args: argparse.Namespace) -> int:
-    pairs = parse_pairs(args.pairs)
+    if args.pairs:
+        parse_pairs(args.pairs)  # a usage error before the config is read
     cfg = _build_config(args)
+    pairs, listed, name = live_pairs(cfg, args.pairs, args.watchlist)
     _check_rules(cfg, args.alert)
     if args.speed is not None and not args.replay:
         raise UsageError("--speed needs --replay SOURCE")
     sources = [Path(p).expanduser() for p in args.replay]
     speed = 1.0 if args.speed is None else args.speed
-    return _run_pair(cfg, pairs, args.alert, args.headless, sources, speed, False, "REPLAY")
+    return _run_pair(
+        cfg,
+        pairs,
+        args.alert,
+        args.headless,
+        sources,
+        speed,
+        False,
+        "REPLAY",
+        watchlist=listed,
+        watchlist_name=name,
+    )
+
+
+def live_pairs(
+    cfg: Config, words: Sequence[str], name: str | None
+) -> tuple[list[tuple[str, str]], bool, str | None]:
+    """The pairs to run, whether they open the watchlist, and its name.
+
+    * `--watchlist NAME`: the config's list NAME, then the pairs given that it lacks;
+    * pairs given: those; the watchlist when there are two or more;
+    * nothing: the last watchlist used, as saved in the database
+      (`quanttui.store.state`); a usage error when there is none."""
+    given = parse_pairs(words) if words else []
+    if name is not None:
+        listed = cfg.watchlist(name)
+        if listed is None:
+            known = ", ".join(n for n, _ in cfg.watchlists)
+            raise UsageError(
+                f"no watchlist {name!r} in the config's [watchlists]"
+                + (f" (known: {known})" if known else " (it has none)")
+            )
+        return [*listed, *(p for p in given if p not in listed)], True, name
+    if given:
+        return given, len(given) > 1, None
+    from quanttui.store.db import StoreError
+    from quanttui.store.state import load_last
+
+    try:
+        saved = load_last(cfg.db_path)
+    except StoreError as exc:
+        raise UserError(str(exc), 2) from None
+    if saved is None or not saved.pairs:
+        raise UsageError(
+            f"no pairs given and no watchlist saved in {cfg.db_path}: give SYMBOL_X SYMBOL_Y, "
+            "pairs X/Y X/Y ..., or --watchlist NAME"
+        )
+    return list(saved.pairs), True, saved.name
 
 
 def _run_pair(
@@ -296,6 +354,9 @@ def _run_pair(
     loop: bool,
     label: str,
     prefill_ms: int = 0,
+    *,
+    watchlist: bool = False,
+    watchlist_name: str | None = None,
 ) -> int:
     """Live from the exchange, or (with `sources`) a replay into a temporary session
     database that is deleted afterwards (see `quanttui.feed.replay.scratch_dir`); the
@@ -338,16 +399,35 @@ def _run_pair(
                 replay=spec,
                 cleanup=lambda: tmp and shutil.rmtree(tmp, ignore_errors=True),
             )
-        if len(pairs) > 1:
-            raise UsageError(
-                "several pairs run with --headless (the watchlist screen is not here yet)"
-            )
         from quanttui.app.app import QuantApp
         from quanttui.terminal import watch_hangup
 
-        ((sx, sy),) = pairs
-        app = QuantApp(cfg, sx, sy, extra_rules=rules, replay=spec)
-        guard = app.guard(cleanup=lambda: tmp and shutil.rmtree(tmp, ignore_errors=True))
+        cleanup = lambda: tmp and shutil.rmtree(tmp, ignore_errors=True)  # noqa: E731
+        if watchlist:
+            if spec is None:
+                _remember_watchlist(cfg, watchlist_name, pairs)
+            # the engine is imported and started after the first frame; the app installs
+            # the signal guard then
+            app = QuantApp(
+                cfg,
+                pairs=pairs,
+                extra_rules=rules,
+                replay=spec,
+                watchlist=True,
+                watchlist_name=watchlist_name,
+                defer_engine=True,
+                guard=True,
+                cleanup=cleanup,
+            )
+            try:
+                with watch_hangup(app.hangup):
+                    app.run()
+            finally:
+                if app.shutdown_guard is not None:
+                    app.shutdown_guard.uninstall()
+            return app.return_code or 0
+        app = QuantApp(cfg, pairs=pairs, extra_rules=rules, replay=spec)
+        guard = app.guard(cleanup=cleanup)
         guard.install()
         try:
             with watch_hangup(guard.hangup):
@@ -357,7 +437,22 @@ def _run_pair(
         return app.return_code or 0
 
 
+def _remember_watchlist(cfg: Config, name: str | None, pairs: list[tuple[str, str]]) -> None:
+    """The watchlist opened becomes the last one used (restored by a bare `quanttui`)."""
+    import sqlite3
+
+    from quanttui.store.db import StoreError
+    from quanttui.store.state import save_last
+
+    try:
+        save_last(cfg.db_path, name, pairs)
+    except (StoreError, sqlite3.Error) as exc:
+        raise UserError(f"{cfg.db_path}: cannot save the watchlist ({exc})", 2) from None
+
+
 def _check_rules(cfg: Config, extra: list[str]) -> None:
+    if not cfg.alerts.rules and not extra:
+        return  # (the engine is not imported for nothing: see QuantApp's defer_engine)
     from quanttui.alerts import RuleError, parse_rule
     from quanttui.engine.core import split_rule
 

@@ -92,6 +92,12 @@ class Config:
     backtest: BacktestConfig
     export: ExportConfig
     sources: tuple[str, ...] = field(default=())
+    watchlists: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = field(default=())
+    """`[watchlists]`: (name, pairs (x, y)) in file order."""
+
+    def watchlist(self, name: str) -> tuple[tuple[str, str], ...] | None:
+        """The pairs of the watchlist `name`, or None when there is none by that name."""
+        return dict(self.watchlists).get(name)
 
     @property
     def db_path(self) -> Path:
@@ -196,6 +202,52 @@ _CHECKS = {
 finite, so ``inf`` and ``nan`` (which TOML and ``float()`` both accept) never pass."""
 
 
+_WATCHLIST_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+_SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
+
+
+def parse_watchlist_pair(text: str) -> tuple[str, str]:
+    """``"BTCUSDT/ETHUSDT"`` -> ``("BTCUSDT", "ETHUSDT")`` (upper-cased); `ValueError`
+    naming the problem otherwise."""
+    x, sep, y = text.strip().partition("/")
+    x, y = x.strip().upper(), y.strip().upper()
+    if not sep or "/" in y:
+        raise ValueError(f"invalid pair {text!r}: expected X/Y, e.g. BTCUSDT/ETHUSDT")
+    for sym in (x, y):
+        if not _SYMBOL.match(sym):
+            raise ValueError(f"invalid symbol {sym!r} in {text!r}: expected 2-20 letters or digits")
+    if x == y:
+        raise ValueError(f"invalid pair {text!r}: the two symbols must differ")
+    return x, y
+
+
+def _watchlists(source: str, table: Any) -> dict[str, tuple[tuple[str, str], ...]]:
+    """`[watchlists]`: each key a name (letters, digits, ``_``, ``-``), each value a
+    non-empty array of distinct pairs ``"X/Y"``."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [watchlists] must be a table")
+    out: dict[str, tuple[tuple[str, str], ...]] = {}
+    for name, value in table.items():
+        where = f"{source}: [watchlists] {name}"
+        if not _WATCHLIST_NAME.match(name):
+            raise ConfigError(f"{where}: a name is 1-40 letters, digits, '_' or '-'")
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f'{where}: expected an array of pairs such as ["BTCUSDT/ETHUSDT"]')
+        if not value:
+            raise ConfigError(f"{where}: empty (give at least one pair X/Y)")
+        pairs: list[tuple[str, str]] = []
+        for text in value:
+            try:
+                p = parse_watchlist_pair(text)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+            if p in pairs:
+                raise ConfigError(f"{where}: pair {p[0]}/{p[1]} given twice")
+            pairs.append(p)
+        out[name] = tuple(pairs)
+    return out
+
+
 def builtin_defaults_text() -> str:
     return resources.files("quanttui").joinpath("config.toml").read_text(encoding="utf-8")
 
@@ -292,10 +344,13 @@ def load_config(
     validated like file values.
     """
     values: dict[str, dict[str, Any]] = tomllib.loads(builtin_defaults_text())
+    lists = _watchlists("built-in defaults", values.pop("watchlists", {}))
     sources = ["built-in defaults"]
     user = Path(path).expanduser() if path else default_config_path()
     if path or (use_user_file and user.is_file()):
-        _merge(str(user), values, _read_toml(user))
+        layer = _read_toml(user)
+        lists.update(_watchlists(str(user), layer.pop("watchlists", {})))
+        _merge(str(user), values, layer)
         sources.append(str(user))
     for (section, key), value in (overrides or {}).items():
         if value is not None:
@@ -316,4 +371,4 @@ def load_config(
         if name == "alerts":
             section["rules"] = tuple(section["rules"])
         built[name] = cls(**section)
-    return Config(**built, sources=tuple(sources))
+    return Config(**built, sources=tuple(sources), watchlists=tuple(lists.items()))

@@ -17,6 +17,7 @@ import csv
 import math
 import numbers
 import os
+import shutil
 import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -28,7 +29,7 @@ from quanttui.analytics.backtest import TRADE_FIELDS, BacktestReport
 from quanttui.analytics.funding import funding_columns
 from quanttui.analytics.live import PairParams
 from quanttui.analytics.snapshot import run_bars
-from quanttui.model import FUNDING_METRIC_NAMES, iso_utc
+from quanttui.model import FUNDING_METRIC_NAMES, Alert, Snapshot, iso_utc
 from quanttui.plausible import latest_ms
 from quanttui.store.queries import load_funding_series, load_pair_bars
 
@@ -157,6 +158,72 @@ def export_pair(
         ),
     }
     return _write_all(out, f"{sx}_{sy}_{tf}_{stamp}", plan)
+
+
+WATCHLIST_COLUMNS = (
+    "pair symbol_x symbol_y timeframe window hedge bars time zscore beta corr adf_p coint_p "
+    "half_life_s carry_bps_day last_alert_time last_alert_rule last_alert_value"
+).split()
+
+
+def export_watchlist(
+    conn: sqlite3.Connection,
+    pairs: Sequence[tuple[PairParams, Snapshot | None, Alert | None]],
+    out_dir: str | Path,
+    *,
+    now: datetime | None = None,
+) -> tuple[Path, int]:
+    """Every pair's four CSVs (`export_pair`, so named ``<X>_<Y>_<tf>_<stamp>_<kind>.csv``)
+    and ``watchlist.csv`` in one new directory ``watchlist_<UTC stamp>`` of `out_dir`.
+
+    ``watchlist.csv`` has one row per pair (`WATCHLIST_COLUMNS`): its parameters, the
+    metrics of the snapshot given for it (the screen's, i.e. the last closed bar; empty
+    cells before the first) and its last alert that stands. The directory is written as
+    ``<name>.part`` and renamed when complete; on failure it is removed, so nothing is
+    left behind. Returns (directory, CSV files written). Raises `ExportError`."""
+    out = _out_dir(out_dir)
+    now = now or datetime.now(UTC)
+    stamp = _stamp(now)
+    name, k = f"watchlist_{stamp}", 1
+    while (out / name).exists() or (out / f"{name}.part").exists():
+        k += 1
+        name = f"watchlist_{stamp}-{k}"
+    final, tmp = out / name, out / f"{name}.part"
+
+    def summary() -> Iterable[Sequence[object]]:
+        for p, snap, alert in pairs:
+            s = snap
+            carry = s.funding.carry_bps_day if s is not None and s.funding is not None else None
+            yield (
+                p.pair,
+                p.symbol_x,
+                p.symbol_y,
+                p.timeframe,
+                p.window,
+                p.hedge,
+                s.bars if s else None,
+                iso_utc(s.time_ms) if s and s.time_ms is not None else None,
+                *((getattr(s, c) if s else None) for c in ("zscore", "beta", "corr")),
+                *((getattr(s, c) if s else None) for c in ("adf_p", "coint_p", "half_life_s")),
+                carry,
+                iso_utc(alert.ts_ms) if alert else None,
+                alert.rule if alert else None,
+                alert.value if alert else None,
+            )
+
+    files = 0
+    try:
+        tmp.mkdir()
+        for p, _snap, _alert in pairs:
+            files += len(export_pair(conn, p, tmp, now=now))
+        _write(tmp / "watchlist.csv", WATCHLIST_COLUMNS, summary())
+        os.replace(tmp, final)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise ExportError(f"export to {out} failed: {exc.strerror or exc}") from None
+        raise
+    return final, files + 1
 
 
 def _funding_columns(

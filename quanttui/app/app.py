@@ -4,8 +4,15 @@ The engine (`quanttui.engine`) runs on its own thread and event loop: feed, writ
 bars, analytics, recomputes and alerts. This app composes screens, turns keys into
 engine commands (`command`) and renders the events it drains from its `Mailbox` when
 woken (`EngineWoke`). A terminal that stops draining blocks only this thread; the
-engine goes on storing and alerting, and `ShutdownGuard` (installed by the CLI) ends the
-process within 5 s of a hang-up or SIGTERM whatever the terminal does.
+engine goes on storing and alerting, and `ShutdownGuard` (installed by the CLI, or by
+the app with `guard=True`) ends the process within 5 s of a hang-up or SIGTERM whatever
+the terminal does.
+
+One pair opens its monitor; several open the watchlist, from which each pair's monitor
+opens on the same engine (one `MonitorScreen` per opened pair, kept while it is
+watched); events are routed by pair key. The engine, numpy and the charts are imported
+where first used, not here: with `defer_engine=True` the watchlist's first frame is on
+the terminal before the engine is even imported (`_start_deferred`).
 """
 
 from __future__ import annotations
@@ -13,40 +20,46 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import importlib
 import threading
-from collections.abc import Callable, Coroutine, Iterable
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 
-from quanttui.analytics.backtest import BacktestParams
-from quanttui.analytics.live import PairParams
 from quanttui.app.messages import CommandFailed, EngineWoke
-from quanttui.app.screens.backtest import BacktestScreen
-from quanttui.app.screens.monitor import MonitorScreen
+from quanttui.app.screens.watchlist import PlannedPair, WatchlistScreen, listed_monitor
 from quanttui.config import Config
-from quanttui.engine import Engine, EngineThread, Mailbox, ShutdownGuard, pair_key
-from quanttui.engine.events import (
-    AlertEvent,
-    AlertWithdrawn,
-    BacktestDone,
-    ExportDone,
-    FeedState,
-    Finished,
-    Notice,
-    PairsChanged,
-    Recomputed,
-    RulesChanged,
-    SnapshotEvent,
-    Status,
-)
-from quanttui.export import ExportError, export_backtest
-from quanttui.feed.replay import ReplaySpec
-from quanttui.model import Snapshot
 from quanttui.textsafe import printable
+
+if TYPE_CHECKING:
+    from quanttui.analytics.live import PairParams
+    from quanttui.app.screens.backtest import BacktestScreen
+    from quanttui.app.screens.monitor import MonitorScreen
+    from quanttui.engine import Engine, EngineThread, Mailbox, ShutdownGuard
+    from quanttui.engine.events import (
+        AlertEvent,
+        AlertWithdrawn,
+        Finished,
+        PairInfo,
+        PairsChanged,
+        Status,
+    )
+    from quanttui.feed.replay import ReplaySpec
+    from quanttui.model import Snapshot
+
+
+def _events() -> ModuleType:
+    """`quanttui.engine.events`, imported on first use (see the module docstring)."""
+    return importlib.import_module("quanttui.engine.events")
+
+
+def pair_key(x: str, y: str) -> str:
+    return f"{x}/{y}"
 
 
 class QuantApp(App[int]):
@@ -60,37 +73,86 @@ class QuantApp(App[int]):
     def __init__(
         self,
         config: Config,
-        symbol_x: str,
-        symbol_y: str,
+        symbol_x: str | None = None,
+        symbol_y: str | None = None,
         *,
+        pairs: Sequence[tuple[str, str]] = (),
         extra_rules: Iterable[str] = (),
         replay: ReplaySpec | None = None,
+        watchlist: bool | None = None,
+        watchlist_name: str | None = None,
+        defer_engine: bool = False,
+        guard: bool = False,
+        cleanup: Callable[[], object] | None = None,
     ) -> None:
+        """One pair (`symbol_x`, `symbol_y`, or one in `pairs`) opens its monitor; two or
+        more (or `watchlist=True`) open the watchlist. With no pair at all the engine
+        starts with the first pair opened (`open_pair`), as from the scanner.
+
+        `defer_engine` (watchlist only): the engine is made after the first frame.
+        `guard`: install `guard(cleanup)` as soon as the engine exists (the CLI does it
+        itself otherwise)."""
         super().__init__()
         self.config = config
         self.replay = replay
         self.mode_label = replay.label if replay else "LIVE"
-        self.engine = Engine(config, [(symbol_x, symbol_y)], rules=list(extra_rules), replay=replay)
-        self.key = pair_key(symbol_x, symbol_y)
-        self.runner = EngineThread(self.engine)
-        self.box = self.engine.subscribe(Mailbox(self._wake))
-        mon = self.engine.pairs[self.key]
-        self.monitor = MonitorScreen(self.key, mon.info, self.mode_label, config.analytics.entry_z)
-        self.monitor.rules = list(mon.rule_texts)
+        self.extra_rules = list(extra_rules)
+        legs = list(pairs) or ([(symbol_x, symbol_y)] if symbol_x and symbol_y else [])
+        self.engine: Engine | None = None
+        self.runner: EngineThread | None = None
+        self.box: Mailbox | None = None
+        self.monitors: dict[str, MonitorScreen] = {}
+        self.pair_infos: dict[str, PairInfo] = {}
+        self.pair_rules: dict[str, list[str]] = {}
+        self.status: Status | None = None
+        self.watchlist_name = watchlist_name
+        self.watchlist_screen: WatchlistScreen | None = None
+        self.persist_watchlist = replay is None
+        """Save the watchlist's pairs in the database when they change (not in a replay,
+        whose database is a scratch copy)."""
+        self.key: str | None = None
+        self.monitor: MonitorScreen | None = None
         self.backtest_screen: BacktestScreen | None = None
         self.finished: Finished | None = None
         self.feed_state = "connecting"
         self.alerts: list[AlertEvent | AlertWithdrawn] = []
         self._quitting = False
+        self._want_guard, self._cleanup = guard, cleanup
+        self.shutdown_guard: ShutdownGuard | None = None
+        listed = watchlist if watchlist is not None else len(legs) > 1
+        self._deferred: list[tuple[str, str]] = []
+        if legs and defer_engine and listed:
+            self._deferred = legs
+            a = config.analytics
+            for x, y in legs:
+                key = pair_key(x, y)
+                self.pair_infos[key] = PlannedPair(key, x, y, a.timeframe, a.window, a.hedge)
+        elif legs:
+            self._make_engine(legs)
+        if listed:
+            self.watchlist_screen = WatchlistScreen(
+                list(self.pair_infos.values()),
+                self.mode_label,
+                config.analytics.entry_z,
+                watchlist_name,
+            )
+        elif legs:
+            from quanttui.app.screens.monitor import MonitorScreen
+
+            self.key = pair_key(*legs[0])
+            self.monitor = self._monitor_for(self.key, MonitorScreen)
 
     @property
     def snapshot(self) -> Snapshot | None:
-        """The snapshot on screen."""
-        return self.monitor.snapshot
+        """The snapshot on screen (of the last monitor opened)."""
+        return self.monitor.snapshot if self.monitor is not None else None
 
     @property
     def params(self) -> PairParams:
         """The shown pair's parameters as the screen has asked for them."""
+        from quanttui.analytics.live import PairParams
+
+        assert self.monitor is not None
         i, a = self.monitor.info, self.config.analytics
         return PairParams(
             i.symbol_x, i.symbol_y, i.timeframe, i.window, i.hedge, a.kalman_delta, a.kalman_obs_var
@@ -98,7 +160,7 @@ class QuantApp(App[int]):
 
     @property
     def paused(self) -> bool:
-        return self.monitor.paused
+        return self.monitor is not None and self.monitor.paused
 
     # ----------------------------------------------------------------- engine link
     def _wake(self) -> None:
@@ -106,18 +168,35 @@ class QuantApp(App[int]):
         self.post_message(EngineWoke())
 
     def get_default_screen(self) -> Screen:
-        return self.monitor
+        if self.watchlist_screen is not None:
+            return self.watchlist_screen
+        if self.monitor is not None:
+            return self.monitor
+        return Screen()
 
     def on_mount(self) -> None:
-        self.runner.start()
+        if self.runner is not None:
+            self.runner.start()
+        elif self._deferred:
+            self.call_after_refresh(self._start_deferred)
         self.set_interval(0.5, self._drain_anyway)
+
+    def _start_deferred(self) -> None:
+        """After the first frame: import, make and start the engine."""
+        legs, self._deferred = self._deferred, []
+        if legs and not self._quitting:
+            self._make_engine(legs)
+            if self.watchlist_screen is not None:
+                self.watchlist_screen.set_pairs(self.watched_infos())
 
     def _drain_anyway(self) -> None:
         """A wake-up lost in a closing queue must not leave events behind."""
-        if len(self.box):
+        if self.box is not None and len(self.box):
             self.on_engine_woke(EngineWoke())
 
     def on_engine_woke(self, _msg: EngineWoke) -> None:
+        if self.box is None:
+            return
         events, latest = self.box.drain()
         for ev in events:
             self._dispatch(ev)
@@ -125,43 +204,65 @@ class QuantApp(App[int]):
             self._dispatch(ev)
 
     def _dispatch(self, ev: object) -> None:
-        mon = self.monitor
-        if isinstance(ev, SnapshotEvent):
-            if ev.pair == mon.key:
+        wl = self.watchlist_screen
+        E = _events()
+        if isinstance(ev, E.SnapshotEvent):
+            mon = self.monitors.get(ev.pair)
+            if mon is not None:
                 mon.show_snapshot(ev.snapshot)
-        elif isinstance(ev, Status):
-            mon.show_status(ev)
-        elif isinstance(ev, AlertEvent | AlertWithdrawn):
+            if wl is not None:
+                wl.show_snapshot(ev.pair, ev.snapshot)
+        elif isinstance(ev, E.Status):
+            self.status = ev
+            shown = self.screen
+            if any(shown is m for m in self.monitors.values()):
+                shown.show_status(ev)
+            elif self.monitor is not None and self.monitor.is_mounted:
+                self.monitor.show_status(ev)
+            if wl is not None:
+                wl.show_status(ev)
+        elif isinstance(ev, E.AlertEvent | E.AlertWithdrawn):
             self.alerts.append(ev)
             del self.alerts[:-1000]
-            if ev.alert.pair == self.engine.pairs[mon.key].params.pair:
+            key = self.alert_pair(ev.alert)
+            mon = self.monitors.get(key) if key is not None else None
+            if mon is not None and mon.is_mounted:
                 mon.show_alert(ev)
-            if isinstance(ev, AlertEvent):
+            if wl is not None:
+                wl.show_alert(key, ev)
+            if isinstance(ev, E.AlertEvent):
                 a = ev.alert
-                self.notify(
-                    f"{a.rule}: {a.value:+.4g}",
-                    title=f"Alert {a.pair}",
-                    severity="warning",
-                    markup=False,
-                )
+                if not self.watchlist_visible():
+                    self.notify(
+                        f"{a.rule}: {a.value:+.4g}",
+                        title=f"Alert {a.pair}",
+                        severity="warning",
+                        markup=False,
+                    )
                 if self.config.alerts.bell:
                     self.bell()
-        elif isinstance(ev, FeedState):
+        elif isinstance(ev, E.FeedState):
             self.feed_state = ev.state
-        elif isinstance(ev, Recomputed):
-            if ev.pair == mon.key and ev.info == mon.info:
+        elif isinstance(ev, E.Recomputed):
+            self.pair_infos[ev.pair] = ev.info
+            mon = self.monitors.get(ev.pair)
+            if mon is not None and ev.info == mon.info:
                 mon.set_info(ev.info, ev.bars)
-        elif isinstance(ev, RulesChanged):
-            if ev.pair == mon.key:
+            if wl is not None:
+                wl.set_info(ev.pair, ev.info, ev.bars)
+        elif isinstance(ev, E.RulesChanged):
+            self.pair_rules[ev.pair] = list(ev.rules)
+            mon = self.monitors.get(ev.pair)
+            if mon is not None:
                 mon.rules = list(ev.rules)
-        elif isinstance(ev, Notice):
+        elif isinstance(ev, E.Notice):
             self.notify(
                 printable(ev.text, 500),
                 title=ev.title,
                 severity=ev.severity if ev.severity != "information" else "information",
                 markup=False,
             )
-        elif isinstance(ev, ExportDone):
+        elif isinstance(ev, E.ExportDone):
             if ev.error:
                 self.notify(
                     printable(ev.error), title="Export failed", severity="error", markup=False
@@ -170,16 +271,16 @@ class QuantApp(App[int]):
                 self.notify(
                     printable("\n".join(ev.paths), 1000), title="Exported", timeout=8, markup=False
                 )
-        elif isinstance(ev, BacktestDone):
+        elif isinstance(ev, E.BacktestDone):
             screen = self.backtest_screen
             if screen is not None and screen.is_mounted:
                 if ev.report is None:
                     screen.show_error(ev.error or "backtest failed")
                 else:
                     screen.show(ev.report)
-        elif isinstance(ev, PairsChanged):
-            pass
-        elif isinstance(ev, Finished):
+        elif isinstance(ev, E.PairsChanged):
+            self._pairs_changed(ev)
+        elif isinstance(ev, E.Finished):
             self.finished = ev
             if ev.error and not self._quitting:
                 self.exit(
@@ -217,6 +318,8 @@ class QuantApp(App[int]):
         """SIGTERM/SIGINT/SIGHUP handling and the hard-exit watchdog, for a real run; and a
         watch on Textual's output thread: if it died (EIO/EPIPE on the terminal), the
         terminal is gone, so the process ends as on a hang-up."""
+        from quanttui.engine import ShutdownGuard
+
         guard = ShutdownGuard(self.runner, self.request_exit, cleanup=cleanup)
 
         def watch_terminal() -> None:
@@ -234,6 +337,8 @@ class QuantApp(App[int]):
 
     # ----------------------------------------------------------------- backtest
     def open_backtest(self, key: str) -> None:
+        from quanttui.app.screens.backtest import BacktestScreen
+
         p = self.engine.pairs[key].params
         self.backtest_screen = BacktestScreen(
             f" BACKTEST  {p.symbol_x} -> {p.symbol_y}  {p.timeframe}  W={p.window}  {p.hedge}"
@@ -242,6 +347,8 @@ class QuantApp(App[int]):
         self.action_run_backtest()
 
     def action_run_backtest(self) -> None:
+        from quanttui.analytics.backtest import BacktestParams
+
         a, b = self.config.analytics, self.config.backtest
         hedge = self.engine.pairs[self.key].params.hedge
         params = BacktestParams(a.entry_z, a.exit_z, b.stop_z or None, b.fee_bps, hedge == "log")
@@ -252,6 +359,9 @@ class QuantApp(App[int]):
         if screen is None or screen.report is None:
             self.notify("no backtest to export", severity="warning")
             return
+        from quanttui.engine.events import ExportDone
+        from quanttui.export import ExportError, export_backtest
+
         report = screen.report
         out = self.config.export.dir
 
@@ -271,6 +381,9 @@ class QuantApp(App[int]):
         if self._quitting:
             return
         self._quitting = True
+        if self.runner is None or self.engine is None:
+            self.exit(return_code=0)
+            return
         self.runner.call_soon(self.engine.stop)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(10):
@@ -280,6 +393,8 @@ class QuantApp(App[int]):
 
     async def on_unmount(self) -> None:
         """Any other way out (an exception, a test's teardown) still flushes the writer."""
+        if self.runner is None or self.engine is None:
+            return
         if not self.runner.done.is_set() and self.runner._thread.is_alive():
             self.runner.call_soon(self.engine.stop)
             with contextlib.suppress(TimeoutError):
@@ -287,11 +402,197 @@ class QuantApp(App[int]):
                     await self.runner.wait()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        from quanttui.app.screens.monitor import MonitorScreen
+
         yield from super().get_system_commands(screen)
-        for b in MonitorScreen.BINDINGS:
-            if isinstance(b, Binding) and b.action in MonitorScreen.ACTION_HELP:
+        if not isinstance(screen, MonitorScreen | WatchlistScreen):
+            return
+        for b in type(screen).BINDINGS:
+            if isinstance(b, Binding) and b.action in screen.ACTION_HELP:
                 yield SystemCommand(
                     f"{b.description} ({b.key_display or b.key})",
-                    MonitorScreen.ACTION_HELP[b.action],
-                    lambda action=b.action: self.monitor.run_action(action),
+                    screen.ACTION_HELP[b.action],
+                    lambda action=b.action: screen.run_action(action),
                 )
+
+    # ----------------------------------------------------------------- pairs and navigation
+    def _make_engine(self, legs: Sequence[tuple[str, str]]) -> None:
+        """The engine, its thread (started on mount, or now if already mounted), this
+        view's mailbox, and the signal guard when asked for."""
+        from quanttui.engine import Engine, EngineThread, Mailbox
+
+        self.engine = Engine(self.config, legs, rules=self.extra_rules, replay=self.replay)
+        self.runner = EngineThread(self.engine)
+        self.box = self.engine.subscribe(Mailbox(self._wake))
+        for info in self.engine.pair_infos():
+            self.pair_infos[info.key] = info
+            self.pair_rules[info.key] = self.engine.rules(info.key)
+        if self._want_guard and self.shutdown_guard is None:
+            self.shutdown_guard = self.guard(self._cleanup)
+            self.shutdown_guard.install()
+        if self.is_running:
+            self.runner.start()
+
+    def hangup(self) -> None:
+        """The terminal is gone (`quanttui.terminal.watch_hangup`): as on a SIGHUP; before
+        the engine exists there is nothing to flush."""
+        if self.shutdown_guard is not None:
+            self.shutdown_guard.hangup()
+        else:
+            self.request_exit(129)
+
+    def _monitor_for(self, key: str, kind: type[MonitorScreen] | None = None) -> MonitorScreen:
+        """The pair's monitor, made on first use and kept (installed) while the pair is
+        watched, so its alert log and charts survive leaving it."""
+        mon = self.monitors.get(key)
+        if mon is None:
+            kind = kind or listed_monitor()
+            info = self.pair_infos[key]
+            mon = kind(key, info, self.mode_label, self.config.analytics.entry_z)
+            mon.rules = list(self.pair_rules.get(key, []))
+            self.monitors[key] = mon
+        return mon
+
+    def open_pair(self, key: str) -> None:
+        """Show the pair's full monitor over the current screen (Esc comes back)."""
+        if self.engine is None:
+            self.notify("starting…", timeout=2)
+            return
+        if key not in self.pair_infos:
+            self.notify(f"{key} is not watched", severity="warning", markup=False)
+            return
+        mon = self._monitor_for(key)
+        self.key, self.monitor = key, mon
+        name = f"monitor:{key}"
+        if not self.is_screen_installed(name):
+            self.install_screen(mon, name)
+        first = not mon.is_mounted
+
+        def shown(_result: object = None) -> None:
+            if first:
+                for ev in self.alerts:
+                    if self.alert_pair(ev.alert) == key:
+                        mon.show_alert(ev)
+            mon.show_status(self.status)
+
+        self.push_screen(name)
+        self.call_after_refresh(shown)
+
+    def action_back(self) -> None:
+        """Esc on a monitor opened from the watchlist or the scanner."""
+        if len(self.screen_stack) > 1:
+            self.pop_screen()
+            if self.watchlist_screen is not None and self.screen is self.watchlist_screen:
+                self.watchlist_screen.show_status(self.status)
+
+    def watchlist_visible(self) -> bool:
+        """The watchlist is on screen (maybe under a dialog): its log shows every alert,
+        so no notification is needed."""
+        stack = [s for s in self.screen_stack if not isinstance(s, ModalScreen)]
+        return (
+            self.watchlist_screen is not None and bool(stack) and stack[-1] is self.watchlist_screen
+        )
+
+    def alert_pair(self, alert) -> str | None:
+        """The engine pair an alert belongs to: the one whose legs it names (a swapped
+        pair names its legs the other way round)."""
+        hit = None
+        for key, info in self.pair_infos.items():
+            if f"{info.symbol_x}/{info.symbol_y}" == alert.pair:
+                return key
+            if key == alert.pair:
+                hit = key
+        return hit
+
+    def request_add_pair(self, x: str, y: str) -> concurrent.futures.Future:
+        """Ask the engine to watch X/Y; the future fails with its one-line reason."""
+        if self.engine is None or self.runner is None:
+            fut: concurrent.futures.Future = concurrent.futures.Future()
+            if self._deferred:
+                fut.set_exception(RuntimeError("still starting: try again in a moment"))
+                return fut
+            self._make_engine([(x, y)])
+            fut.set_result(pair_key(x, y))
+            return fut
+        return self.runner.call(self.engine.add_pair(x, y))
+
+    def remove_pair(self, key: str) -> None:
+        if self.engine is not None:
+            self.command(self.engine.remove_pair(key))
+
+    def export_pairs(self, keys: Sequence[str]) -> None:
+        """Every pair's CSVs and the summary, in one timestamped folder."""
+        if self.engine is not None:
+            self.command(self.engine.export(list(keys), watchlist=True))
+
+    def common_rules(self) -> list[str]:
+        """The rules every watched pair has."""
+        lists = [self.pair_rules.get(k, []) for k in self.pair_infos]
+        if not lists:
+            return []
+        return [r for r in lists[0] if all(r in other for other in lists[1:])]
+
+    def add_rule_all(self, text: str) -> bool:
+        from quanttui.alerts import RuleError, parse_rule
+
+        a = self.config.analytics
+        try:
+            rule = parse_rule(text, entry_z=a.entry_z, exit_z=a.exit_z)
+        except RuleError as exc:
+            self.notify(str(exc), title="Rule not added", severity="error", markup=False)
+            return False
+        if rule.text in self.common_rules():
+            self.notify(f"already there: {rule.text}", severity="warning", markup=False)
+            return False
+        for key in self.pair_infos:
+            rules = self.pair_rules.setdefault(key, [])
+            if rule.text not in rules:
+                rules.append(rule.text)
+        if self.engine is not None:
+            self.command_call(self.engine.add_rule, rule.text, None)
+        self.notify(f"rule added to every pair: {rule.text}", markup=False)
+        return True
+
+    def remove_rule_all(self, text: str) -> bool:
+        if text not in self.common_rules():
+            return False
+        for rules in self.pair_rules.values():
+            if text in rules:
+                rules.remove(text)
+        if self.engine is not None:
+            self.command_call(self.engine.remove_rule, text, None)
+        self.notify(f"rule removed from every pair: {text}", markup=False)
+        return True
+
+    def _pairs_changed(self, ev: PairsChanged) -> None:
+        keys = {i.key for i in ev.pairs}
+        for info in ev.pairs:
+            self.pair_infos.setdefault(info.key, info)
+        for key in [k for k in self.pair_infos if k not in keys]:
+            del self.pair_infos[key]
+            self.pair_rules.pop(key, None)
+            mon = self.monitors.pop(key, None)
+            if self.key == key:
+                self.key, self.monitor = None, None
+            name = f"monitor:{key}"
+            if mon is not None and self.is_screen_installed(name) and mon not in self.screen_stack:
+                self.uninstall_screen(name)
+        if self.watchlist_screen is not None:
+            self.watchlist_screen.set_pairs(self.watched_infos())
+            self.save_watchlist()
+
+    def watched_infos(self) -> list[PairInfo]:
+        """The pairs the watchlist shows: here every pair of the engine."""
+        return list(self.pair_infos.values())
+
+    def watched_keys(self) -> list[str]:
+        return list(self.pair_infos)
+
+    def save_watchlist(self) -> None:
+        """The watchlist's pairs as the last one used (`quanttui.store.state`)."""
+        from quanttui.store.state import META_KEY, encode
+
+        if not self.persist_watchlist or self.engine is None:
+            return
+        pairs = [(k.split("/")[0], k.split("/")[1]) for k in self.watched_keys()]
+        self.command(self.engine.set_meta(META_KEY, encode(self.watchlist_name, pairs)))

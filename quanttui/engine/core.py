@@ -758,6 +758,13 @@ class Engine:
             await self.feed.unsubscribe(gone)
         self.publish(PairsChanged(self.pair_infos(), tuple(self.symbols)))
 
+    async def set_meta(self, key: str, value: str) -> None:
+        """Keep a view's small state (the last watchlist, `quanttui.store.state`) in the
+        `meta` table, through the one writer."""
+        await self.feed.writer.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value)
+        )
+
     def add_rule(self, text: str, key: str | None = None) -> str:
         """Add a rule to one pair (or every pair); returns its normalised text. Raises
         `EngineError` for a rule that does not parse or is already there."""
@@ -791,21 +798,33 @@ class Engine:
         return list(self._pair(key).rule_texts)
 
     async def export(
-        self, keys: Sequence[str] | None = None, out_dir: str | Path | None = None
+        self,
+        keys: Sequence[str] | None = None,
+        out_dir: str | Path | None = None,
+        *,
+        watchlist: bool | None = None,
     ) -> ExportDone:
         """CSVs of everything received up to now: the writer's queue is committed first.
-        One pair: its files in `out_dir`; several: one timestamped directory with every
-        pair's files (named per pair) and a `watchlist.csv` summary."""
-        from quanttui.export import ExportError, export_pair
+        One pair: its files in `out_dir`; several (or `watchlist=True`): one timestamped
+        directory with every pair's files (named per pair) and a `watchlist.csv` summary
+        (`quanttui.export.export_watchlist`)."""
+        from quanttui.export import ExportError, export_pair, export_watchlist
 
         await self.commit_received()
         mons = [self._pair(k) for k in keys] if keys else list(self.pairs.values())
         target = out_dir or self.cfg.export.dir
         db = self.feed.writer.path
+        many = len(mons) > 1 if watchlist is None else watchlist
+        rows = [
+            (m.params, m.snapshot, m.book.emitted[-1] if m.book.emitted else None) for m in mons
+        ]
 
         def write() -> list[str]:
             conn = connect(db, readonly=True)
             try:
+                if many:
+                    folder, n = export_watchlist(conn, rows, target)
+                    return [f"{folder} ({len(rows)} pairs, {n} CSV files)"]
                 out: list[str] = []
                 for mon in mons:
                     done = export_pair(conn, mon.params, target)

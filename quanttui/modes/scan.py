@@ -1,5 +1,7 @@
 """`quanttui scan`: fetch what is missing, rank every ordered pair, then print the ranking as
-JSON (``--json``), write it as CSV (``--out DIR``), or open the scanner screen.
+JSON (``--json``), write it as CSV (``--out DIR``), or open the scanner screen (from which
+Enter opens a pair's monitor in this process, on the same database; see
+`quanttui.app.scan_app`).
 
 Progress and warnings go to stderr (a self-updating line on a terminal, plain lines
 otherwise); stdout carries only the JSON document.
@@ -90,8 +92,12 @@ def run(cfg: Config, req: ScanRequest, *, as_json: bool, out_dir: str | None) ->
             raise UserError(f"fewer than 2 symbols to scan ({', '.join(universe.symbols)})", 2)
         from quanttui.app.scan_app import ScanApp
 
-        app = ScanApp(req, universe, now, export_dir=cfg.export.dir)
-        app.run()
+        app = ScanApp(req, universe, now, export_dir=cfg.export.dir, config=cfg, guard=True)
+        try:
+            app.run()
+        finally:
+            if app.shutdown_guard is not None:
+                app.shutdown_guard.uninstall()
         return app.return_code or 0
     try:
         outcome = compute(req, universe, now)

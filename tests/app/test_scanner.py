@@ -20,6 +20,7 @@ from textual.widgets import DataTable
 
 from quanttui.analytics.scan import rank_pairs
 from quanttui.app.scan_app import ScanApp
+from quanttui.app.screens.monitor import MonitorScreen
 from quanttui.app.screens.scanner import TOP_ROWS, ScannerScreen
 from quanttui.app.widgets.heatmap import BINS, CorrelationHeatmap, bin_index
 from quanttui.feed.klines import Universe
@@ -117,6 +118,12 @@ async def test_heatmap_and_table_show_sort_by_column_and_enter_opens_the_pair(
         assert app.opened == [(third.x, third.y)]
         i, j = SYMBOLS.index(third.y), SYMBOLS.index(third.x)
         assert heat.marked == (i, j)
+        # the pair's monitor, in this process on the scan's database; Esc comes back
+        key = f"{third.x}/{third.y}"
+        await until(lambda: isinstance(app.screen, MonitorScreen) and app.screen.key == key, 10)
+        assert app.engine is not None and app.engine.cfg.db_path == scan_db
+        await pilot.press("escape")
+        assert app.screen is screen
 
         await pilot.press("e")
         await until(lambda: list((tmp_path / "x").glob("scan_1m_*_ranking.csv")), 10)
@@ -182,7 +189,8 @@ def scan_screen(db: Path, tmp_path: Path, env: dict[str, str]) -> bytes:
     args += ["--ws-url", "ws://127.0.0.1:9/market"]
     app = PtyApp([*args, "--export-dir", str(tmp_path)], cols=80, rows=24, env=env)
     assert app.pump(30, b"x/day") is not None, app.buf[-2000:]
-    app.pump(2.0)
+    assert app.pump(30, b"12 symbols") is not None, app.buf[-2000:]  # the scan is in
+    app.pump(1.0)
     assert app.quit() == 0
     return bytes(app.buf)
 
@@ -264,8 +272,10 @@ def test_tmux_scan_of_the_top_40_at_80x24(tmp_path: Path) -> None:
         subprocess.run(["tmux", "send-keys", "-t", session, "3"], check=True)
         screen = wait_screen(session, "|z|▼")
         subprocess.run(["tmux", "send-keys", "-t", session, "Enter"], check=True)
-        screen = wait_screen(session, "Open this pair in the monitor")
-        assert "quanttui S" in screen
+        screen = wait_screen(session, " = a + b*S")  # the pair's monitor, same process
+        assert "LIVE  S" in screen and " -> S" in screen
+        subprocess.run(["tmux", "send-keys", "-t", session, "Escape"], check=True)
+        wait_screen(session, "x/day")
         subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
         wait_screen(session, "EXIT=0")
     finally:

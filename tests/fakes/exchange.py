@@ -215,6 +215,7 @@ class FakeExchange:
         for t in self.produced:
             self._by_symbol.setdefault(t.symbol, []).append(t)
         self.conns: dict[ServerConnection, set[str]] = {}
+        self.requests: list[tuple[object, object]] = []  # live requests, in order
         self.connections = 0
         self.disconnects = 0
         self.stalls = 0
@@ -283,14 +284,43 @@ class FakeExchange:
             self._first_client.set()
         try:
             async for msg in ws:
-                with contextlib.suppress(ValueError, TypeError, KeyError):
-                    req = json.loads(msg)
-                    if req.get("method") == "SUBSCRIBE":
-                        await ws.send(json.dumps({"result": None, "id": req.get("id")}))
+                with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
+                    await self._live_request(ws, subs, json.loads(msg))
         except websockets.ConnectionClosed:
             pass
         finally:
             self.conns.pop(ws, None)
+
+    async def _live_request(self, ws: ServerConnection, subs: set[str], req: dict) -> None:
+        """Binance's live subscription requests on an open connection: SUBSCRIBE and
+        UNSUBSCRIBE add or drop stream names on *this* connection (frames follow at once,
+        or stop), LIST_SUBSCRIPTIONS answers them; each is answered with its `id`:
+        ``{"result": null, "id": 1}``. Every request is logged in `requests`."""
+        method, params = req.get("method"), req.get("params", [])
+        self.requests.append((method, list(params) if isinstance(params, list) else params))
+        if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
+            if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+                body = {"code": 2, "msg": "Invalid request: request parameters must be strings"}
+                await ws.send(json.dumps({"error": body, "id": req.get("id")}))
+                return
+            if method == "SUBSCRIBE":
+                subs.update(params)
+            else:
+                subs.difference_update(params)
+            await ws.send(json.dumps({"result": None, "id": req.get("id")}))
+        elif method == "LIST_SUBSCRIPTIONS":
+            await ws.send(json.dumps({"result": sorted(subs), "id": req.get("id")}))
+
+    async def stop_producing(self) -> None:
+        """The exchange goes quiet: no trade is produced after this returns."""
+        if self._producer is not None:
+            self._producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._producer
+
+    def subscribed(self) -> list[set[str]]:
+        """The stream names of each open connection."""
+        return [set(s) for s in self.conns.values()]
 
     async def _produce(self) -> None:
         if self.autostart_producer:
@@ -716,3 +746,46 @@ def scan_universe(
     for s in names[: len(names) - listed_late]:
         infos.setdefault(s, {})["onboardDate"] = tape.origin_ms
     return status, infos, volumes, tape
+
+
+def universe_trades(
+    n: int,
+    symbols: Iterable[str],
+    *,
+    seed: int = 0,
+    start_ms: int = 1_765_000_000_000,
+    per_ms: int = 1,
+    first_id: int = 5001,
+) -> list[FakeTrade]:
+    """`n` trades dealt round-robin over `symbols` (``per_ms`` trades per millisecond of
+    trade time), ids consecutive per symbol from `first_id`. Log prices are one common
+    random walk times a loading near 1, plus a mean-reverting AR(1) deviation (phi 0.995)
+    per symbol, so every pair is cointegrated and its z-score wanders across +-2."""
+    import numpy as np
+
+    syms = list(symbols)
+    k = len(syms)
+    rng = np.random.default_rng(seed)
+    steps = -(-n // k)
+    common = np.cumsum(rng.normal(0, 2e-4, steps))
+    load = rng.uniform(0.8, 1.2, k)
+    dev = np.zeros((steps, k))
+    shocks = rng.normal(0, 3e-4, (steps, k))
+    for t in range(1, steps):
+        dev[t] = 0.995 * dev[t - 1] + shocks[t]
+    base = rng.uniform(1.0, 8.0, k)
+    prices = np.exp(base + common[:, None] * load + dev)
+    out: list[FakeTrade] = []
+    for i in range(n):
+        t, j = divmod(i, k)
+        out.append(
+            FakeTrade(
+                syms[j],
+                first_id + t,
+                f"{prices[t, j]:.4f}",
+                "0.010",
+                start_ms + i // per_ms,
+                i % 3 == 0,
+            )
+        )
+    return out

@@ -36,6 +36,7 @@ from tests.fakes.exchange import (
     scan_universe,
     synthetic_trades,
     trades_from_ticks,
+    universe_trades,
 )
 
 ENDLESS_KEEP = 200_000
@@ -157,6 +158,11 @@ async def main() -> None:
         "status: exchangeInfo gives the last symbol them as its status",
     )
     p.add_argument("--scan-universe", type=int, metavar="N", help="serve N symbols' klines")
+    p.add_argument(
+        "--symbols",
+        help="comma-separated symbols: --trades synthetic trades dealt over them "
+        "(universe_trades, every pair cointegrated) instead of BTCUSDT/ETHUSDT",
+    )
     p.add_argument("--weight-limit", type=int, default=2400)
     p.add_argument("--weight-window", type=int, default=60, metavar="S")
     p.add_argument(
@@ -202,6 +208,8 @@ async def main() -> None:
             for t in base:
                 ids[t.symbol] = ids.get(t.symbol, 1000) + 1
                 trades.append(type(t)(t.symbol, ids[t.symbol], t.p, t.q, t.T + k * span, t.m))
+    elif args.symbols:
+        trades = universe_trades(args.trades, args.symbols.split(","))
     else:
         trades = synthetic_trades(args.trades)
     faults = Faults(

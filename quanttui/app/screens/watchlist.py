@@ -1,0 +1,713 @@
+"""The watchlist: every pair the engine runs, one row each, live; one alert log for all.
+
+A view like the monitor: `QuantApp` routes the engine's events to it by pair key
+(`set_pairs`, `set_info`, `show_snapshot`, `show_alert`, `show_status`) and it turns keys
+into engine commands (add and remove a pair, export, rules for every pair). Enter opens
+the pair's full monitor on the same engine; Esc there comes back.
+
+Why it is drawn the way it is:
+
+* **On a timer, by row.** Snapshots only mark a row dirty; every `DRAW_S` the dirty
+  rows' cells are recomputed, and `WatchTable` (line API) redraws only the rows whose
+  cells changed. Twenty pairs on 1 s bars then cost twenty small row renders per redraw
+  and the terminal gets those lines, not a repaint (`DataTable` re-renders every cell of
+  the table on any update).
+* **Columns by priority.** Pair, z, the z sparkline and the last alert always show; the
+  other columns are added in priority order while they fit the width (the sparkline takes
+  what is left), so 80 columns never scroll sideways.
+* **Sorted in place.** A new order only reorders the rows' cached lines; the cursor
+  stays on its pair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import events
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Footer, Input, Label, Static
+
+from quanttui.app.widgets.watchtable import TableColumn, WatchTable
+from quanttui.config import parse_watchlist_pair
+from quanttui.model import Alert, Snapshot, iso_utc
+from quanttui.textsafe import printable
+
+if TYPE_CHECKING:
+    from quanttui.engine.events import AlertEvent, AlertWithdrawn, PairInfo, Status
+
+DRAW_S = 0.5
+"""Rows are redrawn at most this often (snapshots in between only mark them dirty)."""
+ALERT_LOG_ROWS = 500
+PAIR_ALERTS = 50
+"""Standing alerts kept per pair, so that a withdrawn last alert shows the one before."""
+SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+SPARK_MIN, SPARK_MAX = 8, 30
+SCROLLBAR = 2
+BEYOND_STYLE = "bold red"
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedPair:
+    """A pair as the command line gave it, shown until the engine reports it (the engine
+    is imported and started after the first frame; see `QuantApp`)."""
+
+    key: str
+    symbol_x: str
+    symbol_y: str
+    timeframe: str
+    window: int
+    hedge: str
+
+
+def short_name(symbol: str) -> str:
+    """``BTCUSDT`` -> ``BTC``; other quotes are kept."""
+    return symbol[:-4] if symbol.endswith("USDT") and len(symbol) > 4 else symbol
+
+
+def fmt(v: float | None, spec: str) -> str:
+    return "—" if v is None or not math.isfinite(v) else format(v, spec)
+
+
+def fmt_p(v: float | None) -> str:
+    """p-values: fixed point down to 1e-4, then scientific."""
+    if v is None or not math.isfinite(v):
+        return "—"
+    return f"{v:.4f}" if v >= 1e-4 else f"{v:.0e}"
+
+
+def sparkline(values: Sequence[float], width: int, limit: float) -> str:
+    """The last `width` values as block characters on the fixed scale ``-limit..+limit``
+    (clamped), so the middle of the range is z = 0; a NaN is a blank. Right-aligned."""
+    tail = list(values)[-width:] if width > 0 else []
+    n = len(SPARK_BLOCKS)
+    out = []
+    for v in tail:
+        if v is None or not math.isfinite(v):
+            out.append(" ")
+            continue
+        u = (min(max(v, -limit), limit) + limit) / (2 * limit)
+        out.append(SPARK_BLOCKS[min(n - 1, int(u * n))])
+    return "".join(out).rjust(width)
+
+
+def pair_label(x: str, y: str) -> str:
+    """The monitor's leg order, X -> Y (Y regressed on X), quote asset USDT left out."""
+    return f"{short_name(x)}->{short_name(y)}"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}m"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+@dataclass
+class Row:
+    """What the watchlist knows of one pair: from the engine's events only."""
+
+    info: PairInfo
+    snapshot: Snapshot | None = None
+    bars: int | None = None
+    alerts: deque[Alert] = field(default_factory=lambda: deque(maxlen=PAIR_ALERTS))
+    dirty: bool = True
+
+    @property
+    def zscore(self) -> float | None:
+        return self.snapshot.zscore if self.snapshot is not None else None
+
+    @property
+    def fill(self) -> float | None:
+        bars = self.snapshot.bars if self.snapshot is not None else self.bars
+        if bars is None:
+            return None
+        return min(bars, self.info.window) / self.info.window
+
+    @property
+    def carry(self) -> float | None:
+        s = self.snapshot
+        return s.funding.carry_bps_day if s is not None and s.funding is not None else None
+
+
+def _abs(v: float | None) -> float | None:
+    return abs(v) if v is not None else None
+
+
+def _snap(name: str) -> Callable[[Row], float | None]:
+    return lambda r: getattr(r.snapshot, name) if r.snapshot is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    key: str
+    label: str
+    width: int
+    keep: int
+    """0: always shown; else columns are added in increasing `keep` while they fit."""
+    sort: Callable[[Row], object] | None
+    descending: bool = False
+    """The first press sorts this way (largest |z| first, for instance)."""
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("mark", " ", 1, 0, None),
+    Column("pair", "X->Y", 0, 0, lambda r: pair_label(r.info.symbol_x, r.info.symbol_y)),
+    Column("fill", "fill", 4, 1, lambda r: r.fill),
+    Column("z", "z", 6, 0, lambda r: _abs(r.zscore), True),
+    Column("spark", "z recent", 0, 0, None),
+    Column("beta", "hedge b", 8, 2, _snap("beta")),
+    Column("corr", "corr", 5, 3, _snap("corr"), True),
+    Column("adf_p", "ADF p", 6, 4, _snap("adf_p")),
+    Column("coint_p", "coint p", 7, 5, _snap("coint_p")),
+    Column("half_life", "half-life", 9, 6, _snap("half_life_s")),
+    Column("carry", "carry bp/d", 10, 7, lambda r: r.carry, True),
+    Column("alert", "last alert", 15, 0, lambda r: r.alerts[-1].ts_ms if r.alerts else None, True),
+)
+BY_KEY = {c.key: c for c in COLUMNS}
+SORT_KEYS = ("pair", "fill", "z", "beta", "corr", "adf_p", "coint_p", "half_life", "carry", "alert")
+"""What the keys 1-9 and 0 sort by, in that order."""
+
+
+def plan_columns(width: int, pair_width: int) -> tuple[list[Column], int]:
+    """The columns that fit `width` cells (each takes its width plus 2 of padding) and
+    the sparkline's width: the always-shown ones with a `SPARK_MIN` sparkline first, then
+    the others by `keep` while they fit; the sparkline gets the rest up to `SPARK_MAX`."""
+    avail = width - SCROLLBAR
+
+    def cost(c: Column) -> int:
+        w = pair_width if c.key == "pair" else SPARK_MIN if c.key == "spark" else c.width
+        return w + 2
+
+    chosen = {c.key for c in COLUMNS if c.keep == 0}
+    used = sum(cost(BY_KEY[k]) for k in chosen)
+    for c in sorted((c for c in COLUMNS if c.keep), key=lambda c: c.keep):
+        if used + cost(c) > avail:
+            break
+        chosen.add(c.key)
+        used += cost(c)
+    spark = SPARK_MIN + max(0, min(SPARK_MAX - SPARK_MIN, avail - used))
+    return [c for c in COLUMNS if c.key in chosen], spark
+
+
+class WatchlistScreen(Screen[None]):
+    BINDINGS = [
+        Binding("enter", "open", "Monitor", priority=True),
+        Binding("a", "add_pair", "Add pair"),
+        Binding("d", "remove_pair", "Remove"),
+        Binding("s", "sort_next", "Sort"),
+        Binding("S", "reverse", "Reverse", show=False),
+        Binding("e", "export", "Export"),
+        Binding("r", "edit_rules", "Rules"),
+        *(
+            Binding(str((k + 1) % 10), f"sort('{key}')", f"Sort by {BY_KEY[key].label}", show=False)
+            for k, key in enumerate(SORT_KEYS)
+        ),
+    ]
+    ACTION_HELP = {
+        "open": "Open the pair's full monitor (Esc comes back)",
+        "add_pair": "Watch another pair X/Y (checked against the exchange)",
+        "remove_pair": "Stop watching the selected pair (asks first)",
+        "sort_next": "Sort by the next column (1-9, 0 pick one; S reverses)",
+        "export": "Write every pair's CSVs and a summary into one folder",
+        "edit_rules": "Add or remove alert rules for every pair",
+    }
+    DEFAULT_CSS = """
+    WatchlistScreen { layout: vertical; }
+    WatchlistScreen #wl-title { height: 1; background: $primary; color: $text; }
+    WatchlistScreen #wl-status { height: 1; background: $panel; }
+    WatchlistScreen #wl-log { height: 5; min-height: 3; border-top: solid $primary; }
+    """
+
+    def __init__(
+        self,
+        infos: Sequence[PairInfo],
+        mode_label: str,
+        entry_z: float,
+        name: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.mode_label = mode_label
+        self.entry_z = entry_z
+        self.list_name = name
+        self.rows: dict[str, Row] = {i.key: Row(i) for i in infos}
+        self.shown: dict[str, Snapshot | None] = {}
+        """The snapshot each row's cells show (the last one drawn)."""
+        self.status: Status | None = None
+        self.sort_key: str | None = None
+        self.descending = False
+        self._columns: list[Column] = []
+        self._spark = SPARK_MIN
+        self._pair_width = 0
+        self._log_rows: dict[tuple[int, str, str, str], object] = {}
+        self._layout_dirty = True
+        self._title_dirty = True
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="wl-title")
+        yield Static(id="wl-status")
+        yield WatchTable(id="wl-table")
+        yield DataTable(id="wl-log", cursor_type="none", show_header=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        log = self.query_one("#wl-log", DataTable)
+        log.add_column("time", key="time", width=8)
+        log.add_column("pair", key="pair")
+        log.add_column("alert", key="alert")
+        self.query_one("#wl-table", WatchTable).focus()
+        self._draw()
+        self.set_interval(DRAW_S, self._draw)
+
+    def on_resize(self, _event: events.Resize) -> None:
+        self._layout_dirty = True
+        self._draw()
+
+    # ----------------------------------------------------------------- events in
+    def set_pairs(self, infos: Sequence[PairInfo]) -> None:
+        """The engine's pairs changed (`PairsChanged`): rows added and removed."""
+        keys = {i.key for i in infos}
+        for key in [k for k in self.rows if k not in keys]:
+            del self.rows[key]
+            self.shown.pop(key, None)
+        for info in infos:
+            if info.key not in self.rows:
+                self.rows[info.key] = Row(info)
+        self._layout_dirty = True
+        self._title_dirty = True
+
+    def set_info(self, key: str, info: PairInfo, bars: int | None = None) -> None:
+        """A pair was recomputed (`Recomputed`), possibly with new parameters."""
+        row = self.rows.get(key)
+        if row is None:
+            return
+        if info != row.info:
+            row.info = info
+            row.snapshot = None
+            self._layout_dirty = True
+        row.bars = bars
+        row.dirty = True
+
+    def show_snapshot(self, key: str, snap: Snapshot) -> None:
+        row = self.rows.get(key)
+        if row is None:
+            return
+        i = row.info
+        if (snap.symbol_x, snap.symbol_y, snap.timeframe, snap.window, snap.hedge) != (
+            i.symbol_x,
+            i.symbol_y,
+            i.timeframe,
+            i.window,
+            i.hedge,
+        ):
+            return
+        row.snapshot = snap
+        row.dirty = True
+
+    def show_alert(self, key: str | None, ev: AlertEvent | AlertWithdrawn) -> None:
+        """One line in the log naming the pair; the row's last alert."""
+        a = ev.alert
+        row = self.rows.get(key) if key is not None else None
+        label = (
+            pair_label(row.info.symbol_x, row.info.symbol_y)
+            if row is not None
+            else printable(a.pair, 20)
+        )
+        if row is not None:
+            if _withdrawn(ev):
+                row.alerts = deque(
+                    (b for b in row.alerts if not _same_alert(a, b)), maxlen=PAIR_ALERTS
+                )
+            else:
+                row.alerts.append(a)
+            row.dirty = True
+        if not self.is_mounted:
+            return
+        log = self.query_one("#wl-log", DataTable)
+        rk = (a.ts_ms, a.pair, a.rule, f"{a.value:.17g}")
+        if _withdrawn(ev):
+            text = Text(f"WITHDRAWN {_alert_text(a)}", style="strike dim")
+            row_key = self._log_rows.get(rk)
+            if row_key is not None and row_key in log.rows:
+                log.update_cell(row_key, "alert", text)
+                return
+            log.add_row(Text(iso_utc(a.ts_ms)[11:19]), Text(label), text)
+        else:
+            text = Text(printable(_alert_text(a) + (" (revised)" if ev.revised else "")))
+            added = log.add_row(Text(iso_utc(a.ts_ms)[11:19]), Text(label), text)
+            self._log_rows[rk] = added
+        while log.row_count > ALERT_LOG_ROWS:
+            log.remove_row(next(iter(log.rows)))
+        if len(self._log_rows) > 2 * ALERT_LOG_ROWS:
+            self._log_rows = dict(list(self._log_rows.items())[-ALERT_LOG_ROWS:])
+        log.scroll_end(animate=False)
+
+    def show_status(self, st: Status | None) -> None:
+        from quanttui.app.widgets.status import STALE_LEG_S, status_line
+
+        self.status = st
+        if not self.is_mounted:
+            return
+        width = self.app.size.width or 80
+        line = status_line(st, (), (1, 1), width)
+        if st is not None:
+            stale = sorted(
+                s for s in st.symbols if st.leg_age.get(s) is None or st.leg_age[s] > STALE_LEG_S
+            )
+            if stale and line.cell_len + 10 < width:
+                names = " ".join(short_name(s) for s in stale)
+                line.append("  ")
+                line.append(
+                    printable(
+                        f"no recent trades: {names}", width - line.cell_len - 2, one_line=True
+                    ),
+                    style="yellow",
+                )
+        self.query_one("#wl-status", Static).update(line)
+
+    # ----------------------------------------------------------------- drawing
+    def order(self) -> list[str]:
+        """The pairs' keys as the rows show them, top first."""
+        if not self.is_mounted:
+            return list(self.rows)
+        return list(self.query_one("#wl-table", WatchTable).order)
+
+    def _sorted_keys(self) -> list[str]:
+        keys = list(self.rows)
+        col = BY_KEY.get(self.sort_key or "")
+        if col is None or col.sort is None:
+            return keys
+        values = {k: col.sort(self.rows[k]) for k in keys}
+        have = [k for k in keys if values[k] is not None]
+        have.sort(key=lambda k: values[k], reverse=self.descending)
+        return have + [k for k in keys if values[k] is None]
+
+    def _cell(self, row: Row, col: Column) -> tuple[str, str]:
+        """(text, style) of one cell."""
+        snap = row.snapshot
+        z = row.zscore
+        beyond = z is not None and abs(z) >= self.entry_z
+        key = col.key
+        if key == "mark":
+            return ("▲" if z >= 0 else "▼", BEYOND_STYLE) if beyond else (" ", "")
+        if key == "pair":
+            return pair_label(row.info.symbol_x, row.info.symbol_y), "bold" if beyond else ""
+        if key == "fill":
+            f = row.fill
+            return ("—" if f is None else f"{f * 100:.0f}%"), "" if f is None or f >= 1 else "dim"
+        if key == "z":
+            return fmt(z, "+.2f"), BEYOND_STYLE if beyond else ""
+        if key == "spark":
+            series = snap.series.zscore if snap is not None else ()
+            finite = [abs(v) for v in series[-self._spark :] if math.isfinite(v)]
+            limit = max([self.entry_z, *finite])
+            return sparkline(series, self._spark, limit), ""
+        if snap is None and key != "alert":
+            return "—", ""
+        if key == "beta":
+            return fmt(snap.beta, ".4g"), ""
+        if key == "corr":
+            return fmt(snap.corr, ".2f"), ""
+        if key in ("adf_p", "coint_p"):
+            return fmt_p(getattr(snap, key)), ""
+        if key == "half_life":
+            return fmt_duration(snap.half_life_s), ""
+        if key == "carry":
+            return fmt(row.carry, "+.1f"), ""
+        if key == "alert":
+            if not row.alerts:
+                return "—", ""
+            a = row.alerts[-1]
+            return f"{iso_utc(a.ts_ms)[11:19]} {a.value:+.2f}", ""
+        return "", ""
+
+    def _rebuild(self, table: WatchTable) -> None:
+        """Columns for the current width and pair labels; every row's cells anew."""
+        width = self.app.size.width or 80
+        labels = [pair_label(r.info.symbol_x, r.info.symbol_y) for r in self.rows.values()]
+        self._pair_width = max([4, *(len(t) for t in labels)])
+        self._columns, self._spark = plan_columns(width, self._pair_width)
+        table.set_columns(
+            [
+                TableColumn(
+                    c.key,
+                    self._label(c),
+                    self._pair_width
+                    if c.key == "pair"
+                    else self._spark
+                    if c.key == "spark"
+                    else c.width,
+                )
+                for c in self._columns
+            ]
+        )
+        for row in self.rows.values():
+            row.dirty = True
+        self._refresh_rows(table)
+
+    def _label(self, col: Column) -> str:
+        label = col.label
+        if col.key == self.sort_key:
+            label = ("|z|" if col.key == "z" else label) + ("▼" if self.descending else "▲")
+        return label
+
+    def _refresh_rows(self, table: WatchTable) -> None:
+        for key, row in self.rows.items():
+            if row.dirty:
+                row.dirty = False
+                table.set_cells(key, {c.key: self._cell(row, c) for c in self._columns})
+                self.shown[key] = row.snapshot
+        table.set_order(self._sorted_keys())
+
+    def _draw(self) -> None:
+        if not self.is_mounted:
+            return
+        table = self.query_one("#wl-table", WatchTable)
+        with self.app.batch_update():
+            if self._layout_dirty:
+                self._layout_dirty = False
+                self._rebuild(table)
+                self._title_dirty = True
+            else:
+                self._refresh_rows(table)
+            self._update_title()
+
+    def _update_title(self) -> None:
+        beyond = sum(
+            1 for r in self.rows.values() if r.zscore is not None and abs(r.zscore) >= self.entry_z
+        )
+        infos = [r.info for r in self.rows.values()]
+        t = Text()
+        t.append(f" {self.mode_label} ", style="reverse bold")
+        t.append(" WATCHLIST", style="bold")
+        if self.list_name:
+            t.append(f" {printable(self.list_name, 40)}", style="bold")
+        t.append(f"  {len(self.rows)} pairs")
+        params = {(i.timeframe, i.window, i.hedge) for i in infos}
+        if len(params) == 1:
+            tf, w, hedge = next(iter(params))
+            t.append(f"  {tf} W={w} {hedge}")
+        t.append("  ")
+        t.append(f"{beyond} beyond ±{self.entry_z:g}", style=BEYOND_STYLE if beyond else "")
+        if self.sort_key:
+            col = BY_KEY[self.sort_key]
+            t.append(f"  by {'|z|' if col.key == 'z' else col.label}")
+        key = (t.plain, beyond)
+        if key != getattr(self, "_title_key", None) or self._title_dirty:
+            self._title_key = key
+            self._title_dirty = False
+            self.query_one("#wl-title", Static).update(t)
+
+    # ----------------------------------------------------------------- keys
+    def selected(self) -> str | None:
+        """The key of the pair under the cursor."""
+        if not self.is_mounted:
+            return None
+        return self.query_one("#wl-table", WatchTable).cursor_key
+
+    def on_watch_table_selected(self, event: WatchTable.Selected) -> None:
+        event.stop()
+        self.app.open_pair(event.key)
+
+    def on_watch_table_header_clicked(self, event: WatchTable.HeaderClicked) -> None:
+        key = event.column
+        if key == "spark" or key == "mark":
+            key = "z"
+        if key in SORT_KEYS:
+            self.action_sort(key)
+
+    def action_open(self) -> None:
+        key = self.selected()
+        if key is not None:
+            self.app.open_pair(key)
+
+    def action_sort(self, key: str) -> None:
+        if key not in SORT_KEYS:
+            return
+        if key == self.sort_key:
+            self.descending = not self.descending
+        else:
+            self.sort_key, self.descending = key, BY_KEY[key].descending
+        self._relabel()
+
+    def action_sort_next(self) -> None:
+        visible = [c.key for c in self._columns if c.key in SORT_KEYS] or list(SORT_KEYS)
+        nxt = (
+            visible[(visible.index(self.sort_key) + 1) % len(visible)]
+            if self.sort_key in visible
+            else "z"
+        )
+        self.sort_key, self.descending = nxt, BY_KEY[nxt].descending
+        self._relabel()
+
+    def action_reverse(self) -> None:
+        if self.sort_key is not None:
+            self.descending = not self.descending
+            self._relabel()
+
+    def _relabel(self) -> None:
+        table = self.query_one("#wl-table", WatchTable)
+        for c in self._columns:
+            table.set_label(c.key, self._label(c))
+        self._title_dirty = True
+        with self.app.batch_update():
+            table.set_order(self._sorted_keys())
+            self._update_title()
+
+    def action_add_pair(self) -> None:
+        self.app.push_screen(AddPairScreen(self.app.request_add_pair, set(self.rows)))
+
+    def action_remove_pair(self) -> None:
+        key = self.selected()
+        if key is None:
+            return
+        i = self.rows[key].info
+
+        def done(ok: bool | None) -> None:
+            if ok:
+                self.app.remove_pair(key)
+
+        self.app.push_screen(
+            ConfirmScreen(f"Stop watching {i.symbol_x} -> {i.symbol_y}? (y/n)"), done
+        )
+
+    def action_export(self) -> None:
+        if not self.rows:
+            self.notify("no pairs to export", severity="warning")
+            return
+        self.notify(f"exporting {len(self.rows)} pairs…", timeout=2)
+        self.app.export_pairs(self.order())
+
+    def action_edit_rules(self) -> None:
+        from quanttui.app.screens.rules import RulesScreen
+
+        app = self.app
+        self.app.push_screen(RulesScreen(app.common_rules, app.add_rule_all, app.remove_rule_all))
+
+
+def _alert_text(a: Alert) -> str:
+    return f"{a.rule} ({a.value:+.4g})"
+
+
+def _same_alert(a: Alert, b: Alert) -> bool:
+    return (a.ts_ms, a.pair, a.rule) == (b.ts_ms, b.pair, b.rule) and math.isclose(
+        a.value, b.value, rel_tol=1e-9, abs_tol=1e-12
+    )
+
+
+def _withdrawn(ev: object) -> bool:
+    return hasattr(ev, "withdrawn_ms")
+
+
+@functools.cache
+def listed_monitor() -> type:
+    """The single-pair monitor as opened from the watchlist or the scanner: Esc goes back.
+    Made on first use, so that the watchlist's first frame does not wait for the charts."""
+    from quanttui.app.screens.monitor import MonitorScreen
+
+    class ListedMonitorScreen(MonitorScreen):
+        BINDINGS = [Binding("escape", "app.back", "Back")]
+
+    return ListedMonitorScreen
+
+
+class AddPairScreen(ModalScreen[str | None]):
+    """Type a pair X/Y; it is checked here (form, duplicates), then by the engine against
+    the exchange's symbols (`Engine.add_pair`). Errors show in the dialog, which stays
+    open; on success it closes with the new pair's key."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Close")]
+    DEFAULT_CSS = """
+    AddPairScreen { align: center middle; }
+    AddPairScreen > Vertical {
+        width: 64; max-width: 100%; height: auto;
+        border: thick $primary; background: $surface; padding: 0 1;
+    }
+    AddPairScreen #add-message { height: auto; min-height: 1; }
+    """
+
+    def __init__(
+        self,
+        submit: Callable[[str, str], concurrent.futures.Future],
+        watched: set[str],
+    ) -> None:
+        super().__init__()
+        self._submit = submit
+        self._watched = watched
+        self.busy = False
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Add a pair X/Y (Y regressed on X), Enter to add, Esc to close")
+            yield Input(placeholder="e.g. BTCUSDT/SOLUSDT", id="add-input")
+            yield Static("", id="add-message")
+
+    def on_mount(self) -> None:
+        self.query_one("#add-input", Input).focus()
+
+    def say(self, text: str, error: bool = False) -> None:
+        self.query_one("#add-message", Static).update(
+            Text(printable(text, 300), style="bold red" if error else "")
+        )
+
+    async def on_input_submitted(self, event: Input.Submitted) -> None:
+        if self.busy:
+            return
+        text = " ".join(event.value.split()).replace(" ", "/")
+        try:
+            x, y = parse_watchlist_pair(text)
+        except ValueError as exc:
+            self.say(str(exc), error=True)
+            return
+        key = f"{x}/{y}"
+        if key in self._watched:
+            self.say(f"{key} is already on the watchlist", error=True)
+            return
+        self.busy = True
+        self.say(f"checking {key} against the exchange…")
+        try:
+            await asyncio.wrap_future(self._submit(x, y))
+        except Exception as exc:  # noqa: BLE001 - the engine's one-line reason
+            self.busy = False
+            self.say(str(exc) or exc.__class__.__name__, error=True)
+            return
+        self.notify(f"watching {x} -> {y}", markup=False)
+        self.dismiss(key)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    BINDINGS = [
+        Binding("y", "dismiss(True)", "Yes"),
+        Binding("n", "dismiss(False)", "No"),
+        Binding("escape", "dismiss(False)", "No", show=False),
+    ]
+    DEFAULT_CSS = """
+    ConfirmScreen { align: center middle; }
+    ConfirmScreen > Vertical {
+        width: 60; max-width: 100%; height: auto;
+        border: thick $warning; background: $surface; padding: 0 1;
+    }
+    """
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(Text(printable(self.question, 200)))
