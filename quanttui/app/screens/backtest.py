@@ -1,7 +1,9 @@
 """The backtest screen (`b`): the z-score strategy over the loaded history of the pair.
 
-The run itself happens in a thread worker of the app (it reads the database); this screen
-only shows a finished `BacktestReport`: totals, the equity curve and the trades.
+The run itself happens in the engine (it reads the database); this screen only shows a
+finished `BacktestReport`: totals first, the equity curve on a UTC time axis, then the
+trades. Its key bar offers only its own keys (back, export, re-run) and the app's
+(`q`, `?`): the monitor's keys do not act here.
 """
 
 from __future__ import annotations
@@ -11,18 +13,36 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
 from quanttui.analytics.backtest import BacktestReport
-from quanttui.report import BACKTEST_COLUMNS, backtest_rows, backtest_summary
+from quanttui.app.widgets.charts import nice_ticks, time_ticks
+from quanttui.app.widgets.keys import KeyBar
+from quanttui.report import (
+    BACKTEST_COLUMNS,
+    backtest_day,
+    backtest_rows,
+    backtest_summary,
+)
 
 
 class BacktestScreen(Screen[None]):
+    HELP_TITLE = "Backtest keys"
     BINDINGS = [
-        Binding("escape,b", "app.pop_screen", "Back"),
-        Binding("e", "app.export_backtest", "Export trades+equity"),
-        Binding("r", "app.run_backtest", "Re-run"),
+        Binding("escape,b", "app.pop_screen", "Back", tooltip="Back to the monitor"),
+        Binding(
+            "e",
+            "app.export_backtest",
+            "Export",
+            tooltip="Write the trades and equity CSVs into the export folder",
+        ),
+        Binding(
+            "r",
+            "app.run_backtest",
+            "Re-run",
+            tooltip="Run the backtest again on what is stored now",
+        ),
     ]
     DEFAULT_CSS = """
     BacktestScreen #bt-title { height: 1; background: $primary; }
@@ -42,7 +62,7 @@ class BacktestScreen(Screen[None]):
             yield Static("running…", id="bt-summary")
             yield PlotextPlot(id="bt-equity")
             yield DataTable(id="bt-trades", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one("#bt-trades", DataTable)
@@ -57,9 +77,12 @@ class BacktestScreen(Screen[None]):
         self.report = report
         p = report.params
         stop = "off" if p["stop_z"] is None else f"{p['stop_z']:g}"
+        day = backtest_day(report)
         head = Text(
             f"{report.bars:,} bars  entry {p['entry_z']:g}  exit {p['exit_z']:g}  "
-            f"stop {stop}  fee {p['fee_bps']:g} bps\n"
+            f"stop {stop}  fee {p['fee_bps']:g} bps"
+            + (f"  trades on {day} (UTC)" if day else "")
+            + "\n"
         )
         head.append(backtest_summary(report))
         self.query_one("#bt-summary", Static).update(head)
@@ -71,11 +94,20 @@ class BacktestScreen(Screen[None]):
         plot = self.query_one("#bt-equity", PlotextPlot)
         plt = plot.plt
         plt.clear_figure()
-        plt.title("equity (quote currency, after fees)")
+        plt.title("equity (quote currency, after fees) · UTC")
         plt.frame(False)
         n = len(res.equity)
         step = max(1, n // 2000)
         xs = list(range(0, n, step))
-        plt.plot(xs, res.equity[::step].tolist(), marker="braille")
-        plt.xticks([])
+        ys = res.equity[::step].tolist()
+        plt.plot(xs, ys, marker="braille")
+        ts = res.ts_ms.tolist()
+        pos, labels = time_ticks(
+            ts, 0, n, str(p.get("timeframe", "1m")), max(20, plot.size.width - 10)
+        )
+        plt.xticks(pos, labels)
+        if ys:
+            lo, hi = min(ys), max(ys)
+            if hi > lo:
+                plt.yticks(*nice_ticks(lo, hi, max(2, min(5, plot.size.height - 2))))
         plot.refresh()
