@@ -246,7 +246,7 @@ def sharpe_note(timeframe: str) -> str | None:
     """Why Sharpe is not shown for this bar size, or None when it is."""
     if TIMEFRAMES.get(timeframe, SHARPE_MIN_BAR_MS) >= SHARPE_MIN_BAR_MS:
         return None
-    return f"sharpe not shown for {timeframe} bars (annualising per-bar PnL under 1m is noise)"
+    return f"sharpe not shown for {timeframe} bars: annualised per-bar PnL under 1m is noise"
 
 
 def _legs(report: BacktestReport) -> str:
@@ -255,9 +255,9 @@ def _legs(report: BacktestReport) -> str:
 
 
 def backtest_summary(report: BacktestReport) -> str:
-    """The totals, shared by `quanttui backtest` and the app's backtest screen: PnL
-    with the decimals of the trades' (`pnl_decimals`), Sharpe only for bars of 1m and
-    longer (`sharpe_note`)."""
+    """The totals, a few lines that fit 80 columns, shared by `quanttui backtest` and
+    the app's backtest screen: PnL with the decimals of the trades' (`pnl_decimals`),
+    Sharpe only for bars of 1m and longer (`sharpe_note`)."""
     r = report.result
     d = pnl_decimals([t.pnl for t in r.trades] + [r.total_pnl, r.fees])
 
@@ -267,23 +267,23 @@ def backtest_summary(report: BacktestReport) -> str:
     tf = str(report.params.get("timeframe", "1m"))
     note = sharpe_note(tf)
     sharpe = "" if note else f"  sharpe {fmt(r.sharpe, '.2f')}"
-    line = (
-        f"total pnl {r.total_pnl:,.{d}f}  fees {r.fees:,.{d}f}  "
-        f"return/notional {fmt(r.return_on_notional, '.4%')}{sharpe}  "
-        f"max dd {r.max_drawdown:,.{d}f}  win rate {fmt(r.win_rate, '.0%')}  "
-        f"exposure {r.exposure:.0%}  trades {len(r.trades)}"
-    )
+    lines = [
+        f"total pnl {r.total_pnl:,.{d}f}  fees {r.fees:,.{d}f}  max dd {r.max_drawdown:,.{d}f}  "
+        f"return/notional {fmt(r.return_on_notional, '.4%')}",
+        f"trades {len(r.trades)}  win rate {fmt(r.win_rate, '.0%')}  "
+        f"exposure {r.exposure:.0%}{sharpe}",
+    ]
     f = r.funding
     if f is not None:
-        line += f"  funding {f.total:+,.{d}f}  pnl after funding {r.total_pnl + f.total:,.{d}f}"
+        lines.append(f"funding {f.total:+,.{d}f}  pnl after funding {r.total_pnl + f.total:,.{d}f}")
         if f.missing:
-            line += (
-                f"  funding coverage {f.coverage:.0%}: {f.missing} of {f.expected} settlements "
+            lines.append(
+                f"funding coverage {f.coverage:.0%}: {f.missing} of {f.expected} settlements "
                 f"missing, {f.missing_in_position} while in a position (not counted)"
             )
     if note:
-        line += f"\n({note})"
-    return line
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
 
 
 def backtest_title(report: BacktestReport) -> str:
