@@ -229,7 +229,7 @@ def compact_funding_rows(s: Snapshot) -> list[tuple[tuple[str, str, str], tuple[
     if f is not None and f.carry_bps_day is not None:
         carry, side = f"{f.carry_bps_day:+.2f}bp/d", f"{f.side} spread"
     rows = list(zip(cells["x"], cells["y"], strict=True))
-    rows.append((("carry_bps_day", "carry", carry), ("carry_side", "carry if", side)))
+    rows.append((("carry_bps_day", "carry", carry), ("carry_side", "side", side)))
     return rows
 
 

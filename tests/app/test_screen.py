@@ -7,6 +7,7 @@ engine, the loopback fake exchange, a real SQLite file and the real export."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import re
 import time
@@ -22,7 +23,7 @@ from quanttui.app.widgets.keys import KeyBar
 from quanttui.engine.events import AlertEvent, AlertWithdrawn
 from quanttui.feed.recordings import read_ndjson
 from quanttui.feed.replay import ReplaySpec, prepare_source
-from quanttui.model import iso_utc
+from quanttui.model import FundingMetrics, LegFunding, iso_utc
 from quanttui.report import zscore_text
 from tests.app.conftest import RECORDING, app_config
 from tests.app.test_app import until
@@ -293,4 +294,43 @@ async def test_screen_text_has_time_labels_guides_every_metric_and_q(
         assert f"{mon.metric_text('zscore')}" in text and mon.metric_text("gaps") in text
         assert lines[-1].startswith(" q Quit  ? Keys")
         assert not math.isnan(mon.snapshot.zscore)
+        await pilot.press("q")
+
+
+async def test_funding_rows_fit_at_80x24_beside_every_metric(
+    fixed_db: Path, tmp_path: Path
+) -> None:
+    """A snapshot with mark-price data (as the engine publishes it) adds the funding block
+    under the metrics: per leg mark, basis, rate per settlement with its interval and the
+    countdown, then the carry; everything still on screen at 80x24, alert log below."""
+    from tests.app.test_snapshots import offline_app, screen_text, settle
+
+    app = offline_app(fixed_db, tmp_path)
+    async with asyncio.timeout(60), app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        mon = app.monitor
+        snap = app.snapshot
+        t = snap.time_ms
+        fx = LegFunding("BTCUSDT", 89780.1, 89775.3, 0.53, 0.0001, 8, t + 3_600_000, 3599.0, t)
+        fy = LegFunding("ETHUSDT", 3138.5, 3139.2, -2.23, -0.000125, 4, t + 7_200_000, 7199.0, t)
+        mon.show_snapshot(dataclasses.replace(snap, funding=FundingMetrics(fx, fy, "short", 1.234)))
+        mon._draw_tick()
+        await pilot.pause(0.2)
+        text = screen_text(app)
+        for shown in (
+            "mark X   89,780.10",
+            "mark Y        3,138.50",
+            "basis X    +0.53bp",
+            "fund X +0.0100%/8h",
+            "-0.0125%/4h",
+            "next X     0:59:59",
+            "carry    +1.23bp/d",
+            "short spread",
+            "coint p",
+            "gaps",
+        ):
+            assert shown in text, shown
+        assert mon.query_one("#alerts").size.height >= 3
+        await pilot.press("left")  # at the cursor the funding block is the live one, dimmed
+        assert mon.metric_text("funding_x") == "+0.0100%/8h"
         await pilot.press("q")

@@ -221,7 +221,7 @@ class MonitorScreen(Screen[None]):
                     zebra_stripes=False,
                     cell_padding=0,
                 )
-                yield Table(id="alerts", cursor_type="none", cell_padding=0)
+                yield Table(id="alerts", cursor_type="none", cell_padding=0, show_header=False)
         yield KeyBar()
 
     def on_mount(self) -> None:
@@ -231,6 +231,7 @@ class MonitorScreen(Screen[None]):
         for i in range(len(LEFT)):
             metrics.add_row(*(Text("") for _ in COLUMNS), key=f"r{i}")
         alerts = self.query_one("#alerts", DataTable)
+        alerts.border_title = "alerts (UTC)"
         alerts.add_column("time", key="time", width=9)
         alerts.add_column("alert", key="alert")
         self._fill_table(self._empty())
