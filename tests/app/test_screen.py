@@ -51,7 +51,7 @@ async def drawn(app: QuantApp, pilot) -> None:
     for _ in range(4):
         mon._draw_tick()
     await pilot.pause(0.1)
-    await until(lambda: all(not c.stale(mon.frame()) for c in mon.query("Chart")))
+    await until(lambda: all(c.drawn(mon.frame()) for c in mon.query("Chart")))
 
 
 async def move_cursor_to(app: QuantApp, pilot, target: int) -> None:

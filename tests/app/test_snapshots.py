@@ -63,8 +63,11 @@ async def settle(pilot) -> None:
         await asyncio.sleep(0.05)
     await pilot.pause(0.3)
     mon._dirty = True
-    for _ in range(4):  # the table, then one chart per call
+    for _ in range(4):  # the table, then one chart per call (built in a thread)
         mon._draw_tick()
+    while not all(c.drawn(mon.frame()) for c in mon.query("Chart")):
+        assert loop.time() < end
+        await asyncio.sleep(0.05)
     app.clear_notifications()
     mon.show_status(mon.status)
     await pilot.pause(0.3)

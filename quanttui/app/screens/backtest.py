@@ -8,15 +8,15 @@ trades. Its key bar offers only its own keys (back, export, re-run) and the app'
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
-from textual_plotext import PlotextPlot
 
-from quanttui.analytics.backtest import BacktestReport
 from quanttui.app.widgets.charts import nice_ticks, time_ticks
 from quanttui.app.widgets.keys import KeyBar
 from quanttui.report import (
@@ -25,6 +25,9 @@ from quanttui.report import (
     backtest_rows,
     backtest_summary,
 )
+
+if TYPE_CHECKING:
+    from quanttui.analytics.backtest import BacktestReport
 
 
 class BacktestScreen(Screen[None]):
@@ -57,6 +60,8 @@ class BacktestScreen(Screen[None]):
         self.report: BacktestReport | None = None
 
     def compose(self) -> ComposeResult:
+        from textual_plotext import PlotextPlot
+
         yield Static(Text(self._title, style="bold"), id="bt-title")
         with Vertical():
             yield Static("running…", id="bt-summary")
@@ -91,7 +96,7 @@ class BacktestScreen(Screen[None]):
         for row, t in zip(backtest_rows(report), report.result.trades, strict=True):
             table.add_row(*row[:-1], Text(row[-1], style="green" if t.pnl > 0 else "red"))
         res = report.result
-        plot = self.query_one("#bt-equity", PlotextPlot)
+        plot = self.query_one("#bt-equity")
         plt = plot.plt
         plt.clear_figure()
         plt.title("equity (quote currency, after fees) · UTC")

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import gc
+import sys
 from collections import Counter
 
 from rich.text import Text
@@ -68,6 +70,17 @@ PAGE_KEYS = Binding.Group("Page")
 class Table(DataTable, can_focus=False):
     """A table that never takes focus: the screen's keys (arrows, Home, PgUp) move the
     chart cursor, not a table's."""
+
+
+def freeze_heap() -> None:
+    """Move what exists now (modules, widgets, a freshly loaded pipeline) out of the
+    cyclic GC's reach. A full collection otherwise walks every one of those objects,
+    and with the engine allocating for thousands of trades a second it stalled the
+    screen for 100-250 ms (`benchmarks/bench_app.py`). Called after each load (the
+    engine's `Recomputed`) and once statsmodels is imported (the engine's warm-up), without
+    a collection first, which would itself stall a frame. Frozen objects are still freed
+    by reference counting; only cyclic garbage present at that instant is kept."""
+    gc.freeze()
 
 
 def alert_text(a: Alert) -> str:
@@ -203,6 +216,7 @@ class MonitorScreen(Screen[None]):
         self._next_chart = 0
         self._alert_rows: dict[tuple[int, str, str], str] = {}
         self._funding_shown = False
+        self._stats_frozen = False
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
@@ -256,6 +270,7 @@ class MonitorScreen(Screen[None]):
             self.update_title()
         if bars is not None:
             self.loaded_bars = bars
+            freeze_heap()
         self.show_status(self.status)
 
     def show_snapshot(self, snap: Snapshot) -> None:
@@ -275,6 +290,9 @@ class MonitorScreen(Screen[None]):
 
     def show_status(self, st: Status | None) -> None:
         self.status = st
+        if not self._stats_frozen and "statsmodels.tsa.stattools" in sys.modules:
+            self._stats_frozen = True
+            freeze_heap()
         if not self.is_mounted:
             return
         snap = self.shown

@@ -22,16 +22,22 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
+from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
+from textual.color import Color as TextualColor
 from textual.containers import Vertical
 from textual.widgets import Static
-from textual_plotext import PlotextPlot
+from textual.worker import Worker, WorkerState
 
 from quanttui.config import TIMEFRAMES
 from quanttui.model import Snapshot
 from quanttui.report import duration_text
+
+if TYPE_CHECKING:
+    from textual_plotext.plot import Plot
 
 LOWER_VIEWS = ("z", "corr", "beta")
 """What the lower chart can show, in the order `v` cycles through."""
@@ -185,14 +191,184 @@ def _signed(v: float) -> str:
     return f"{v:+g}" if v else "0"
 
 
+@dataclass(frozen=True, slots=True)
+class ChartImage:
+    """A built chart: the plot as text, the legend for its title line, and what it
+    shows (`key`: the frame's key and the plot size it was built for)."""
+
+    text: Text
+    legend: list[Legend]
+    key: tuple
+    shown_ms: int
+
+
+def build_chart(kind: str, frame: ChartFrame, width: int, height: int, theme: str) -> ChartImage:
+    """The chart `kind` (`prices`, `spread`, `lower`) of `frame` on a `width` × `height`
+    plot, as text. Pure: it reads only its arguments (the snapshot is frozen) and makes
+    its own plotext figure, so it runs in a thread worker, off the UI's event loop."""
+    from textual_plotext.plot import Plot
+
+    snap, s = frame.snap, frame.snap.series
+    p = Plot()
+    p.plotsize(width, height)
+    p._set_size(width, height)
+    p.theme(theme)
+    p.frame(False)
+    keep = _decimate(frame.start, frame.stop, 2 * width)
+    p.xlim(frame.start - 0.5, frame.stop - 0.5)
+    ylabel_w = 7
+    pos, labels = time_ticks(
+        s.ts_ms, frame.start, frame.stop, snap.timeframe, max(10, width - ylabel_w)
+    )
+    p.xticks(pos, labels)
+    rows = height - 1
+    if kind == "prices":
+        legend = _draw_prices(p, frame, keep, rows)
+    elif kind == "spread":
+        legend = _draw_spread(p, frame, keep, rows)
+    else:
+        legend = _draw_lower(p, frame, keep, rows)
+    if frame.cursor is not None and frame.start <= frame.cursor < frame.stop:
+        p.vline(frame.cursor, CURSOR_COLOR)
+        if kind == "lower":
+            legend.append(("│", CURSOR_COLOR, "cursor", False))
+    text = Text.from_ansi(p.build(), no_wrap=True)
+    return ChartImage(text, legend, (*frame.key, width, height), s.ts_ms[frame.stop - 1])
+
+
+def _yticks(p: Plot, lo: float, hi: float, rows: int) -> None:
+    ticks, labels = nice_ticks(lo, hi, max(2, min(5, rows - 1)))
+    p.yticks(ticks, labels)
+
+
+def _draw_prices(p: Plot, frame: ChartFrame, keep: range, rows: int) -> list[Legend]:
+    s, snap = frame.snap.series, frame.snap
+    bx, by = s.close_x[frame.start], s.close_y[frame.start]
+    xs = list(keep)
+    nx = [100 * s.close_x[i] / bx for i in xs]
+    ny = [100 * s.close_y[i] / by for i in xs]
+    p.plot(xs, nx, marker="braille", color=X_COLOR)
+    p.plot(xs, ny, marker="braille", color=Y_COLOR)
+    lo, hi = min(nx + ny), max(nx + ny)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.01, hi + 0.01
+    p.ylim(lo, hi)
+    _yticks(p, lo, hi, rows)
+    return [
+        ("━", X_COLOR, snap.symbol_x, False),
+        ("━", Y_COLOR, snap.symbol_y, False),
+        ("", "", "(base 100)", True),
+    ]
+
+
+def _draw_spread(p: Plot, frame: ChartFrame, keep: range, rows: int) -> list[Legend]:
+    s = frame.snap.series
+    x1, y1 = _finite(keep, s.spread)
+    x2, y2 = _finite(keep, s.spread_mean)
+    if x1:
+        p.plot(x1, y1, marker="braille", color=X_COLOR)
+    if x2:
+        p.plot(x2, y2, marker="braille", color=GUIDE_COLOR)
+    vals = y1 + y2
+    if vals:
+        lo, hi = min(vals), max(vals)
+        if hi - lo < 1e-12:
+            lo, hi = lo - 1e-6, hi + 1e-6
+        p.ylim(lo, hi)
+        _yticks(p, lo, hi, rows)
+    return [
+        ("━", X_COLOR, "spread", False),
+        ("━", GUIDE_COLOR, "mean", False),
+        ("", "", f"(W={frame.snap.window})", True),
+    ]
+
+
+def _draw_lower(p: Plot, frame: ChartFrame, keep: range, rows: int) -> list[Legend]:
+    s = frame.snap.series
+    view = frame.lower
+    if view == "corr":
+        xs, vs = _finite(keep, s.corr)
+        for g in (-0.5, 0.5):
+            p.hline(g, ZERO_COLOR)
+        p.hline(0.0, ZERO_COLOR)
+        if xs:
+            p.plot(xs, vs, marker="braille", color=X_COLOR)
+        p.ylim(-1.0, 1.0)
+        p.yticks([-1.0, -0.5, 0.0, 0.5, 1.0], ["-1", "-0.5", "0", "+0.5", "+1"])
+        return [
+            ("━", X_COLOR, "corr", False),
+            ("", "", f"(returns, W={frame.snap.window})", True),
+        ]
+    if view == "beta":
+        xs, vs = _finite(keep, s.beta)
+        if xs:
+            p.plot(xs, vs, marker="braille", color=X_COLOR)
+            lo, hi = min(vs), max(vs)
+            if hi - lo < 1e-12:
+                lo, hi = lo - 1e-6, hi + 1e-6
+            p.ylim(lo, hi)
+            _yticks(p, lo, hi, rows)
+        return [("━", X_COLOR, "hedge b", False), ("", "", f"({frame.snap.hedge})", True)]
+    e = abs(frame.entry_z) or 2.0
+    xs, vs = _finite(keep, s.zscore)
+    lo = min(vs, default=-e)
+    hi = max(vs, default=e)
+    lim = aligned_limits(lo, hi, e, rows)
+    levels = [-e, 0.0, e]
+    if lim is None:
+        ymin, ymax = min(lo, -e), max(hi, e)
+    else:
+        ymin, ymax, k = lim
+        if k >= 2:
+            top = math.floor(ymax / e + 1e-9)
+            bottom = math.ceil(ymin / e - 1e-9)
+            levels = [j * e for j in range(bottom, top + 1)]
+    for v in levels:
+        p.hline(v, ZERO_COLOR if v == 0 else GUIDE_COLOR)
+    if xs:
+        p.plot(xs, vs, marker="braille", color=X_COLOR)
+    shown = [t for t in frame.alerts if s.ts_ms[frame.start] <= t <= s.ts_ms[frame.stop - 1]]
+    if shown:
+        index = {t: i for i, t in enumerate(s.ts_ms[frame.start : frame.stop], frame.start)}
+        ax = [index[t] for t in shown if t in index and math.isfinite(s.zscore[index[t]])]
+        if ax:
+            p.scatter(ax, [s.zscore[i] for i in ax], marker=ALERT_MARKER, color=ALERT_COLOR)
+    p.ylim(ymin, ymax)
+    p.yticks(levels, [_signed(v) for v in levels])
+    return [
+        ("━", X_COLOR, "z", False),
+        ("─", GUIDE_COLOR, f"±{e:g} entry", False),
+        (ALERT_MARKER, ALERT_COLOR, "alert", True),
+    ]
+
+
+def register_theme(app: App) -> str:
+    """The plotext theme matching the app's Textual theme (its surface and foreground,
+    as `textual_plotext.PlotextPlot` makes it), registered once; returns its name."""
+    from plotext._dict import themes as plotext_themes
+    from textual_plotext.plot import _rgbify_theme, _sequence
+
+    name = f"quanttui-{app.theme}"
+    if name not in plotext_themes:
+        v = app.theme_variables
+        surface = TextualColor.parse(v.get("surface", "#1e1e1e")).rgb
+        fg = TextualColor.parse(v.get("foreground", "#e0e0e0")).rgb
+        plotext_themes[name] = _rgbify_theme(surface, surface, fg, "default", _sequence)
+    return name
+
+
 class Chart(Vertical):
-    """One chart: a title line and a plotext plot. `kind` is `prices`, `spread` or
-    `lower`."""
+    """One chart: a title line over the plot. `kind` is `prices`, `spread` or `lower`.
+
+    `draw(frame)` starts `build_chart` in a thread worker (exclusive per chart, so a
+    newer frame supersedes one still building); the finished text is put on screen on
+    the UI loop. The plotext build (10-20 ms at 120x40) thus never blocks the loop, which
+    keeps frames and keys responsive while the engine thread takes its share."""
 
     DEFAULT_CSS = """
     Chart { height: 1fr; min-height: 4; }
     Chart > .chart-title { height: 1; width: 1fr; }
-    Chart > PlotextPlot { height: 1fr; }
+    Chart > .chart-plot { height: 1fr; width: 1fr; }
     """
 
     def __init__(self, kind: str, **kw) -> None:
@@ -201,28 +377,66 @@ class Chart(Vertical):
         self.shown_ms: int | None = None
         """Time of the last bar this chart has drawn."""
         self.frame_key: tuple | None = None
-        """`ChartFrame.key` of the frame drawn, with the plot's size then."""
+        """What the chart shows: `ChartFrame.key` and the plot size it was built for."""
+        self.requested: tuple | None = None
+        """What the chart is building (or shows)."""
         self.title_text = ""
+        self._frame: ChartFrame | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(classes="chart-title")
-        yield PlotextPlot()
-
-    def on_mount(self) -> None:
-        p = self.query_one(PlotextPlot).plt
-        p.clear_figure()
-        p.frame(False)
-        p.xticks([])
-        p.yticks([])
+        yield Static(classes="chart-plot")
 
     @property
-    def plot(self) -> PlotextPlot:
-        return self.query_one(PlotextPlot)
+    def plot(self) -> Static:
+        return self.query_one(".chart-plot", Static)
+
+    def _want(self, frame: ChartFrame) -> tuple:
+        size = self.plot.size
+        return (*frame.key, max(size.width, 10), max(size.height, 3))
 
     def stale(self, frame: ChartFrame) -> bool:
-        """The chart does not show `frame` at its current size (limits and ticks depend
-        on the rows and columns)."""
-        return self.frame_key != (*frame.key, self.plot.size)
+        """Neither shown nor being built for `frame` at the plot's current size (limits
+        and ticks depend on the rows and columns)."""
+        return self.requested != self._want(frame)
+
+    def drawn(self, frame: ChartFrame) -> bool:
+        """The chart shows `frame` at its current size."""
+        return self.frame_key == self._want(frame)
+
+    def draw(self, frame: ChartFrame) -> None:
+        if frame.bars < 1 or not len(frame.snap.series):
+            return
+        want = self._want(frame)
+        self.requested = want
+        self._frame = frame
+        width, height = want[-2:]
+        theme = register_theme(self.app)
+        self.run_worker(
+            partial(build_chart, self.kind, frame, width, height, theme),
+            thread=True,
+            group=f"chart-{self.id}",
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        event.stop()
+        worker = event.worker
+        if worker.state == WorkerState.ERROR:
+            self.requested = None
+            self.plot.update(Text(f"chart failed: {worker.error}", style="red"))
+            return
+        image = worker.result
+        if worker.state != WorkerState.SUCCESS or not isinstance(image, ChartImage):
+            return
+        if image.key != self.requested:
+            return
+        self.plot.update(image.text)
+        self.frame_key = image.key
+        self.shown_ms = image.shown_ms
+        if self._frame is not None:
+            self._title(image.legend, self._frame)
 
     def _title(self, legend: list[Legend], frame: ChartFrame) -> None:
         """The legend on the left, the span on the right; optional legend entries go
@@ -249,137 +463,3 @@ class Chart(Vertical):
         t.append(right, style="bold")
         self.title_text = t.plain
         self.query_one(".chart-title", Static).update(t)
-
-    def draw(self, frame: ChartFrame) -> None:
-        snap, s = frame.snap, frame.snap.series
-        if frame.bars < 1 or not len(s):
-            return
-        plot = self.plot
-        width = max(plot.size.width, 10)
-        height = max(plot.size.height, 3)
-        keep = _decimate(frame.start, frame.stop, 2 * width)
-        p = plot.plt
-        p.clear_figure()
-        p.frame(False)
-        p.xlim(frame.start - 0.5, frame.stop - 0.5)
-        ylabel_w = 7
-        pos, labels = time_ticks(
-            s.ts_ms, frame.start, frame.stop, snap.timeframe, max(10, width - ylabel_w)
-        )
-        p.xticks(pos, labels)
-        if self.kind == "prices":
-            legend = self._draw_prices(frame, keep)
-        elif self.kind == "spread":
-            legend = self._draw_spread(frame, keep)
-        else:
-            legend = self._draw_lower(frame, keep, height - 1)
-        if frame.cursor is not None and frame.start <= frame.cursor < frame.stop:
-            p.vline(frame.cursor, CURSOR_COLOR)
-            if self.kind == "lower":
-                legend.append(("│", CURSOR_COLOR, "cursor", False))
-        self._title(legend, frame)
-        self.shown_ms = s.ts_ms[frame.stop - 1]
-        self.frame_key = (*frame.key, plot.size)
-        plot.refresh()
-
-    def _yticks(self, lo: float, hi: float, rows: int) -> None:
-        ticks, labels = nice_ticks(lo, hi, max(2, min(5, rows - 1)))
-        self.plot.plt.yticks(ticks, labels)
-
-    def _draw_prices(self, frame: ChartFrame, keep: range) -> list[Legend]:
-        s, snap, p = frame.snap.series, frame.snap, self.plot.plt
-        bx, by = s.close_x[frame.start], s.close_y[frame.start]
-        xs = list(keep)
-        nx = [100 * s.close_x[i] / bx for i in xs]
-        ny = [100 * s.close_y[i] / by for i in xs]
-        p.plot(xs, nx, marker="braille", color=X_COLOR)
-        p.plot(xs, ny, marker="braille", color=Y_COLOR)
-        lo, hi = min(nx + ny), max(nx + ny)
-        if hi - lo < 1e-9:
-            lo, hi = lo - 0.01, hi + 0.01
-        p.ylim(lo, hi)
-        self._yticks(lo, hi, self.plot.size.height - 1)
-        return [
-            ("━", X_COLOR, snap.symbol_x, False),
-            ("━", Y_COLOR, snap.symbol_y, False),
-            ("", "", "(base 100)", True),
-        ]
-
-    def _draw_spread(self, frame: ChartFrame, keep: range) -> list[Legend]:
-        s, p = frame.snap.series, self.plot.plt
-        x1, y1 = _finite(keep, s.spread)
-        x2, y2 = _finite(keep, s.spread_mean)
-        if x1:
-            p.plot(x1, y1, marker="braille", color=X_COLOR)
-        if x2:
-            p.plot(x2, y2, marker="braille", color=GUIDE_COLOR)
-        vals = y1 + y2
-        if vals:
-            lo, hi = min(vals), max(vals)
-            if hi - lo < 1e-12:
-                lo, hi = lo - 1e-6, hi + 1e-6
-            p.ylim(lo, hi)
-            self._yticks(lo, hi, self.plot.size.height - 1)
-        return [
-            ("━", X_COLOR, "spread", False),
-            ("━", GUIDE_COLOR, "mean", False),
-            ("", "", f"(W={frame.snap.window})", True),
-        ]
-
-    def _draw_lower(self, frame: ChartFrame, keep: range, rows: int) -> list[Legend]:
-        s, p = frame.snap.series, self.plot.plt
-        view = frame.lower
-        if view == "corr":
-            xs, vs = _finite(keep, s.corr)
-            for g in (-0.5, 0.5):
-                p.hline(g, ZERO_COLOR)
-            p.hline(0.0, ZERO_COLOR)
-            if xs:
-                p.plot(xs, vs, marker="braille", color=X_COLOR)
-            p.ylim(-1.0, 1.0)
-            p.yticks([-1.0, -0.5, 0.0, 0.5, 1.0], ["-1", "-0.5", "0", "+0.5", "+1"])
-            return [
-                ("━", X_COLOR, "corr", False),
-                ("", "", f"(returns, W={frame.snap.window})", True),
-            ]
-        if view == "beta":
-            xs, vs = _finite(keep, s.beta)
-            if xs:
-                p.plot(xs, vs, marker="braille", color=X_COLOR)
-                lo, hi = min(vs), max(vs)
-                if hi - lo < 1e-12:
-                    lo, hi = lo - 1e-6, hi + 1e-6
-                p.ylim(lo, hi)
-                self._yticks(lo, hi, rows)
-            return [("━", X_COLOR, "hedge b", False), ("", "", f"({frame.snap.hedge})", True)]
-        e = abs(frame.entry_z) or 2.0
-        xs, vs = _finite(keep, s.zscore)
-        lo = min(vs, default=-e)
-        hi = max(vs, default=e)
-        lim = aligned_limits(lo, hi, e, rows)
-        levels = [-e, 0.0, e]
-        if lim is None:
-            ymin, ymax = min(lo, -e), max(hi, e)
-        else:
-            ymin, ymax, k = lim
-            if k >= 2:
-                top = math.floor(ymax / e + 1e-9)
-                bottom = math.ceil(ymin / e - 1e-9)
-                levels = [j * e for j in range(bottom, top + 1)]
-        for v in levels:
-            p.hline(v, ZERO_COLOR if v == 0 else GUIDE_COLOR)
-        if xs:
-            p.plot(xs, vs, marker="braille", color=X_COLOR)
-        shown = [t for t in frame.alerts if s.ts_ms[frame.start] <= t <= s.ts_ms[frame.stop - 1]]
-        if shown:
-            index = {t: i for i, t in enumerate(s.ts_ms[frame.start : frame.stop], frame.start)}
-            ax = [index[t] for t in shown if t in index and math.isfinite(s.zscore[index[t]])]
-            if ax:
-                p.scatter(ax, [s.zscore[i] for i in ax], marker=ALERT_MARKER, color=ALERT_COLOR)
-        p.ylim(ymin, ymax)
-        p.yticks(levels, [_signed(v) for v in levels])
-        return [
-            ("━", X_COLOR, "z", False),
-            ("─", GUIDE_COLOR, f"±{e:g} entry", False),
-            (ALERT_MARKER, ALERT_COLOR, "alert", True),
-        ]
