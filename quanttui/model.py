@@ -184,7 +184,10 @@ FUNDING_METRIC_NAMES: tuple[str, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Series:
-    """The recent history the charts draw, oldest first; `nan` where a metric is undefined."""
+    """The recent history the charts draw and the screen's cursor reads, oldest first, one
+    entry per bar in every field; `nan` where a metric is undefined. The values are the
+    bar's own (`quanttui.analytics.engine.BarMetrics`), the ones alerts were evaluated on.
+    """
 
     ts_ms: tuple[int, ...] = ()
     close_x: tuple[float, ...] = ()
@@ -192,6 +195,19 @@ class Series:
     spread: tuple[float, ...] = ()
     spread_mean: tuple[float, ...] = ()
     zscore: tuple[float, ...] = ()
+    alpha: tuple[float, ...] = ()
+    beta: tuple[float, ...] = ()
+    r2: tuple[float, ...] = ()
+    beta_se: tuple[float, ...] = ()
+    corr: tuple[float, ...] = ()
+    return_beta: tuple[float, ...] = ()
+    return_r2: tuple[float, ...] = ()
+    return_beta_se: tuple[float, ...] = ()
+    half_life_bars: tuple[float, ...] = ()
+    kalman_z: tuple[float, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.ts_ms)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,10 @@ so there is one definition of every reported number.
 from __future__ import annotations
 
 import math
+from operator import attrgetter
 
 from quanttui.analytics.bars import PairBars
-from quanttui.analytics.engine import PairAnalytics
+from quanttui.analytics.engine import BarMetrics, PairAnalytics
 from quanttui.analytics.stationarity import Stationarity, stationarity
 from quanttui.config import TIMEFRAMES
 from quanttui.model import Series, Snapshot
@@ -67,14 +68,7 @@ def build_snapshot(
     hist = list(engine.history)
     if chart_points is not None:
         hist = hist[-chart_points:]
-    series = Series(
-        ts_ms=tuple(h.ts_ms for h in hist),
-        close_x=tuple(h.x for h in hist),
-        close_y=tuple(h.y for h in hist),
-        spread=tuple(h.spread for h in hist),
-        spread_mean=tuple(h.spread_mean for h in hist),
-        zscore=tuple(h.zscore for h in hist),
-    )
+    series = _series(hist)
     return Snapshot(
         **base,
         time_ms=m.ts_ms,
@@ -102,6 +96,86 @@ def build_snapshot(
         kalman_z=_f(m.kalman_z),
         flags=tuple(flags),
         series=series,
+    )
+
+
+_SERIES_FROM_BAR = (
+    ("ts_ms", "ts_ms"),
+    ("close_x", "x"),
+    ("close_y", "y"),
+    ("spread", "spread"),
+    ("spread_mean", "spread_mean"),
+    ("zscore", "zscore"),
+    ("alpha", "alpha"),
+    ("beta", "beta"),
+    ("r2", "r2"),
+    ("beta_se", "beta_se"),
+    ("corr", "corr"),
+    ("return_beta", "return_beta"),
+    ("return_r2", "return_r2"),
+    ("return_beta_se", "return_beta_se"),
+    ("half_life_bars", "half_life_bars"),
+    ("kalman_z", "kalman_z"),
+)
+_BAR_FIELDS = attrgetter(*(src for _name, src in _SERIES_FROM_BAR))
+
+
+def _series(hist: list[BarMetrics]) -> Series:
+    """Every field of the bars, transposed in one pass (about 0.3 ms for 600 bars)."""
+    if not hist:
+        return Series()
+    columns = zip(*map(_BAR_FIELDS, hist), strict=True)
+    return Series(
+        **{name: col for (name, _src), col in zip(_SERIES_FROM_BAR, columns, strict=True)}
+    )
+
+
+def snapshot_at(snap: Snapshot, i: int) -> Snapshot:
+    """The metrics of bar `i` of `snap.series` (negative counts from the newest) as a
+    `Snapshot`, for the screen's cursor: the values that bar closed with, which are the
+    ones its alerts were evaluated on. The stationarity tests and funding are not kept
+    per bar and are None."""
+    s = snap.series
+    n = len(s)
+    if not -n <= i < n:
+        raise IndexError(f"bar {i} of {n}")
+    i %= n
+
+    def at(name: str) -> float | None:
+        return _f(getattr(s, name)[i])
+
+    rb, rr2, rse = s.return_beta[i], s.return_r2[i], s.return_beta_se[i]
+    flags = []
+    if not math.isfinite(s.zscore[i]):
+        flags.append("insufficient_data")
+    if math.isfinite(rb) and return_beta_unreliable(rb, rr2, rse):
+        flags.append("return_beta_unreliable")
+    hl = at("half_life_bars")
+    return Snapshot(
+        symbol_x=snap.symbol_x,
+        symbol_y=snap.symbol_y,
+        timeframe=snap.timeframe,
+        window=snap.window,
+        hedge=snap.hedge,
+        bars=snap.bars - (n - 1 - i),
+        time_ms=s.ts_ms[i],
+        close_x=s.close_x[i],
+        close_y=s.close_y[i],
+        alpha=at("alpha"),
+        beta=at("beta"),
+        r2=at("r2"),
+        beta_se=at("beta_se"),
+        spread=at("spread"),
+        spread_mean=at("spread_mean"),
+        zscore=at("zscore"),
+        corr=at("corr"),
+        half_life_bars=hl,
+        half_life_s=hl * TIMEFRAMES[snap.timeframe] / 1000 if hl is not None else None,
+        return_beta=at("return_beta"),
+        return_r2=at("return_r2"),
+        return_beta_se=at("return_beta_se"),
+        kalman_z=at("kalman_z"),
+        flags=tuple(flags),
     )
 
 

@@ -66,8 +66,10 @@ class QuantApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "quanttui"
     BINDINGS = [
-        Binding("question_mark", "show_help_panel", "Keys", key_display="?"),
-        Binding("q", "quit", "Quit"),
+        Binding("q", "quit", "Quit", tooltip="Commit what was received and quit"),
+        Binding(
+            "question_mark", "help", "Keys", key_display="?", tooltip="This list (? or Esc closes)"
+        ),
     ]
 
     def __init__(
@@ -334,6 +336,15 @@ class QuantApp(App[int]):
 
         threading.Thread(target=watch_terminal, name="quanttui-tty-watch", daemon=True).start()
         return guard
+
+    def action_help(self) -> None:
+        """`?`: the keys of the screen on top (`HelpScreen`), or close that list."""
+        from quanttui.app.screens.help import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss()
+        else:
+            self.push_screen(HelpScreen(self.screen))
 
     # ----------------------------------------------------------------- backtest
     def open_backtest(self, key: str) -> None:

@@ -80,7 +80,9 @@ def snapshot(cfg: Config, sx: str, sy: str, *, as_json: bool) -> int:
 
     from quanttui.report import funding_rows, snapshot_rows
 
-    table = Table(title=f"{sy} = a + b·{sx}   {a.timeframe}  W={a.window}  {a.hedge}")
+    table = Table(
+        title=f"{sx} -> {sy}  ({sy} = a + b·{sx})  {a.timeframe}  W={a.window}  {a.hedge}"
+    )
     table.add_column("metric")
     table.add_column("value", justify="right")
     for _key, label, value in snapshot_rows(snap):
@@ -126,21 +128,32 @@ def backtest(cfg: Config, sx: str, sy: str, args) -> int:
             orjson.dumps(report.as_json(), option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n"
         )
         return 0
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    from quanttui.report import BACKTEST_COLUMNS, backtest_rows, backtest_summary
+    from quanttui.report import (
+        BACKTEST_COLUMNS,
+        backtest_day,
+        backtest_rows,
+        backtest_summary,
+        backtest_title,
+    )
 
     con = Console()
+    con.print(f"backtest {backtest_title(report)}", markup=False, highlight=False)
+    con.print(backtest_summary(report), markup=False, highlight=False)
+    day = backtest_day(report)
     table = Table(
-        title=f"backtest {sy} vs {sx}  {a.timeframe} W={a.window} {a.hedge}  {report.bars:,} bars"
+        title=f"trades, times UTC{f' on {day}' if day else ''}",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
     )
     for c in BACKTEST_COLUMNS:
-        table.add_column(c, justify="right")
+        table.add_column(c, justify="right", no_wrap=True)
     for row in backtest_rows(report):
         table.add_row(*row)
     con.print(table)
-    con.print(backtest_summary(report), markup=False, highlight=False)
     return 0
 
 

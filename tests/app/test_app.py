@@ -18,7 +18,8 @@ from textual.widgets import DataTable, Input, OptionList
 from quanttui.analytics.backtest import BacktestParams, backtest_bars
 from quanttui.app.app import QuantApp
 from quanttui.app.screens.backtest import BacktestScreen
-from quanttui.app.screens.rules import RulesScreen
+from quanttui.app.screens.help import HelpScreen
+from quanttui.app.screens.rules import ConfirmRemove, RulesScreen
 from quanttui.app.widgets.charts import Chart
 from quanttui.engine import Mailbox
 from quanttui.engine.events import SnapshotEvent, Status
@@ -55,7 +56,7 @@ def live(app: QuantApp):
 
 
 def cell(app: QuantApp, key: str) -> str:
-    return str(app.query_one("#metrics", DataTable).get_cell(key, "value"))
+    return app.monitor.metric_text(key)
 
 
 def text_of(app: QuantApp, wid: str) -> str:
@@ -128,7 +129,9 @@ async def test_live_app_shows_data_every_key_works_and_quit_flushes(
             await pilot.press("c")
             assert table.row_count == 0
             await pilot.press("question_mark")
-            await pilot.pause(0.2)
+            assert isinstance(app.screen, HelpScreen)
+            await pilot.press("question_mark")
+            assert app.screen is app.monitor
             await pilot.press("q")
         received = app.engine.feed.feed.stats.ticks
     assert app.return_code == 0
@@ -240,9 +243,20 @@ async def test_rules_dialog_adds_refuses_and_removes(fixed_db: Path, tmp_path: P
         await pilot.press(*"corr < 0.6", "enter")
         assert [r.text for r in pair_of(app).book.rules.rules] == ["abs(zscore) >= 2", "corr < 0.6"]
         assert listed.option_count == 2
-        await pilot.press("tab", "home", "delete")
-        assert [r.text for r in pair_of(app).book.rules.rules] == ["corr < 0.6"]
-        assert listed.option_count == 1
+        # Tab lands on the list with the rule just added highlighted (shown even unfocused)
+        assert app.screen.highlighted == "corr < 0.6"
+        await pilot.press("tab")
+        assert listed.has_focus and app.screen.highlighted == "corr < 0.6"
+        await pilot.press("delete")
+        assert isinstance(app.screen, ConfirmRemove) and app.screen.rule == "corr < 0.6"
+        await pilot.press("n")  # kept
+        assert isinstance(app.screen, RulesScreen)
+        assert [r.text for r in pair_of(app).book.rules.rules] == ["abs(zscore) >= 2", "corr < 0.6"]
+        await pilot.press("up", "delete")
+        assert app.screen.rule == "abs(zscore) >= 2"
+        await pilot.press("y")
+        await until(lambda: [r.text for r in pair_of(app).book.rules.rules] == ["corr < 0.6"])
+        assert listed.option_count == 1 and app.screen.highlighted == "corr < 0.6"
         await pilot.press("escape")
         assert not isinstance(app.screen, RulesScreen)
         await pilot.press("t")

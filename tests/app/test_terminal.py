@@ -71,7 +71,7 @@ def test_16_colour_terminal_and_no_color(fixed_db: Path, tmp_path: Path, no_colo
     data = screen_of(fixed_db, tmp_path, env)
     codes, extended = colour_codes(data)
     assert not extended  # a 16-colour terminal gets only its 16 colours
-    for text in (b"BTCUSDT -> ETHUSDT", b"OFFLINE", b"z-score", b"Hedge b"):
+    for text in (b"BTCUSDT -> ETHUSDT", b"OFFLINE", "±2 entry".encode(), b"ADF stat", b"UTC"):
         assert text in data
     if no_color:
         assert codes <= GREYS, codes  # NO_COLOR: black, white and greys only

@@ -99,7 +99,7 @@ def test_tmux_demo_shows_numbers_without_network(tmp_path: Path) -> None:
         screen = wait_screen(session, " DEMO  BTCUSDT -> ETHUSDT")
         assert "REPLAY" in wait_screen(session, "5x 2025-12-15")
         end = time.monotonic() + 40
-        while metric_value(capture(session), "z-score") is None:
+        while metric_value(capture(session), " z ") is None:
             assert time.monotonic() < end, capture(session)
             time.sleep(0.2)
         subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)

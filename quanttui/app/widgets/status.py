@@ -37,53 +37,71 @@ def status_line(
     fill: tuple[int, int] | None,
     width: int = 200,
 ) -> Text:
-    """`fill` is (bars, window) of the shown pair, or None while it loads."""
+    """`fill` is (bars, window) of the shown pair, or None while it loads.
+
+    Parts, most important first: the state with its reason, a database error, the
+    window fill, the backfill, legs without recent trades, the replay clock, ticks/s,
+    the other legs' ages, the database size. The line keeps as many as fit in `width`,
+    in that order of importance, and shows them in reading order."""
     if st is None:
         return Text(" CONNECTING ", style="reverse bold")
-    parts: list[Text] = []
+    parts: list[tuple[int, Text]] = []
     state = Text(f" {st.state.upper()} ", style=f"reverse {STATE_STYLE.get(st.state, 'bold red')}")
     if st.detail and st.state not in ("live", "replay"):
-        state.append(
-            f" {printable(st.detail, max(24, min(80, width - 40)), one_line=True)}", style="bold"
-        )
-    parts.append(state)
+        room = max(24, min(80, width - 50))
+        state.append(f" {printable(st.detail, room, one_line=True)}", style="bold")
+    parts.append((0, state))
     if st.db_error:
         parts.append(
-            Text(
-                f"DB ERROR ({printable(st.db_error, 40, one_line=True)}) unsaved={st.unsaved:,}",
-                style="bold red",
+            (
+                1,
+                Text(
+                    f"DB ERROR ({printable(st.db_error, 40, one_line=True)}) "
+                    f"unsaved={st.unsaved:,}",
+                    style="bold red",
+                ),
             )
         )
     if fill is None:
-        parts.append(Text("loading history…"))
+        parts.append((2, Text("loading history…")))
     elif fill[0] < fill[1]:
-        parts.append(Text(f"filling window {fill[0]}/{fill[1]}", style="bold"))
+        parts.append((2, Text(f"filling window {fill[0]}/{fill[1]}", style="bold")))
+    if st.backfill == "running":
+        parts.append(
+            (3, Text(f"backfilling {st.backfill_done:,}/{st.backfill_total:,} bars", style="bold"))
+        )
+    elif st.backfill == "skipped":
+        parts.append((3, Text("backfill skipped", style="yellow")))
     if st.replay_ms:
         speed = f"{st.speed:g}x" if st.speed else "max"
         clock = iso_utc(st.replay_ms)[:19].replace("T", " ")
-        parts.append(Text(f"{speed} {clock}Z", style="bold cyan"))
-    for sym in legs:
+        parts.append((5, Text(f"{speed} {clock}Z", style="bold cyan")))
+    silent = all(st.leg_age.get(sym) is None for sym in legs)
+    if silent:
+        parts.append((4, Text("no trades yet", style="yellow")))
+    for sym in [] if silent else legs:
         age = st.leg_age.get(sym)
         if age is None:
-            parts.append(Text(f"{sym}: no trades", style="yellow"))
+            parts.append((4, Text(f"{sym}: no trades yet", style="yellow")))
         elif age > STALE_LEG_S:
-            parts.append(Text(f"{sym} {age:.0f}s STALE", style="bold yellow"))
+            parts.append((4, Text(f"{sym} {age:.0f}s STALE", style="bold yellow")))
         else:
-            parts.append(Text(f"{sym} {age:.1f}s"))
-    parts.append(Text(f"{st.rate:,.0f} ticks/s"))
-    if st.backfill == "running":
-        parts.append(
-            Text(f"backfilling {st.backfill_done:,}/{st.backfill_total:,} bars", style="bold")
-        )
-    elif st.backfill == "skipped":
-        parts.append(Text("backfill skipped", style="yellow"))
-    parts.append(Text(f"DB {human_bytes(st.db_bytes)}"))
+            parts.append((7, Text(f"{sym} {age:.1f}s")))
+    parts.append((6, Text(f"{st.rate:,.0f} ticks/s")))
+    parts.append((8, Text(f"DB {human_bytes(st.db_bytes)}")))
+    keep: set[int] = set()
+    used = 0
+    for i in sorted(range(len(parts)), key=lambda i: parts[i][0]):
+        need = parts[i][1].cell_len + (2 if used else 0)
+        if used + need <= width or not used:
+            keep.add(i)
+            used += need
     out = Text()
-    for part in parts:
-        sep = 2 if out.cell_len else 0
-        if out.cell_len + sep + part.cell_len > width and out.cell_len:
-            break
-        if sep:
+    for i, (_prio, part) in enumerate(parts):
+        if i not in keep:
+            continue
+        if out.cell_len:
             out.append("  ")
         out.append_text(part)
+    out.truncate(width)
     return out
