@@ -665,6 +665,7 @@ class Engine:
             return
         pending = [t for t in mon.pending if (t.symbol, t.trade_id) not in seen]
         mon.pending = []
+        dropped, mon.pending_dropped = mon.pending_dropped, 0
         pending.sort(key=lambda t: (t.ts_ms, t.trade_id))
         before = live.diverged
         closed_pending = live.add(pending)
@@ -681,6 +682,8 @@ class Engine:
             if revised:
                 self._fire(mon, revised, revised=True)
         mon.resync.watch(live, before)
+        if dropped:
+            mon.resync.request()
         self.publish(Recomputed(mon.key, mon.info, live.engine.bars, stored, resync=not new_params))
         closed = closed_pending + closed_now
         if closed and not new_params:

@@ -30,7 +30,8 @@ RESYNC_MIN_INTERVAL_S = 5.0
 """At most one such recompute per this many seconds."""
 MAX_PENDING = 500_000
 """Trades kept for a pair while it is being rebuilt (added at the seam); older ones are
-dropped (they are in the database, and the next recompute picks them up). At 216 bytes
+dropped (they are in the database, and the rebuild asks for a resync that reloads them,
+see `ResyncTimer.request`). At 216 bytes
 a `Tick` that is about 108 MB at most, held only during a rebuild (100 s at 5k trades/s)."""
 HISTORY = 600
 """Bars of metrics each pair keeps in memory: the charts' history (and the cursor's and
@@ -56,7 +57,10 @@ class ResyncTimer:
 
     def watch(self, pair: LivePair, diverged_before: int) -> None:
         if pair.diverged > diverged_before:
-            self._due = time.monotonic() + RESYNC_DELAY_S
+            self.request()
+
+    def request(self) -> None:
+        self._due = time.monotonic() + RESYNC_DELAY_S
 
     def ready(self) -> bool:
         now = time.monotonic()
@@ -128,6 +132,7 @@ class PairMonitor:
     live: LivePair | None = None
     generation: int = 0
     pending: list[Tick] = field(default_factory=list)
+    pending_dropped: int = 0
     stat: Stationarity = field(default_factory=Stationarity)
     stat_ts: int | None = None
     stat_running: bool = False
@@ -164,7 +169,9 @@ class PairMonitor:
     def buffer(self, ticks: list[Tick]) -> None:
         self.pending.extend(ticks)
         if len(self.pending) > MAX_PENDING:
-            del self.pending[: len(self.pending) - MAX_PENDING]
+            drop = len(self.pending) - MAX_PENDING
+            del self.pending[:drop]
+            self.pending_dropped += drop
 
     def bars_index(self, i_from_end: int) -> int:
         assert self.live is not None
