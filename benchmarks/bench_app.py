@@ -37,6 +37,17 @@ from tests.ptyrun import PtyApp  # noqa: E402
 TITLE = b"BTCUSDT -> ETHUSDT"
 
 
+FIRST_FRAME_S = 0.5
+STALL_S = 0.033
+BYTES_PER_S = 20 * 1024
+"""Budgets (issue "A screen that tells the truth"): first frame, the longest event-loop
+stall at 5,000 trades/s, terminal output at 120x40."""
+
+
+def verdict(value: float, budget: float) -> str:
+    return "[within budget]" if value <= budget else "[OVER BUDGET]"
+
+
 def serve(*args: str) -> tuple[subprocess.Popen, int]:
     server = subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.serve", *args],
@@ -120,17 +131,19 @@ async def frame_times(seconds: float) -> dict[str, float]:
             )
             cfg = dataclasses.replace(cfg, alerts=dataclasses.replace(cfg.alerts, bell=False))
             app = QuantApp(cfg, "BTCUSDT", "ETHUSDT")
+            mon = app.monitor
+            assert mon is not None
             renders: list[float] = []
-            original = app._render
+            original = mon._draw_tick
 
             def timed_render() -> None:
-                drawing = app._dirty and app.snapshot is not None and not app.paused
+                drawing = mon._dirty and mon.snapshot is not None and not mon.paused
                 t = time.perf_counter()
                 original()
                 if drawing:
                     renders.append(time.perf_counter() - t)
 
-            app._render = timed_render
+            mon._draw_tick = timed_render
             stalls: list[float] = []
             startup: list[float] = []
             at: list[float] = []
@@ -138,12 +151,14 @@ async def frame_times(seconds: float) -> dict[str, float]:
                 loop = asyncio.get_running_loop()
 
                 def settled() -> bool:
-                    bf = app.backfill_progress
+                    engine = app.engine
+                    if engine is None or mon.snapshot is None:
+                        return False
+                    bf = engine.backfill
                     return (
-                        app.pair is not None
-                        and bf is not None
+                        bf is not None
                         and bf.state in ("done", "skipped", "off")
-                        and app.ingestion.writer.inserted >= 5000
+                        and (engine.feed.writer.inserted >= 5000)
                     )
 
                 while not settled():
@@ -152,12 +167,14 @@ async def frame_times(seconds: float) -> dict[str, float]:
                     startup.append(time.perf_counter() - t - 0.005)
                 end = loop.time() + seconds
                 t_start = time.perf_counter()
+                received0 = app.engine.feed.writer.inserted
                 while loop.time() < end:
                     t = time.perf_counter()
                     await asyncio.sleep(0.005)
                     stalls.append(time.perf_counter() - t - 0.005)
                     at.append(t - t_start)
-                received = app.ingestion.writer.inserted
+                received = app.engine.feed.writer.inserted - received0
+                resyncs = app.engine.recomputes
                 await pilot.press("q")
             conn = connect(cfg.db_path, readonly=True)
             naive = []
@@ -179,8 +196,9 @@ async def frame_times(seconds: float) -> dict[str, float]:
         "render_median": statistics.median(renders) if renders else float("nan"),
         "renders": len(renders),
         "trades": received,
+        "rate": received / seconds,
         "naive_recompute": statistics.median(naive),
-        "resyncs": app.resync.count,
+        "resyncs": resyncs,
     }
 
 
@@ -193,7 +211,10 @@ def main() -> None:
 
     times, imports = first_frame(args.runs)
     ff, imp = statistics.median(times), statistics.median(imports)
-    print(f"first frame (120x40 pty), median of {args.runs}: {ff * 1000:.0f} ms")
+    print(
+        f"first frame (120x40 pty), median of {args.runs}: {ff * 1000:.0f} ms "
+        f"(runs: {', '.join(f'{t * 1000:.0f}' for t in times)}) {verdict(ff, FIRST_FRAME_S)}"
+    )
     print(
         f"  eager statsmodels import adds {imp * 1000:.0f} ms: baseline {(ff + imp) * 1000:.0f} ms, ratio {(ff + imp) / ff:.2f}x"
     )
@@ -203,7 +224,8 @@ def main() -> None:
         ft = asyncio.run(frame_times(args.seconds))
         runs.append(ft)
         print(
-            f"5k trades/s for {args.seconds:.0f} s ({ft['trades']:,} stored): "
+            f"5k trades/s for {args.seconds:.0f} s ({ft['trades']:,} stored, "
+            f"{ft['rate']:,.0f}/s): "
             f"max loop stall {ft['stall_max'] * 1000:.1f} ms, p99 {ft['stall_p99'] * 1000:.1f} ms; "
             f"redraw median {ft['render_median'] * 1000:.1f} ms, max {ft['render_max'] * 1000:.1f} ms "
             f"over {ft['renders']} redraws; from launch until the warm start and first load "
@@ -213,7 +235,8 @@ def main() -> None:
     ft = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     print(
         f"  median of {len(runs)} runs: max loop stall {ft['stall_max'] * 1000:.1f} ms, "
-        f"p99 {ft['stall_p99'] * 1000:.1f} ms, start-up max stall {ft['startup_max'] * 1000:.1f} ms"
+        f"p99 {ft['stall_p99'] * 1000:.1f} ms, start-up max stall {ft['startup_max'] * 1000:.1f} ms "
+        f"{verdict(ft['stall_max'], STALL_S)}"
     )
     print(
         f"  naive full recompute per refresh: {ft['naive_recompute'] * 1000:.1f} ms, "
@@ -227,7 +250,7 @@ def main() -> None:
         print(
             f"pty output at {rate} trades/s, 120x40: {steady / 1024:.1f} KB/s "
             f"(full repaint {full / 1024:.1f} KB; repainting it at 4 Hz: {naive / 1024:.1f} KB/s, "
-            f"ratio {naive / steady:.1f}x)"
+            f"ratio {naive / steady:.1f}x) {verdict(steady, BYTES_PER_S)}"
         )
 
 
