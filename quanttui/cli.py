@@ -402,38 +402,27 @@ def _run_pair(
         from quanttui.app.app import QuantApp
         from quanttui.terminal import watch_hangup
 
-        cleanup = lambda: tmp and shutil.rmtree(tmp, ignore_errors=True)  # noqa: E731
-        if watchlist:
-            if spec is None:
-                _remember_watchlist(cfg, watchlist_name, pairs)
-            # the engine is imported and started after the first frame; the app installs
-            # the signal guard then
-            app = QuantApp(
-                cfg,
-                pairs=pairs,
-                extra_rules=rules,
-                replay=spec,
-                watchlist=True,
-                watchlist_name=watchlist_name,
-                defer_engine=True,
-                guard=True,
-                cleanup=cleanup,
-            )
-            try:
-                with watch_hangup(app.hangup):
-                    app.run()
-            finally:
-                if app.shutdown_guard is not None:
-                    app.shutdown_guard.uninstall()
-            return app.return_code or 0
-        app = QuantApp(cfg, pairs=pairs, extra_rules=rules, replay=spec)
-        guard = app.guard(cleanup=cleanup)
-        guard.install()
+        if watchlist and spec is None:
+            _remember_watchlist(cfg, watchlist_name, pairs)
+        # the engine is imported and started after the first frame; the app installs the
+        # signal guard then
+        app = QuantApp(
+            cfg,
+            pairs=pairs,
+            extra_rules=rules,
+            replay=spec,
+            watchlist=bool(watchlist),
+            watchlist_name=watchlist_name if watchlist else None,
+            defer_engine=True,
+            guard=True,
+            cleanup=lambda: tmp and shutil.rmtree(tmp, ignore_errors=True),
+        )
         try:
-            with watch_hangup(guard.hangup):
+            with watch_hangup(app.hangup):
                 app.run()
         finally:
-            guard.uninstall()
+            if app.shutdown_guard is not None:
+                app.shutdown_guard.uninstall()
         return app.return_code or 0
 
 

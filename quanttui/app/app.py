@@ -11,8 +11,8 @@ the terminal does.
 One pair opens its monitor; several open the watchlist, from which each pair's monitor
 opens on the same engine (one `MonitorScreen` per opened pair, kept while it is
 watched); events are routed by pair key. The engine, numpy and the charts are imported
-where first used, not here: with `defer_engine=True` the watchlist's first frame is on
-the terminal before the engine is even imported (`_start_deferred`).
+where first used, not here: with `defer_engine=True` (as the CLI runs it) the first
+frame is on the terminal before the engine is even imported (`_start_deferred`).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class QuantApp(App[int]):
         more (or `watchlist=True`) open the watchlist. With no pair at all the engine
         starts with the first pair opened (`open_pair`), as from the scanner.
 
-        `defer_engine` (watchlist only): the engine is made after the first frame.
+        `defer_engine`: the engine is imported and made after the first frame.
         `guard`: install `guard(cleanup)` as soon as the engine exists (the CLI does it
         itself otherwise)."""
         super().__init__()
@@ -123,7 +123,7 @@ class QuantApp(App[int]):
         self.shutdown_guard: ShutdownGuard | None = None
         listed = watchlist if watchlist is not None else len(legs) > 1
         self._deferred: list[tuple[str, str]] = []
-        if legs and defer_engine and listed:
+        if legs and defer_engine:
             self._deferred = legs
             a = config.analytics
             for x, y in legs:
@@ -190,6 +190,10 @@ class QuantApp(App[int]):
             self._make_engine(legs)
             if self.watchlist_screen is not None:
                 self.watchlist_screen.set_pairs(self.watched_infos())
+            for key, mon in self.monitors.items():
+                mon.rules = list(self.pair_rules.get(key, []))
+                mon.set_info(self.pair_infos[key])
+                mon.refresh_bindings()
 
     def _drain_anyway(self) -> None:
         """A wake-up lost in a closing queue must not leave events behind."""

@@ -98,6 +98,11 @@ def zoom_levels(n: int, window: int) -> list[int]:
     return levels
 
 
+ENGINE_ACTIONS = frozenset(
+    {"cycle_timeframe", "window", "cycle_hedge", "swap", "export", "backtest", "edit_rules"}
+)
+
+
 class MonitorScreen(Screen[None]):
     HELP_TITLE = "Monitor keys"
     BINDINGS = [
@@ -517,7 +522,10 @@ class MonitorScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Keys that do nothing now are left out of the key bar: → and the cursor's
-        other keys and Esc outside cursor mode; `+`/`-` are shown dim at their ends."""
+        other keys and Esc outside cursor mode; `+`/`-` are shown dim at their ends, and
+        the keys that command the engine until it has started (after the first frame)."""
+        if action in ENGINE_ACTIONS and self.app.engine is None:
+            return None
         live = self.cursor_ms is None
         if action == "cursor":
             return not (live and parameters and parameters[0] == 1)
