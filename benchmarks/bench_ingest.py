@@ -2,7 +2,10 @@
 
 Prints trades/s from first frame to the last committed row, the RSS of this process every
 100k trades (it must stay flat), and the ratio against a naive one-commit-per-tick writer
-measured in the same run. Usage: python benchmarks/bench_ingest.py [--trades 1000000]
+measured in the same run. Then the same stream through the whole engine on its own thread
+(`Engine` + `EngineThread`, as every view runs it: one pair, live bars, analytics, alert
+rules, snapshots into a mailbox nobody reads): the cost of everything above storage.
+Usage: python benchmarks/bench_ingest.py [--trades 1000000]
 """
 
 from __future__ import annotations
@@ -98,6 +101,53 @@ async def ingest(port: int, n: int, naive: bool) -> tuple[float, list[float]]:
     return n / (end - first[0]), rss
 
 
+def run_engine(n: int) -> float:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.serve", "--trades", str(n)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    port = json.loads(server.stdout.readline())["port"]
+    try:
+        return engine_rate(port, n)
+    finally:
+        server.terminate()
+
+
+def engine_rate(port: int, n: int) -> float:
+    from quanttui.engine import Engine, EngineThread, Mailbox
+
+    tmp = tempfile.mkdtemp()
+    db = Path(tmp) / "bench.db"
+    cfg = load_config(
+        use_user_file=False,
+        overrides={
+            ("feed", "ws_url"): f"ws://127.0.0.1:{port}/market",
+            ("feed", "rest_url"): f"http://127.0.0.1:{port}",
+            ("feed", "backfill"): "off",
+            ("storage", "db"): str(db),
+        },
+    )
+    engine = Engine(cfg, [("BTCUSDT", "ETHUSDT")], rules=["abs(zscore) >= 2"])
+    engine.subscribe(Mailbox())
+    runner = EngineThread(engine).start()
+    try:
+        first = None
+        while engine.feed.writer.inserted < n:
+            if first is None and engine.ticks:
+                first = time.perf_counter()
+            time.sleep(0.002)
+        end = time.perf_counter()
+    finally:
+        runner.stop()
+    with sqlite3.connect(db) as c:
+        stored = c.execute("SELECT count(*) FROM ticks").fetchone()[0]
+    assert stored == n, (stored, n)
+    assert first is not None
+    return n / (end - first)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--trades", type=int, default=1_000_000)
@@ -121,6 +171,12 @@ def main() -> None:
     if mem:
         print(f"RSS every 100k trades (MB): {', '.join(f'{r:.0f}' for r in mem)}")
         print(f"RSS growth first->last checkpoint: {mem[-1] - mem[0]:+.1f} MB")
+    full = [run_engine(args.trades) for _ in range(args.repeat)]
+    e = statistics.median(full)
+    print(
+        f"whole engine (one pair, bars, analytics, a rule): {e:,.0f} trades/s end-to-end "
+        f"(median of {args.repeat}); {e / b:.1f}x one commit per tick, {e / m:.2f}x storage alone"
+    )
 
 
 if __name__ == "__main__":
