@@ -121,3 +121,23 @@ def test_imports_point_down_the_layers() -> None:
             ):
                 bad.append(f"{'/'.join(rel.parts)} imports {mod}")
     assert not bad, "\n".join(sorted(bad))
+
+
+def test_the_first_frame_imports_neither_numpy_nor_the_engine() -> None:
+    """The CLI draws the first frame before it imports the engine (`defer_engine`): what
+    the app and its first screens import must not pull numpy, pandas, the feed or the
+    engine's core in with them (about 300 ms of the 500 ms first-frame budget)."""
+    code = (
+        "import sys\n"
+        "import quanttui.cli, quanttui.app.app\n"
+        "import quanttui.app.screens.monitor, quanttui.app.screens.watchlist\n"
+        "import quanttui.engine, quanttui.engine.events\n"
+        "heavy = ('numpy', 'pandas', 'httpx', 'websockets', 'plotext', 'statsmodels')\n"
+        "bad = sorted(k for k in sys.modules if k.split('.')[0] in heavy)\n"
+        "bad += sorted(k for k in sys.modules if k.startswith(('quanttui.engine.core',\n"
+        "    'quanttui.feed', 'quanttui.analytics')))\n"
+        "print(bad)\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

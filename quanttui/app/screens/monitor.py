@@ -35,7 +35,6 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from quanttui.alerts import RuleError, parse_rule
-from quanttui.analytics.snapshot import snapshot_at
 from quanttui.app.widgets.charts import LOWER_TITLES, LOWER_VIEWS, Chart, ChartFrame
 from quanttui.app.widgets.keys import KeyBar
 from quanttui.app.widgets.status import status_line
@@ -364,7 +363,11 @@ class MonitorScreen(Screen[None]):
         """The metrics of the cursor's bar, or None when live."""
         i = self.cursor_index()
         snap = self.shown
-        return None if i is None or snap is None else snapshot_at(snap, i)
+        if i is None or snap is None:
+            return None
+        from quanttui.analytics.snapshot import snapshot_at
+
+        return snapshot_at(snap, i)
 
     def frame(self) -> ChartFrame | None:
         """What the charts show now (see the module docstring)."""
