@@ -15,7 +15,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from quanttui.analytics.funding import carry_matrix, daily_rate, pair_carry_bps_day  # noqa: E402
+from quanttui.analytics.funding import (  # noqa: E402
+    carry_matrix,
+    daily_rate,
+    pair_carry_bps_day,
+    signal_side,
+)
 
 N = 300
 
@@ -24,24 +29,27 @@ def data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(11)
     rates = rng.normal(1e-4, 2e-4, N)
     intervals = rng.choice([1, 4, 8], N)
-    prices = rng.uniform(0.01, 90_000, N)
+    z = rng.normal(0, 2, (N, N))
     beta = rng.normal(0, 2, (N, N))
-    return rates, intervals, prices, beta
+    return rates, intervals, z, beta
 
 
-def ours(rates, intervals, prices, beta) -> float:
+def ours(rates, intervals, z, beta) -> float:
     t0 = time.perf_counter()
-    carry_matrix(daily_rate(rates, intervals), beta, prices)
+    carry_matrix(z, beta, daily_rate(rates, intervals))
     return time.perf_counter() - t0
 
 
-def naive(rates, intervals, prices, beta) -> float:
-    r, iv, p, b = rates.tolist(), intervals.tolist(), prices.tolist(), beta.tolist()
+def naive(rates, intervals, z, beta) -> float:
+    r, iv, zz, b = rates.tolist(), intervals.tolist(), z.tolist(), beta.tolist()
     t0 = time.perf_counter()
     for i in range(N):
         for j in range(N):
             if i != j:
-                pair_carry_bps_day("short", b[i][j], p[i], p[j], r[i], r[j], iv[i], iv[j])
+                side = signal_side(zz[i][j])
+                pair_carry_bps_day(
+                    side, b[i][j], 1.0, 1.0, r[j], r[i], iv[j], iv[i], log_hedge=True
+                )
     return time.perf_counter() - t0
 
 

@@ -32,6 +32,7 @@ COLUMNS = (
     "corr",
     "hurst",
     "crossings_per_day",
+    "carry_bps_day",
 )
 
 
@@ -72,6 +73,7 @@ def row_values(rank: int, r: PairStats, bar_ms: int) -> tuple:
         _num(r.corr),
         _num(r.hurst),
         _num(r.crossings_per_day),
+        _num(r.carry_bps_day),
     )
 
 

@@ -10,6 +10,7 @@ both use them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,12 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
+from quanttui.analytics.funding import carry_matrix
 from quanttui.analytics.scan import ScanResult, min_bars, scan_pairs
 from quanttui.feed.binance import BinanceRest, RestError, RestUnavailable
+from quanttui.feed.funding import refresh_rates
 from quanttui.feed.klines import MAX_STREAMS, KlineStream, KlineSync, SyncProgress, Universe
 from quanttui.scan_report import ScanMeta
 from quanttui.store.db import StoreError, connect
 from quanttui.store.panel import load_close_panel
+from quanttui.store.queries import funding_rates_per_day
 from quanttui.store.writer import TickWriter
 
 SCAN_TIMEFRAMES: dict[str, int] = {"1m": 60_000, "5m": 300_000, "15m": 900_000}
@@ -100,8 +104,9 @@ async def refresh(
     on_progress: Callable[[SyncProgress], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
 ) -> Universe:
-    """Resolve the universe (unless given) and fetch the 1m klines of the span that the
-    database lacks. Unknown and non-trading symbols are skipped with a warning. Without
+    """Resolve the universe (unless given), fetch the 1m klines of the span that the
+    database lacks, then the universe's current funding rates and intervals (for the
+    carry column; `quanttui.feed.funding.refresh_rates`). Unknown and non-trading symbols are skipped with a warning. Without
     the exchange, named symbols are scanned from what is stored (with a warning), while
     `top` raises `ScanError`."""
     warn = on_warning or (lambda _m: None)
@@ -131,6 +136,10 @@ async def refresh(
             return universe
         for sym, why in progress.failed.items():
             warn(f"klines of {sym} not fetched: {why}")
+        try:
+            await refresh_rates(rest, writer, universe.symbols)
+        except (RestUnavailable, RestError) as exc:
+            warn(f"funding rates not fetched ({exc}); carry from stored rates")
         return universe
     finally:
         await writer.close()
@@ -138,8 +147,8 @@ async def refresh(
 
 
 def compute(req: ScanRequest, universe: Universe, now_ms: int) -> ScanOutcome:
-    """Load the span's closes from the database and scan every ordered pair (blocking:
-    run it in a thread). Symbols with too little history are reported in the outcome's
+    """Load the span's closes and the stored funding rates from the database, scan every
+    ordered pair and add its carry (`carry_matrix`; blocking: run it in a thread). Symbols with too little history are reported in the outcome's
     ``meta.skipped``; fewer than two symbols left raises `ScanError` (code 2)."""
     start, end = req.span(now_ms)
     symbols = list(universe.symbols)
@@ -151,6 +160,7 @@ def compute(req: ScanRequest, universe: Universe, now_ms: int) -> ScanOutcome:
         raise ScanError(str(exc), 2) from None
     try:
         panel = load_close_panel(conn, symbols, start, end, req.bar_ms)
+        rates = funding_rates_per_day(conn, list(panel.symbols))
     finally:
         conn.close()
     skipped = (*universe.skipped, *panel.short)
@@ -164,6 +174,9 @@ def compute(req: ScanRequest, universe: Universe, now_ms: int) -> ScanOutcome:
             2,
         )
     result = scan_pairs(np.log(panel.close), panel.symbols, adf_lags=req.adf_lags)
+    result = dataclasses.replace(
+        result, carry_bps_day=carry_matrix(result.zscore, result.beta, rates)
+    )
     meta = ScanMeta(
         timeframe=req.timeframe,
         bar_ms=req.bar_ms,

@@ -2,7 +2,7 @@
 
 Pure (no I/O): `FundingState` takes the `MarkPrice` updates of both legs and answers the
 metrics table's numbers; `carry_matrix` does the same carry for every pair of a scanner
-at once; `FundingSeries` and `expected_settlements` are what the backtest needs.
+at once (through the same `_carry`); `FundingSeries` and `expected_settlements` are what the backtest needs.
 
 Conventions (the README's "Funding and carry" repeats them)
 ------------------------------------------------------------
@@ -73,6 +73,34 @@ def signal_side(zscore: float | None) -> str | None:
     return "short" if zscore > 0 else "long"
 
 
+def _carry(
+    s: np.ndarray | float,
+    h: np.ndarray | float,
+    mark_x: np.ndarray | float,
+    mark_y: np.ndarray | float,
+    f_x: np.ndarray | float,
+    f_y: np.ndarray | float,
+) -> np.ndarray | float:
+    """``C`` of the module docstring, the one formula every view uses: side ``s`` (+1
+    long the spread, -1 short), ``h`` units of X per unit of Y, rates per day ``f``
+    (`daily_rate`). Element-wise; NaN in, NaN out."""
+    qy, qx = s, -s * h
+    gross = np.abs(qy) * mark_y + np.abs(qx) * mark_x
+    flow = -qy * mark_y * f_y - qx * mark_x * f_x
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 1e4 * flow / gross
+
+
+def _hedge_units(
+    beta: np.ndarray | float,
+    mark_x: np.ndarray | float,
+    mark_y: np.ndarray | float,
+    log_hedge: bool,
+) -> np.ndarray | float:
+    """Units of X per unit of Y: ``b`` for a price hedge, ``b * M_y / M_x`` for ``log``."""
+    return beta * mark_y / mark_x if log_hedge else beta
+
+
 def pair_carry_bps_day(
     side: str,
     beta: float,
@@ -94,42 +122,47 @@ def pair_carry_bps_day(
     if not (interval_x_h > 0 and interval_y_h > 0):
         raise ValueError("funding intervals must be positive")
     s = 1.0 if side == "long" else -1.0
-    h = beta * mark_y / mark_x if log_hedge else beta
-    qy, qx = s, -s * h
-    gross = abs(qy) * mark_y + abs(qx) * mark_x
-    flow = (
-        -qy * mark_y * rate_y * DAY_H / interval_y_h - qx * mark_x * rate_x * DAY_H / interval_x_h
-    )
-    return 1e4 * flow / gross
+    h = _hedge_units(beta, mark_x, mark_y, log_hedge)
+    fx, fy = rate_x * DAY_H / interval_x_h, rate_y * DAY_H / interval_y_h
+    return float(_carry(s, h, mark_x, mark_y, fx, fy))
+
+
+def _side_sign(zscore: np.ndarray) -> np.ndarray:
+    """The position `signal_side` takes, as +1 long / -1 short: ``-sign(z)``, NaN where
+    z is 0 or undefined."""
+    z = np.asarray(zscore, float)
+    s = -np.sign(z)
+    s[~np.isfinite(z) | (z == 0)] = np.nan
+    return s
 
 
 def carry_matrix(
-    rates_per_day: np.ndarray, beta: np.ndarray, prices: np.ndarray | None = None
+    zscore: np.ndarray,
+    beta: np.ndarray,
+    rates_per_day: np.ndarray,
 ) -> np.ndarray:
-    """Short-the-spread carry of every pair, bps of gross notional per day.
+    """The scanner's carry column: ``C`` of the module docstring for every ordered pair,
+    bps of gross notional per day, for the side each pair's z points to.
 
-    ``C[i, j]`` is the pair with X = symbol i and Y = symbol j, short 1 Y against
-    ``beta[i, j]`` X, as in the module docstring with the rates per day
-    ``f = r * 24 / I`` (`daily_rate`). Without `prices`, ``beta`` is a value hedge
-    (``beta`` of X notional per 1 of Y notional):
+    Index convention of `quanttui.analytics.scan`: ``[i, j]`` is Y = symbol i regressed
+    on X = symbol j, ``log y = alpha + beta log x``. That ``beta`` is a log hedge
+    (``h = beta M_y / M_x`` units of X per Y, the backtest's value hedge), so the
+    notionals are ``M_y`` and ``|beta| M_y`` and the prices cancel:
 
-    .. math:: C_{ij} = 10^4 \\frac{f_j - \\beta_{ij} f_i}{1 + |\\beta_{ij}|}
+    .. math:: C_{ij} = 10^4 \\, s_{ij} \\frac{\\beta_{ij} f_j - f_i}{1 + |\\beta_{ij}|}
 
-    With `prices` (one per symbol), ``beta`` is in units, and the value hedge is
-    ``beta[i, j] * prices[i] / prices[j]``. The long side's carry is ``-C``. NaN
-    wherever ``beta`` or a rate is NaN; the diagonal is NaN."""
+    with ``s = -sign(z)`` (+1 long the spread, -1 short) and ``f = r * 24 / I`` each
+    symbol's rate per day (`daily_rate`). It is `pair_carry_bps_day` with unit marks and
+    ``log_hedge``, computed by the same function. NaN where z is 0 or NaN, where
+    ``beta`` is NaN, where either leg's rate is NaN (never 0 for a missing rate), and on
+    the diagonal."""
     f = np.asarray(rates_per_day, float)
     b = np.asarray(beta, float)
+    z = np.asarray(zscore, float)
     n = f.shape[0]
-    if f.ndim != 1 or b.shape != (n, n):
-        raise ValueError("rates_per_day must be (n,) and beta (n, n)")
-    if prices is not None:
-        p = np.asarray(prices, float)
-        if p.shape != (n,) or not np.all(p > 0):
-            raise ValueError("prices must be (n,) and positive")
-        b = b * p[:, None] / p[None, :]
-    with np.errstate(invalid="ignore"):
-        c = 1e4 * (f[None, :] - b * f[:, None]) / (1.0 + np.abs(b))
+    if f.ndim != 1 or b.shape != (n, n) or z.shape != (n, n):
+        raise ValueError("rates_per_day must be (n,), beta and zscore (n, n)")
+    c = np.asarray(_carry(_side_sign(z), b, 1.0, 1.0, f[None, :], f[:, None]), float)
     np.fill_diagonal(c, np.nan)
     return c
 
@@ -312,20 +345,11 @@ def carry_bps_day_array(
 ) -> np.ndarray:
     """`pair_carry_bps_day` element-wise, the side from the sign of `zscore`; NaN where
     z is 0 or NaN or any input is NaN."""
-    z = np.asarray(zscore, float)
-    s = -np.sign(z)
-    s[~np.isfinite(z) | (z == 0)] = np.nan
     mx, my = np.asarray(mark_x, float), np.asarray(mark_y, float)
-    b = np.asarray(beta, float)
-    h = b * my / mx if log_hedge else b
-    qy, qx = s, -s * h
-    gross = np.abs(qy) * my + np.abs(qx) * mx
-    flow = (
-        -qy * my * np.asarray(rate_y, float) * DAY_H / interval_y_h
-        - qx * mx * np.asarray(rate_x, float) * DAY_H / interval_x_h
-    )
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return 1e4 * flow / gross
+    h = _hedge_units(np.asarray(beta, float), mx, my, log_hedge)
+    fx = daily_rate(rate_x, interval_x_h)
+    fy = daily_rate(rate_y, interval_y_h)
+    return np.asarray(_carry(_side_sign(zscore), h, mx, my, fx, fy), float)
 
 
 def funding_columns(

@@ -59,6 +59,9 @@ class ScanResult:
     half_life : ``-ln 2 / k`` bars from ``de_t = c + k e_{t-1}``; NaN when ``k >= 0``.
     zscore : the last residual over the residuals' standard deviation (ddof = 1).
     hurst : variance-ratio Hurst exponent of the residuals.
+    carry_bps_day : bps of gross notional per day for the side z points to
+        (`quanttui.analytics.funding.carry_matrix`); None until funding rates are added
+        (`scan_pairs` has no prices to give them), NaN where a rate is missing.
     """
 
     symbols: tuple[str, ...]
@@ -77,6 +80,7 @@ class ScanResult:
     flat: tuple[str, ...]
     collinear: int
     logp_centered: np.ndarray  # T x N, for path statistics of chosen pairs
+    carry_bps_day: np.ndarray | None = None
 
 
 def mackinnonp(tstat: np.ndarray | float, regression: str = "c", N: int = 2) -> np.ndarray:
@@ -360,7 +364,7 @@ def crossings_per_day(
     return out
 
 
-SORT_KEYS = ("qvalue", "pvalue", "half_life", "abs_z", "corr", "beta", "hurst")
+SORT_KEYS = ("qvalue", "pvalue", "half_life", "abs_z", "corr", "beta", "hurst", "carry_bps_day")
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,6 +383,7 @@ class PairStats:
     corr: float
     hurst: float
     crossings_per_day: float
+    carry_bps_day: float = NAN
 
     @property
     def abs_z(self) -> float:
@@ -388,6 +393,8 @@ class PairStats:
 def _sort_value(result: ScanResult, key: str) -> np.ndarray:
     if key == "abs_z":
         return np.abs(result.zscore)
+    if key == "carry_bps_day" and result.carry_bps_day is None:
+        return np.full(result.zscore.shape, np.nan)
     return getattr(result, key)
 
 
@@ -433,7 +440,12 @@ def rank_pairs(
         result.hurst,
     ]
     vals = [c.ravel()[order].tolist() for c in cols]
+    carry = (
+        [NAN] * order.size
+        if result.carry_bps_day is None
+        else result.carry_bps_day.ravel()[order].tolist()
+    )
     return [
-        PairStats(s[a], s[b], *(col[k] for col in vals), float(cross[k]))
+        PairStats(s[a], s[b], *(col[k] for col in vals), float(cross[k]), carry_bps_day=carry[k])
         for k, (a, b) in enumerate(zip(yi.tolist(), xj.tolist(), strict=True))
     ]

@@ -24,6 +24,19 @@ Protocol facts this module relies on (Binance USD-M, 2026; "Get Funding Rate His
   A symbol it does not list settles every `DEFAULT_FUNDING_INTERVAL_H` (8 h, at 00:00, 08:00
   and 16:00 UTC); others settle every 4 h or 1 h, so a hard-coded 8 h is wrong.
 
+* ``GET /fapi/v1/premiumIndex`` (no symbol: every symbol, weight 10) answers what the
+  ``markPrice`` stream says, for all symbols in one request::
+
+      [{"symbol": "BTCUSDT", "markPrice": "11793.63104562", "indexPrice":
+        "11781.80495970", "estimatedSettlePrice": "11781.16138815", "lastFundingRate":
+        "0.00038246", "interestRate": "0.00010000", "nextFundingTime": 1597392000000,
+        "time": 1597370495002}]
+
+  Despite its name, ``lastFundingRate`` is the rate that will settle at
+  ``nextFundingTime`` (the stream's ``r``). Delivery contracts have ``""`` there and
+  ``nextFundingTime`` 0; they are skipped. The scanner stores these rows as the symbols'
+  latest mark-price updates, where its carry column reads the rates.
+
 Rows are validated by type; a bad row is skipped and counted, never stored. An answer
 that is not a list is a `RestError`, and network trouble is `RestUnavailable`, both for
 the caller (the warm start) to report.
@@ -36,9 +49,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from quanttui.feed.binance import BinanceRest, RestError, now_ms
+from quanttui.feed.binance import BinanceRest, FrameError, RestError, now_ms, parse_mark_price
 from quanttui.model import MarkPrice
-from quanttui.store.writer import UPSERT_FUNDING, UPSERT_INTERVAL, TickWriter
+from quanttui.store.writer import UPSERT_FUNDING, UPSERT_INTERVAL, UPSERT_MARK, TickWriter
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +133,40 @@ def parse_funding_info(body: object) -> tuple[dict[str, int], int]:
     return out, bad
 
 
+def parse_premium_index(body: object) -> tuple[list[MarkPrice], int]:
+    """``/fapi/v1/premiumIndex`` (the list form) to ``(updates, bad rows)``: each row
+    validated as a ``markPriceUpdate`` with the same rules (`parse_mark_price`). Rows
+    without a funding rate (delivery contracts) are dropped and not counted as bad.
+    Raises `RestError` when the answer is not a list."""
+    if not isinstance(body, list):
+        raise RestError(200, None, "premiumIndex is not a list")
+    out: list[MarkPrice] = []
+    bad = 0
+    for row in body:
+        if isinstance(row, dict) and row.get("lastFundingRate") == "":
+            continue
+        try:
+            if not isinstance(row, dict):
+                raise FrameError("not an object")
+            out.append(
+                parse_mark_price(
+                    {
+                        "e": "markPriceUpdate",
+                        "E": row.get("time"),
+                        "s": row.get("symbol"),
+                        "p": row.get("markPrice"),
+                        "i": row.get("indexPrice"),
+                        "r": row.get("lastFundingRate"),
+                        "T": row.get("nextFundingTime"),
+                    }
+                )
+            )
+        except FrameError as exc:
+            bad += 1
+            log.warning("skipped premiumIndex row (%s): %.200r", exc, row)
+    return out, bad
+
+
 @dataclass
 class FundingFetch:
     """What one `backfill_funding` did: settlements fetched and written (an upsert, so a
@@ -178,6 +225,33 @@ async def fetch_funding_info(
         stats.requests += 1
         stats.skipped += bad
     return intervals
+
+
+async def refresh_rates(
+    rest: BinanceRest, writer: TickWriter, symbols: Sequence[str]
+) -> FundingFetch:
+    """The scanner's funding: every symbol's current rate from one ``premiumIndex``
+    request, stored for `symbols` as their latest mark-price updates (an update never
+    replaces a newer one), and the intervals ``fundingInfo`` lists; then flush. `rows`
+    counts the symbols with a rate. Raises `RestUnavailable`/`RestError`."""
+    stats = FundingFetch()
+    stats.intervals = await fetch_funding_info(rest, stats)
+    body = await rest.get("/fapi/v1/premiumIndex")
+    stats.requests += 1
+    marks, bad = parse_premium_index(body)
+    stats.skipped += bad
+    want = set(symbols)
+    keep = [m for m in marks if m.symbol in want]
+    t = now_ms()
+    if stats.intervals:
+        await writer.execute(
+            UPSERT_INTERVAL, [(s, h, t) for s, h in sorted(stats.intervals.items())], many=True
+        )
+    if keep:
+        await writer.execute(UPSERT_MARK, [mark_params(m) for m in keep], many=True)
+    stats.rows = len(keep)
+    await writer.flush()
+    return stats
 
 
 async def backfill_funding(

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from textual.widgets import DataTable
 
+from quanttui.analytics.funding import pair_carry_bps_day, signal_side
 from quanttui.analytics.scan import rank_pairs
 from quanttui.app.scan_app import ScanApp
 from quanttui.app.screens.monitor import MonitorScreen
@@ -28,6 +29,7 @@ from quanttui.scan_report import COLUMNS
 from quanttui.scanner import ScanRequest, compute, refresh
 from quanttui.store.db import connect
 from quanttui.store.importer import INSERT_KLINE, kline_row
+from quanttui.store.writer import UPSERT_INTERVAL, UPSERT_MARK
 from tests.app.test_app import until
 from tests.app.test_terminal import GREYS, colour_codes
 from tests.fakes.exchange import FakeExchange, KlineTape, scan_universe
@@ -132,6 +134,62 @@ async def test_heatmap_and_table_show_sort_by_column_and_enter_opens_the_pair(
             rows = list(csv.reader(fh))
         assert tuple(rows[0]) == COLUMNS and len(rows) == 1 + 24 * 23
         assert (rows[1][1], rows[1][2]) == (screen.ranked.rows[0].y, screen.ranked.rows[0].x)
+        await pilot.press("q")
+
+
+def store_rates(db: Path, rates: dict[str, float], intervals: dict[str, int]) -> None:
+    """Rates as a live session or an earlier scan leaves them: the latest mark-price update
+    of each symbol, and the fundingInfo intervals."""
+    conn = connect(db)
+    with conn:
+        conn.executemany(
+            UPSERT_MARK, [(s, NOW - 1000, 10.0, 10.0, r, NOW + 3_600_000) for s, r in rates.items()]
+        )
+        conn.executemany(UPSERT_INTERVAL, [(s, h, NOW) for s, h in intervals.items()])
+    conn.close()
+
+
+async def test_carry_column_shows_each_pairs_carry_and_sorts(scan_db: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    rates = {s: float(r) for s, r in zip(SYMBOLS[1:], rng.normal(1e-4, 2e-4, 23), strict=True)}
+    intervals = {"S02USDT": 4, "S05USDT": 1}
+    store_rates(scan_db, rates, intervals)  # S00USDT: no rate
+
+    def expected(y: str, x: str, z: float, b: float) -> float | None:
+        side = signal_side(z)
+        if side is None or y not in rates or x not in rates:
+            return None
+        return pair_carry_bps_day(
+            side, b, 1.0, 1.0, rates[x], rates[y], intervals.get(x, 8), intervals.get(y, 8),
+            log_hedge=True,
+        )  # fmt: skip
+
+    app = ScanApp(request(scan_db), Universe(tuple(SYMBOLS)), NOW, export_dir=str(tmp_path))
+    async with asyncio.timeout(60), app.run_test(size=(120, 30)) as pilot:
+        screen = app.screen
+        await until(lambda: screen.ranked is not None, 30)
+        table = screen.query_one("#scan-table", DataTable)
+        col = next(c for c in table.columns.values() if c.key.value == "carry_bps_day")
+        assert str(col.label) == "carry bp/d"
+        missing = 0
+        for p in screen.ranked.rows:
+            want = expected(p.y, p.x, p.zscore, p.beta)
+            text = str(table.get_cell(f"{p.y}/{p.x}", "carry_bps_day"))
+            assert text == ("—" if want is None else f"{want:+.1f}"), (p.y, p.x)
+            if want is None:
+                assert math.isnan(p.carry_bps_day)
+                missing += 1
+            else:
+                assert abs(p.carry_bps_day - want) < 1e-9
+        assert 0 < missing < len(screen.ranked.rows)
+
+        await pilot.press("6")  # carry, largest first
+        await until(lambda: screen.ranked.key == "carry_bps_day", 10)
+        top = screen.ranked.rows[0]
+        r = compute(request(scan_db), Universe(tuple(SYMBOLS)), NOW).result
+        assert top.carry_bps_day == np.nanmax(r.carry_bps_day)
+        assert str(table.get_cell_at((0, 10))) == f"{top.carry_bps_day:+.1f}"
+        assert str(col.label) == "carry bp/d▼"
         await pilot.press("q")
 
 

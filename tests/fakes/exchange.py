@@ -1,6 +1,6 @@
 """A loopback fake of Binance USD-M: a real websockets server on 127.0.0.1 that speaks
 the routed combined-stream format (aggTrade and markPrice@1s), plus REST (exchangeInfo,
-aggTrades, klines, fundingRate, fundingInfo) answered on the same port through
+aggTrades, klines, fundingRate, fundingInfo, premiumIndex) answered on the same port through
 `process_request`.
 
 The exchange has its own clock: a producer walks the trade list at `rate` trades/s and
@@ -146,6 +146,22 @@ def funding_rows(symbol: str, times: Iterable[int], rates: Iterable[float], mark
     return out
 
 
+def premium_row(symbol: str, rate: str, mark: str = "100.00000000", *, now_ms: int) -> dict:
+    """One ``/fapi/v1/premiumIndex`` row as Binance writes it; `rate` is the decimal
+    string of ``lastFundingRate`` ("" for a delivery contract, with no funding time)."""
+    step = 8 * 3_600_000
+    return {
+        "symbol": symbol,
+        "markPrice": mark,
+        "indexPrice": mark,
+        "estimatedSettlePrice": mark,
+        "lastFundingRate": rate,
+        "interestRate": "0.00010000" if rate else "",
+        "nextFundingTime": now_ms // step * step + step if rate else 0,
+        "time": now_ms,
+    }
+
+
 def trades_from_ticks(ticks: Iterable[Tick], keep_empty: bool = False) -> list[FakeTrade]:
     """Real recorded ticks as exchange trades, re-timed so that the exchange's ids are
     consecutive per symbol as Binance's `a` is. Zero rows (`"p":"0","q":"0"`) are dropped
@@ -187,6 +203,7 @@ class FakeExchange:
         mark_rate: float = 20.0,  # markPrice frames/s (all symbols together)
         funding: dict[str, list[dict]] | None = None,  # /fapi/v1/fundingRate rows
         funding_info: list[dict] | None = None,  # /fapi/v1/fundingInfo answer
+        premium_index: list[dict] | None = None,  # /fapi/v1/premiumIndex rows (`premium_row`)
     ) -> None:
         self.trades = trades
         self.rate = rate
@@ -234,6 +251,7 @@ class FakeExchange:
         self.marks_done = asyncio.Event()
         self.funding = funding or {}
         self.funding_info = funding_info or []
+        self.premium_index = premium_index or []
         self._mark_producer: asyncio.Task | None = None
 
     @property
@@ -462,6 +480,13 @@ class FakeExchange:
             return self._ticker(conn, q)
         if url.path == "/fapi/v1/fundingInfo":
             return self._json(conn, 200, self.funding_info)
+        if url.path == "/fapi/v1/premiumIndex":
+            if "symbol" not in q:
+                return self._json(conn, 200, self.premium_index)
+            rows = [r for r in self.premium_index if r.get("symbol") == q["symbol"]]
+            if not rows:
+                return self._json(conn, 400, {"code": -1121, "msg": "Invalid symbol."})
+            return self._json(conn, 200, rows[0])
         if url.path == "/fapi/v1/fundingRate":
             sym = q.get("symbol", "")
             if sym not in self.status:
@@ -540,6 +565,8 @@ class FakeExchange:
             return 20
         if path == "/fapi/v1/ticker/24hr":
             return 1 if "symbol" in q else 40
+        if path == "/fapi/v1/premiumIndex":
+            return 1 if "symbol" in q else 10
         return 1
 
     def _ticker(self, conn: ServerConnection, q: dict[str, str]) -> Response:

@@ -1,7 +1,8 @@
 """Every CSV quanttui writes reads back with pandas as the numbers that went in.
 
-The files: `export` / `e` (ticks, bars, analytics, alerts) and `backtest --out` / `e` on
-the backtest screen (backtest_trades, backtest_equity). Each is written from a real
+The files: `export` / `e` (ticks, bars, analytics, alerts), `backtest --out` / `e` on
+the backtest screen (backtest_trades, backtest_equity), and the scanner's ranking
+(`scan --out` / `e` on the scanner screen, from deterministic klines). Each is written from a real
 SQLite file holding the real BTCUSDT/ETHUSDT recording, then read with
 `pandas.read_csv` and default options: every column that is not text must come back with
 a numeric dtype, and every value must equal its source to a relative 1e-12.
@@ -36,6 +37,7 @@ TEXT = {
     "alerts": {"time", "pair", "rule", "metric"},
     "backtest_trades": {"entry_time", "exit_time", "side"},
     "backtest_equity": {"time"},
+    "ranking": {"y", "x"},
 }
 ALERTS = [
     (1_765_788_300_000, PAIR, "abs(zscore) >= 2", "zscore", -2.024, 2.0),
@@ -186,3 +188,46 @@ def test_csv_cell_forms() -> None:
         assert csv_cell(bad) == "'" + bad
     with pytest.raises(TypeError, match="no CSV form"):
         csv_cell(object())
+
+
+def test_scan_ranking_reads_back_with_the_carry_column(tmp_path: Path) -> None:
+    from quanttui.analytics.scan import rank_pairs
+    from quanttui.feed.klines import Universe
+    from quanttui.scan_report import COLUMNS, export_scan, row_values
+    from quanttui.scanner import ScanRequest, compute
+    from quanttui.store.db import connect
+    from quanttui.store.importer import INSERT_KLINE, kline_row
+    from quanttui.store.writer import UPSERT_MARK
+    from tests.fakes.exchange import KlineTape
+
+    minute, origin = 60_000, 1_764_547_200_000
+    syms = [f"S{k:02d}USDT" for k in range(8)]
+    tape = KlineTape(syms, seed=3, origin_ms=origin, minutes=1500)
+    db = tmp_path / "scan.db"
+    conn = connect(db)
+    q = {"startTime": str(origin), "endTime": str(origin + 1440 * minute - 1), "limit": "1500"}
+    with conn:
+        for s in syms:
+            conn.executemany(
+                INSERT_KLINE, [kline_row(s, "1m", [str(v) for v in k]) for k in tape.klines(s, q)]
+            )
+        # S07USDT has no rate: its pairs' carry is empty, the column stays numeric
+        rates = [(s, origin, 10.0, 10.0, (k - 3) * 3.7e-5, origin) for k, s in enumerate(syms[:-1])]
+        conn.executemany(UPSERT_MARK, rates)
+    conn.close()
+    now = origin + 1441 * minute + 5_000
+    req = ScanRequest(db, "http://127.0.0.1:9", symbols=tuple(syms))
+    outcome = compute(req, Universe(tuple(syms)), now)
+    rows = rank_pairs(outcome.result, bar_ms=minute)
+    path, n = export_scan(outcome.meta, rows, tmp_path / "out")
+    assert n == len(rows) == 56
+    df = read(path, "ranking", list(COLUMNS))
+    want = [row_values(k, r, minute) for k, r in enumerate(rows, 1)]
+    for i, c in enumerate(COLUMNS):
+        if c in TEXT["ranking"]:
+            assert df[c].tolist() == [w[i] for w in want]
+        else:
+            same(df[c], [np.nan if w[i] is None else w[i] for w in want])
+    carry = df["carry_bps_day"].to_numpy(float)
+    missing = (df["y"] == "S07USDT") | (df["x"] == "S07USDT")
+    assert np.isnan(carry[missing]).all() and np.isfinite(carry[~missing]).all()

@@ -18,7 +18,7 @@ import pytest
 
 from quanttui.analytics.scan import scan_pairs
 from quanttui.scan_report import COLUMNS
-from tests.fakes.exchange import FakeExchange, scan_universe
+from tests.fakes.exchange import FakeExchange, premium_row, scan_universe
 from tests.helpers import run_cli, spawn
 
 MINUTE = 60_000
@@ -177,6 +177,66 @@ async def test_out_writes_a_plain_csv_and_an_unwritable_dir_leaves_nothing(tmp_p
         assert rc == 1
         assert err.strip().splitlines()[-1].startswith("quanttui: error: cannot create export dir")
         assert not part_files(tmp_path)
+
+
+RATES = {"S00USDT": "0.00010000", "S01USDT": "-0.00025000", "S02USDT": "0.00030000"}
+RATES |= {"S03USDT": "0.00005000"}  # S04USDT: none served
+
+
+async def test_carry_column_from_the_rates_served(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    out_dir = tmp_path / "csv"
+    now = int(time.time() * 1000)
+    premium = [premium_row(s, r, now_ms=now) for s, r in RATES.items()]
+    premium.append(premium_row("BTCUSDT_260327", "", now_ms=now))  # delivery: no funding
+    info = [{"symbol": "S02USDT", "fundingIntervalHours": 4}]
+    syms = ["S00USDT", "S01USDT", "S02USDT", "S03USDT", "S04USDT"]
+    async with fake(premium_index=premium, funding_info=info) as ex:
+        rc, out, err = await scan(ex, db, *syms, "--json", "--out", str(out_dir))
+        assert rc == 0, err
+        assert "funding" not in err
+    doc = orjson.loads(out)
+    assert doc["symbols"] == syms
+    interval = {"S02USDT": 4}
+    per_day = {s: float(r) * 24 / interval.get(s, 8) for s, r in RATES.items()}
+    defined = 0
+    for row in doc["pairs"]:
+        y, x, b, z = row["y"], row["x"], row["beta"], row["zscore"]
+        if "S04USDT" in (y, x) or z is None or z == 0:
+            assert row["carry_bps_day"] is None, row
+            continue
+        # log hedge: per 1 of Y notional, b of X notional; z > 0 shorts Y and longs X.
+        # Each leg receives -q * r * 24/I per unit notional; gross 1 + |b|.
+        qy, qx = (-1.0, b) if z > 0 else (1.0, -b)
+        flow = -qy * per_day[y] - qx * per_day[x]
+        assert abs(row["carry_bps_day"] - 1e4 * flow / (1 + abs(b))) < 1e-9, row
+        defined += 1
+    assert defined == 4 * 3
+    (path,) = out_dir.glob("scan_1m_*_ranking.csv")
+    with path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == list(COLUMNS) and "carry_bps_day" in COLUMNS
+    by_pair = {(r["y"], r["x"]): r["carry_bps_day"] for r in rows}
+    for row in doc["pairs"]:
+        cell = by_pair[(row["y"], row["x"])]
+        assert (cell == "") == (row["carry_bps_day"] is None)
+        if cell:
+            assert float(cell) == row["carry_bps_day"]
+    with sqlite3.connect(db) as c:  # stored as the symbols' latest mark-price updates
+        stored = dict(c.execute("SELECT symbol, funding_rate FROM mark_prices").fetchall())
+    assert stored == {s: float(r) for s, r in RATES.items()}
+
+
+async def test_scan_without_premium_index_warns_and_leaves_carry_empty(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    async with fake() as ex:
+        ex.premium_index = {"not": "a list"}  # type: ignore[assignment]
+        rc, out, err = await scan(ex, db, "S00USDT", "S01USDT", "--json")
+    assert rc == 0, err
+    assert "quanttui: warning: funding rates not fetched" in err
+    doc = orjson.loads(out)
+    assert [r["carry_bps_day"] for r in doc["pairs"]] == [None, None]
+    assert all(r["zscore"] is not None for r in doc["pairs"])
 
 
 def test_usage_errors_exit_2_with_one_line(tmp_path: Path) -> None:

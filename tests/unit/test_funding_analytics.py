@@ -59,35 +59,54 @@ def test_carry_by_hand() -> None:
         pair_carry_bps_day("long", 1.0, 0.0, 1.0, 0.0, 0.0)
 
 
+def test_carry_matrix_by_hand() -> None:
+    # symbols 0 = A (8 h, +0.01%), 1 = B (4 h, -0.02%), 2 = C (no rate known).
+    # Pair [1, 0]: Y = B on X = A, b = 0.8, z = +2 -> short the spread: short 1 B (notional
+    # M_B), long 0.8 * M_B / M_A units of A (notional 0.8 M_B). Per day and per M_B:
+    # short B pays 0.0002 * 6 = 0.0012; long A pays 0.8 * 0.0001 * 3 = 0.00024.
+    # Gross 1.8 M_B: carry = -(0.0012 + 0.00024) / 1.8 * 1e4 = -8 bps/day.
+    f = daily_rate(np.array([1e-4, -2e-4, np.nan]), np.array([8, 4, 8]))
+    beta = np.array([[np.nan, 1.25, 2.0], [0.8, np.nan, 0.5], [0.5, 2.0, np.nan]])
+    z = np.array([[np.nan, -1.5, 1.0], [2.0, np.nan, 1.0], [1.0, 0.0, np.nan]])
+    c = carry_matrix(z, beta, f)
+    assert abs(c[1, 0] - -8.0) < 1e-9
+    # [0, 1]: Y = A on X = B, b = 1.25, z < 0 -> long 1 A (pays 0.0003/day), short 1.25
+    # B-notional (pays 1.25 * 0.0012): -(0.0003 + 0.0015) / 2.25 * 1e4 = -8 as well.
+    assert abs(c[0, 1] - -8.0) < 1e-9
+    # the monitor's formula, with the scan's log hedge at any marks, gives the same
+    for i, j in ((1, 0), (0, 1)):
+        ref = pair_carry_bps_day(
+            signal_side(z[i, j]), beta[i, j], 3_000.0, 17.0, [1e-4, -2e-4][j],
+            [1e-4, -2e-4][i], [8, 4][j], [8, 4][i], log_hedge=True,
+        )  # fmt: skip
+        assert abs(c[i, j] - ref) < 1e-9
+    # a missing rate, z = 0 and the diagonal: undefined, never 0
+    assert np.isnan(c[[0, 1, 2, 2], [2, 2, 0, 1]]).all()
+    assert np.isnan(np.diag(c)).all()
+    with pytest.raises(ValueError):
+        carry_matrix(z, beta[:2], f)
+
+
 def test_carry_matrix_matches_the_pairwise_formula() -> None:
     rng = np.random.default_rng(7)
     n = 6
     rates = rng.normal(1e-4, 2e-4, n)
     intervals = rng.choice([1, 4, 8], n)
-    prices = rng.uniform(0.1, 90_000, n)
     beta = rng.normal(0, 2, (n, n))
+    z = rng.normal(0, 2, (n, n))
     beta[2, 4] = np.nan
-    c = carry_matrix(daily_rate(rates, intervals), beta, prices)
+    z[3, 1] = np.nan
+    c = carry_matrix(z, beta, daily_rate(rates, intervals))
     for i in range(n):
         for j in range(n):
-            if i == j or np.isnan(beta[i, j]):
+            if i == j or np.isnan(beta[i, j]) or np.isnan(z[i, j]):
                 assert np.isnan(c[i, j])
                 continue
             ref = pair_carry_bps_day(
-                "short", beta[i, j], prices[i], prices[j], rates[i], rates[j],
-                intervals[i], intervals[j],
+                signal_side(z[i, j]), beta[i, j], 50.0, 2.0, rates[j], rates[i],
+                intervals[j], intervals[i], log_hedge=True,
             )  # fmt: skip
             assert c[i, j] == pytest.approx(ref, rel=1e-12, abs=1e-12)
-    # without prices beta is a value hedge: the same as unit marks
-    v = carry_matrix(daily_rate(rates, intervals), beta)
-    assert v[0, 1] == pytest.approx(
-        pair_carry_bps_day(
-            "short", beta[0, 1], 1.0, 1.0, rates[0], rates[1], intervals[0], intervals[1]
-        ),
-        rel=1e-12,
-    )
-    with pytest.raises(ValueError):
-        carry_matrix(rates, beta[:2])
 
 
 def test_vectorised_carry_matches_scalar() -> None:

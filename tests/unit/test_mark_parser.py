@@ -95,3 +95,28 @@ def test_malformed_frames_are_rejected_with_a_reason(raw: str, reason: str) -> N
     with pytest.raises(FrameError) as exc:
         parse_market_frame(raw)
     assert exc.value.reason == reason
+
+
+def test_premium_index_rows_parse_as_mark_updates() -> None:
+    from quanttui.feed.binance import RestError
+    from quanttui.feed.funding import parse_premium_index
+
+    good = {
+        "symbol": "BTCUSDT",
+        "markPrice": "11793.63104562",
+        "indexPrice": "11781.80495970",
+        "estimatedSettlePrice": "11781.16138815",
+        "lastFundingRate": "-0.00038246",
+        "interestRate": "0.00010000",
+        "nextFundingTime": 1597392000000,
+        "time": 1597370495002,
+    }
+    delivery = good | {"symbol": "BTCUSDT_260327", "lastFundingRate": "", "nextFundingTime": 0}
+    bad = [good | {"markPrice": "-1"}, good | {"lastFundingRate": 0.1}, good | {"time": "1"}, 7]
+    marks, skipped = parse_premium_index([good, delivery, *bad])
+    assert skipped == 4
+    (m,) = marks
+    assert (m.symbol, m.event_ms, m.next_funding_ms) == ("BTCUSDT", 1597370495002, 1597392000000)
+    assert (m.mark, m.index, m.rate) == (11793.63104562, 11781.80495970, -0.00038246)
+    with pytest.raises(RestError):
+        parse_premium_index({"code": -1, "msg": "x"})

@@ -22,6 +22,7 @@ floor of 1e-8 (z crosses zero), against per-pair statsmodels/numpy references; q
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import warnings
 from pathlib import Path
@@ -33,6 +34,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.tsa.adfvalues import mackinnonp as sm_mackinnonp
 from statsmodels.tsa.stattools import coint
 
+from quanttui.analytics.funding import carry_matrix
 from quanttui.analytics.scan import (
     SORT_KEYS,
     bh_qvalues,
@@ -260,6 +262,9 @@ def test_bad_input_is_a_value_error() -> None:
 def test_ranking_orders_by_each_key_with_undefined_last(universe) -> None:
     X, names = universe
     res = scan_pairs(X, names)
+    rates = np.random.default_rng(5).normal(1e-4, 2e-4, len(names))
+    rates[3] = np.nan
+    res = dataclasses.replace(res, carry_bps_day=carry_matrix(res.zscore, res.beta, rates))
     rows = rank_pairs(res, bar_ms=MINUTE)
     assert len(rows) == 380
     q = [r.qvalue for r in rows]
@@ -272,6 +277,9 @@ def test_ranking_orders_by_each_key_with_undefined_last(universe) -> None:
             finite = [v for v in vals if math.isfinite(v)]
             assert finite == sorted(finite, reverse=desc), key
             assert all(math.isfinite(v) for v in vals[: len(finite)])
+    top = rank_pairs(res, bar_ms=MINUTE, key="carry_bps_day", descending=True)
+    assert top[0].carry_bps_day == np.nanmax(res.carry_bps_day)
+    assert sum(math.isnan(r.carry_bps_day) for r in top) == 2 * 19  # the pairs with symbol 3
     desc = rank_pairs(res, bar_ms=MINUTE, key="abs_z", descending=True, limit=5)
     assert desc[0].abs_z == pytest.approx(np.nanmax(np.abs(res.zscore)))
     with pytest.raises(ValueError, match="sort key"):

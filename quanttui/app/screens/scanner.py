@@ -41,6 +41,7 @@ SORTS: dict[str, tuple[str, bool]] = {
     "abs_z": ("|z|", True),
     "corr": ("corr", True),
     "beta": ("hedge b", False),
+    "carry_bps_day": ("carry bp/d", True),
 }
 COLUMNS = (
     ("rank", "#"),
@@ -53,6 +54,7 @@ COLUMNS = (
     ("beta", "hedge b"),
     ("hurst", "Hurst"),
     ("cross", "x/day"),
+    ("carry_bps_day", "carry bp/d"),
 )
 
 
@@ -70,6 +72,7 @@ class ScannerScreen(Screen[None]):
         Binding("3", "sort('abs_z')", "|z|"),
         Binding("4", "sort('corr')", "corr"),
         Binding("5", "sort('beta')", "hedge"),
+        Binding("6", "sort('carry_bps_day')", "carry"),
         Binding("e", "export", "Export CSV"),
         Binding("r", "rescan", "Rescan"),
         Binding("tab", "app.focus_next", "Heatmap/table", show=False),
@@ -238,6 +241,7 @@ class ScannerScreen(Screen[None]):
                     fmt(p.beta, ".3g"),
                     fmt(p.hurst, ".2f"),
                     fmt(p.crossings_per_day, ".0f"),
+                    fmt(p.carry_bps_day, "+.1f"),
                     key=f"{p.y}/{p.x}",
                 )
             label, _ = SORTS[ranked.key]
