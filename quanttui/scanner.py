@@ -160,7 +160,7 @@ def compute(req: ScanRequest, universe: Universe, now_ms: int) -> ScanOutcome:
         raise ScanError(str(exc), 2) from None
     try:
         panel = load_close_panel(conn, symbols, start, end, req.bar_ms)
-        rates = funding_rates_per_day(conn, list(panel.symbols))
+        rates = funding_rates_per_day(conn, list(panel.symbols), now_ms)
     finally:
         conn.close()
     skipped = (*universe.skipped, *panel.short)

@@ -304,24 +304,33 @@ def load_funding_series(
     }
 
 
-def funding_rates_per_day(conn: sqlite3.Connection, symbols: list[str]) -> np.ndarray:
+def funding_rates_per_day(
+    conn: sqlite3.Connection, symbols: list[str], now_ms: int | None = None
+) -> np.ndarray:
     """Each symbol's current funding rate per day (`quanttui.analytics.funding.daily_rate`
     with its interval), for `carry_matrix`: the predicted rate of the latest stored mark
-    price, else the last stored settlement, else NaN."""
+    price, else the last stored settlement, else NaN.
+
+    With `now_ms`, a rate too old to be current is NaN, never a stale figure: a predicted
+    rate whose funding time ``T`` is more than one interval past (a settlement since has
+    reset it), or a settlement more than two intervals old."""
     marks = load_marks(conn, symbols)
     intervals = funding_intervals(conn, symbols)
     stored = _has_table(conn, "funding")
     out = np.full(len(symbols), np.nan)
     for k, s in enumerate(symbols):
-        if s in marks:
-            out[k] = marks[s].rate * 24 / intervals[s]
+        every_ms = intervals[s] * 3_600_000
+        mark = marks.get(s)
+        if mark is not None and (now_ms is None or now_ms <= mark.next_funding_ms + every_ms):
+            out[k] = mark.rate * 24 / intervals[s]
             continue
         row = None
         if stored:
             row = conn.execute(
-                "SELECT rate FROM funding WHERE symbol = ? ORDER BY funding_ms DESC LIMIT 1",
+                "SELECT rate, funding_ms FROM funding WHERE symbol = ? "
+                "ORDER BY funding_ms DESC LIMIT 1",
                 (s,),
             ).fetchone()
-        if row is not None:
+        if row is not None and (now_ms is None or now_ms - row[1] <= 2 * every_ms):
             out[k] = row[0] * 24 / intervals[s]
     return out

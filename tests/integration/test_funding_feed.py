@@ -198,6 +198,13 @@ async def test_a_settlement_seen_live_is_fetched_and_stored(tmp_path: Path) -> N
     conn.execute(UPSERT_MARK, mark_params(MarkPrice("SOLUSDT", T0, 99.0, 99.1, None, -2e-4, T0)))
     conn.commit()
     daily = funding_rates_per_day(conn, ["BTCUSDT", "SOLUSDT", "ETHUSDT"])
-    conn.close()
     assert daily[:2].tolist() == pytest.approx([4.5e-4 * 3, -2e-4 * 3], rel=1e-15)
     assert np.isnan(daily[2])  # ETH: an interval, but no rate stored
+    # a rate too old to be current is left out, not carried on
+    settled = t1 + 3  # BTC's last settlement: current for two intervals
+    assert funding_rates_per_day(conn, ["BTCUSDT"], settled + 2 * H8)[0] == 4.5e-4 * 3
+    assert np.isnan(funding_rates_per_day(conn, ["BTCUSDT"], settled + 2 * H8 + 1)[0])
+    # SOL's predicted rate settles at T0: current until one interval after that
+    assert funding_rates_per_day(conn, ["SOLUSDT"], T0 + H8)[0] == -2e-4 * 3
+    assert np.isnan(funding_rates_per_day(conn, ["SOLUSDT"], T0 + H8 + 1)[0])
+    conn.close()
