@@ -33,6 +33,7 @@ from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
+from textual.widgets.data_table import RowKey
 
 from quanttui.alerts import RuleError, parse_rule
 from quanttui.analytics.snapshot import snapshot_at
@@ -214,7 +215,7 @@ class MonitorScreen(Screen[None]):
         self._values: dict[str, str] = {}
         self._frame: ChartFrame | None = None
         self._next_chart = 0
-        self._alert_rows: dict[tuple[int, str, str], str] = {}
+        self._alert_rows: dict[tuple[int, str, str], RowKey] = {}
         self._funding_shown = False
         self._stats_frozen = False
 
@@ -333,7 +334,7 @@ class MonitorScreen(Screen[None]):
         self._frame = None
         label = alert_text(a) + (" (revised)" if ev.revised else "")
         row = table.add_row(Text(iso_utc(a.ts_ms)[11:19]), Text(printable(label)))
-        self._alert_rows[rk] = row.value
+        self._alert_rows[rk] = row
         while table.row_count > ALERT_LOG_ROWS:
             first = next(iter(table.rows))
             table.remove_row(first)
