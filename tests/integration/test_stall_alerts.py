@@ -13,10 +13,10 @@ are alerted on) before the engine knows they are wrong; the recompute that follo
 withdraw that alert and add the ramp's alerts as revised ones.
 
 The window is 40 bars, not 20: 25 filled bars would leave a 20-bar window with one price
-of X, where the live regression is undefined and z is never computed. Two runs side by
-side: the app under Pilot with the connection kept open through the stall (a silent
-socket, `stale_after_s` 60), and `--headless` with the default watchdog (15 s), which
-reconnects mid-stall and recomputes once then as well.
+of X, where the live regression is undefined and z is never computed. Three runs side by
+side: the app under Pilot and `--headless`, each with the connection kept open through
+the stall (a silent socket, `stale_after_s` 60), and `--headless` with the default
+watchdog (15 s), which reconnects mid-stall and recomputes then as well.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def check(
     both legs' missed trades are in: it withdraws the resume's jump (z > 5 live), and no
     alert it adds is withdrawn later."""
     z, alerts_csv = recompute(db, out)
-    # the data does what the docstring says: calm before the stall, a lying resume
+    # the data does what the docstring says: calm before the stall
     calm = z[(z.index >= live_from) & (z.index < live_from + 1000 * CALM_S)]
     assert calm.abs().max() < 2.0 - HYSTERESIS, (view, calm.abs().max())
     if one_resync:
