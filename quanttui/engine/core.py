@@ -422,8 +422,9 @@ class Engine:
         if not guard.ready():
             return
         now = self.now()
+        filling = isinstance(self.feed, Ingestion) and self.feed.feed.backfilling
         for mon in list(self.pairs.values()):
-            if mon.live is not None and mon.resync.ready():
+            if mon.live is not None and mon.resync.ready(hold=filling):
                 self._spawn(self.rebuild(mon))
                 continue
             if mon.marks_dirty and mon.live is not None and republish:

@@ -28,6 +28,11 @@ disconnect or a stall) are stored but cannot change that bar; the engine recompu
 from the database once none has arrived for this long."""
 RESYNC_MIN_INTERVAL_S = 5.0
 """At most one such recompute per this many seconds."""
+RESYNC_HOLD_MAX_S = 30.0
+"""A due recompute waits while the feed still fetches missed trades over REST (holes are
+filled one at a time, so one leg's come in while the other's are still on the way), at
+most this long past due: a recompute in between would revise alerts on bars that the
+next one changes again."""
 MAX_PENDING = 500_000
 """Trades kept for a pair while it is being rebuilt (added at the seam); older ones are
 dropped (they are in the database, and the rebuild asks for a resync that reloads them,
@@ -44,7 +49,8 @@ class ResyncTimer:
 
     `watch` records a rise of `LivePair.diverged`; `ready()` is True once, when
     `RESYNC_DELAY_S` have passed since the last rise and `RESYNC_MIN_INTERVAL_S` since
-    the previous recompute."""
+    the previous recompute, and, with `hold` (missed trades still being fetched), not
+    before `RESYNC_HOLD_MAX_S` past due."""
 
     def __init__(self) -> None:
         self._due: float | None = None
@@ -62,9 +68,11 @@ class ResyncTimer:
     def request(self) -> None:
         self._due = time.monotonic() + RESYNC_DELAY_S
 
-    def ready(self) -> bool:
+    def ready(self, hold: bool = False) -> bool:
         now = time.monotonic()
         if self._due is None or now < self._due or now - self._last < RESYNC_MIN_INTERVAL_S:
+            return False
+        if hold and now < self._due + RESYNC_HOLD_MAX_S:
             return False
         self._due, self._last = None, now
         self.count += 1

@@ -642,6 +642,7 @@ class BinanceFeed:
         self._own_rest = rest is None
         self._gaps: asyncio.Queue[tuple[str, int, int]] = asyncio.Queue(MAX_GAPS_QUEUED)
         self._gaps_full = False
+        self._filling = False
         self._stopping = asyncio.Event()
         self._ws: websockets.ClientConnection | None = None
         self._last_rx = 0.0
@@ -863,9 +864,16 @@ class BinanceFeed:
                 await ws.close()
                 return
 
+    @property
+    def backfilling(self) -> bool:
+        """A hole waits for REST or is being fetched: trades older than the live ones
+        (late for their bars, after a disconnect or a stall) may still come."""
+        return self._filling or not self._gaps.empty()
+
     async def _backfill_loop(self) -> None:
         while True:
             sym, lo, hi = await self._gaps.get()
+            self._filling = True
             try:
                 await self._backfill(sym, lo, hi)
             except (RestUnavailable, RestError, FrameError) as exc:
@@ -874,6 +882,8 @@ class BinanceFeed:
                     log.warning("gap %s %d..%d not filled: %s", sym, lo, hi, exc)
                     if self.on_gap:
                         await self.on_gap(sym, lo, hi, "open", 0)
+            finally:
+                self._filling = False
 
     async def _backfill(self, sym: str, lo: int, hi: int) -> None:
         """Fetch ids ``lo..hi`` (``hi = -1``: up to the newest, used after a reconnect)."""

@@ -6,8 +6,9 @@ aggTrades, klines, fundingRate, fundingInfo, premiumIndex) answered on the same 
 The exchange has its own clock: a producer walks the trade list at `rate` trades/s and
 "produces" each trade whether or not a client is listening, so a client that is
 disconnected misses trades and must backfill them over REST, as against the real thing.
-Faults: disconnect every N frames, malformed frames, a stall (connection open, silent),
-bursts (rate=None), and 429 answers with Retry-After. Hostile modes: every REST call
+Faults: disconnect every N frames, malformed frames, a stall (connection open, silent;
+with `Faults.stall_s`, the whole exchange silent for that long while trading goes on,
+then sending again), bursts (rate=None), and 429 answers with Retry-After. Hostile modes: every REST call
 answered with a Binance-style error whose `msg` carries terminal control sequences and
 Rich markup (`Faults.hostile_rest`), or every websocket closed with such a reason
 (`Faults.close_reason`). Hostile answers: any aggTrades,
@@ -52,6 +53,10 @@ class Faults:
     malformed_every: int | None = None
     stall_after: int | None = None
     stall_once: bool = True
+    # With stall_after: the stall holds every connection (new ones too) for this long,
+    # then frames resume (from the next trade: the missed ones only over REST). None: the
+    # stalled connection stays silent until the client drops it.
+    stall_s: float | None = None
     rest_429: int = 0
     retry_after: str = "1"
     unfillable: set[tuple[str, int]] = field(default_factory=set)
@@ -236,6 +241,7 @@ class FakeExchange:
         self.connections = 0
         self.disconnects = 0
         self.stalls = 0
+        self.silent_until: float | None = None  # monotonic end of a `Faults.stall_s` stall
         self.rest_requests: list[str] = []
         self.port = 0
         self._server = None
@@ -365,6 +371,8 @@ class FakeExchange:
                 tr.T = int(time.time() * 1000)
             self.produced.append(tr)
             self._by_symbol.setdefault(tr.symbol, []).append(tr)
+            if self.silent_until is not None and time.monotonic() < self.silent_until:
+                continue
             stream = f"{tr.symbol.lower()}@aggTrade"
             frame = None
             for ws, subs in list(self.conns.items()):
@@ -382,7 +390,10 @@ class FakeExchange:
                     continue
                 if f.stall_after and n == f.stall_after and (not f.stall_once or self.stalls == 0):
                     self.stalls += 1
-                    stalled.add(ws)
+                    if f.stall_s is None:
+                        stalled.add(ws)
+                    else:
+                        self.silent_until = time.monotonic() + f.stall_s
                 elif (
                     f.disconnect_every
                     and n % f.disconnect_every == 0

@@ -33,6 +33,7 @@ from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
+from textual.widgets.data_table import RowKey
 
 from quanttui.alerts import RuleError, parse_rule
 from quanttui.app.widgets.charts import LOWER_TITLES, LOWER_VIEWS, Chart, ChartFrame
@@ -218,7 +219,7 @@ class MonitorScreen(Screen[None]):
         self._values: dict[str, str] = {}
         self._frame: ChartFrame | None = None
         self._next_chart = 0
-        self._alert_rows: dict[tuple[int, str, str], str] = {}
+        self._alert_rows: dict[tuple[int, str, str], RowKey] = {}
         self._funding_shown = False
         self._stats_frozen = False
 
@@ -337,7 +338,7 @@ class MonitorScreen(Screen[None]):
         self._frame = None
         label = alert_text(a) + (" (revised)" if ev.revised else "")
         row = table.add_row(Text(iso_utc(a.ts_ms)[11:19]), Text(printable(label)))
-        self._alert_rows[rk] = row.value
+        self._alert_rows[rk] = row
         while table.row_count > ALERT_LOG_ROWS:
             first = next(iter(table.rows))
             table.remove_row(first)
