@@ -685,7 +685,11 @@ class Engine:
         mon.resync.watch(live, before)
         if dropped:
             mon.resync.request()
-        self.publish(Recomputed(mon.key, mon.info, live.engine.bars, stored, resync=not new_params))
+        self.publish(
+            Recomputed(
+                mon.key, mon.info, live.engine.bars, stored, resync=not new_params, live_from=end
+            )
+        )
         closed = closed_pending + closed_now
         if closed and not new_params:
             fired = mon.closed(closed)

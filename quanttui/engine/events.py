@@ -113,7 +113,8 @@ class Recomputed:
     stored_ticks: int
     resync: bool
     live_from: int = 0
-    """Bars from this time on are live: alerts may name them."""
+    """The load's end (epoch ms, on the bar grid): the bars from this time on close live,
+    and only they can fire a new alert (a resync may revise or withdraw older ones)."""
 
 
 @dataclass(frozen=True, slots=True)

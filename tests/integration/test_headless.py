@@ -110,10 +110,12 @@ async def test_headless_z_excursion_prints_exactly_the_expected_alerts(tmp_path:
     cfg.write_text("[alerts]\ncooldown_s = 0\nhysteresis = 0.25\nbell = false\n")
     db = tmp_path / "h.db"
     store_ticks(db, history_ticks(int(time.time() * 1000) - 500)).close()
+    started_ms = time.time() * 1000
     async with FakeExchange(z_excursion_trades(), shift=True) as ex:
         code, out, err = await run_headless(ex, cfg, db, "--window", str(W))
     assert code == 0, err.decode()
     live_from = parse_iso_ms(re.search(r"live from (\S+)", err.decode()).group(1))
+    assert started_ms - 1000 <= live_from <= started_ms + 15_000  # the load's end, on the grid
     lines = alert_lines(out)
 
     with sqlite3.connect(db) as conn:
