@@ -12,8 +12,11 @@ alerts, export, backtest - runs unchanged. It differs in two ways:
 * Time is the replay clock: ``t = t0 + (wall - wall0) * speed``, with ``t0`` the first
   trade's time; a trade is delivered once the clock passes its trade time ``T``. With
   speed 0 trades are delivered as fast as the pipeline takes them and the clock is the
-  time of the last delivered trade. Bars close on this clock, so a replay at any speed
-  produces the same bars (and alerts, whose cooldown is in bar time) as the recording did.
+  time of the last delivered trade. The clock never runs ahead of delivery: when reading
+  the source falls behind the wall clock (a loaded machine), it waits at the next
+  undelivered trade's time, so no bar closes before its trades are in. Bars close on
+  this clock, so a replay at any speed produces the same bars (and alerts, whose
+  cooldown is in bar time) as the recording did.
   With a prefill the clock starts `prefill_ms` after the first trade, so that much of the
   recording is delivered at once (the demo uses it to open with a full window).
 
@@ -312,6 +315,8 @@ class Replay:
         self._t0: int | None = None
         self._wall0 = 0.0
         self._last_ts: int | None = None
+        self._horizon = 0
+        """Every trade before this time has been delivered."""
         self._latest = latest_ms()
         self.finished = asyncio.Event()
 
@@ -330,6 +335,10 @@ class Replay:
             return 0
         if self.speed == 0 or self.finished.is_set():
             return self._last_ts or self._t0
+        return min(self._wall_ms(), self._horizon - 1)
+
+    def _wall_ms(self) -> int:
+        assert self._t0 is not None
         return self._t0 + int((time.monotonic() - self._wall0) * 1000 * self.speed)
 
     def _state(self, state: str, detail: str = "") -> None:
@@ -428,6 +437,7 @@ class Replay:
         loop = asyncio.get_running_loop()
         lo, hi, top = await loop.run_in_executor(self._reader, self._span)
         self._t0 = lo + min(self.prefill_ms, hi - lo)
+        self._horizon = lo
         self._wall0 = time.monotonic()
         skipped = self.stats.implausible
         self._state(
@@ -460,7 +470,7 @@ class Replay:
                 continue
             i = 0
             while i < len(page):
-                now = self.now_ms()
+                now = self._wall_ms()
                 j = i
                 while j < len(page) and page[j].ts_ms <= now:
                     j += 1
@@ -468,8 +478,11 @@ class Replay:
                     await self._deliver(page[i:j])
                     i = j
                 if i < len(page):
-                    wait = (page[i].ts_ms - self.now_ms()) / 1000 / self.speed
+                    self._horizon = max(self._horizon, page[i].ts_ms)
+                    wait = (page[i].ts_ms - self._wall_ms()) / 1000 / self.speed
                     await asyncio.sleep(min(max(wait, 0.0), 0.1))
+            # the next page may start with trades of this page's last millisecond
+            self._horizon = max(self._horizon, page[-1].ts_ms)
 
     async def subscribe(self, symbols: Sequence[str]) -> None:
         """A replay delivers the symbols it was opened with; others have no trades."""

@@ -212,7 +212,11 @@ def test_scan_ranking_reads_back_with_the_carry_column(tmp_path: Path) -> None:
                 INSERT_KLINE, [kline_row(s, "1m", [str(v) for v in k]) for k in tape.klines(s, q)]
             )
         # S07USDT has no rate: its pairs' carry is empty, the column stays numeric
-        rates = [(s, origin, 10.0, 10.0, (k - 3) * 3.7e-5, origin) for k, s in enumerate(syms[:-1])]
+        last = origin + 1440 * minute  # current marks: the next funding is an hour on
+        rates = [
+            (s, last, 10.0, 10.0, (k - 3) * 3.7e-5, last + 3_600_000)
+            for k, s in enumerate(syms[:-1])
+        ]
         conn.executemany(UPSERT_MARK, rates)
     conn.close()
     now = origin + 1441 * minute + 5_000

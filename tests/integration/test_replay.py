@@ -300,3 +300,52 @@ def test_the_demo_recording_replays_without_its_zero_rows(tmp_path: Path) -> Non
     ticks = pd.read_csv(ticks_csv)
     assert len(ticks) == 19_182
     assert (ticks.price > 0).all() and (ticks.qty > 0).all()
+
+
+def test_the_replay_clock_never_runs_ahead_of_delivery(
+    recording_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source read slower than the replay clock (a loaded machine): the clock waits at
+    the next undelivered trade, so no trade is delivered at or before a time the clock
+    has already shown (bars would have closed without it, and a resync would revise
+    their alerts)."""
+    import quanttui.feed.replay as replay_mod
+
+    monkeypatch.setattr(replay_mod, "BATCH", 200)
+    original = Replay._batches
+
+    def slow(self: Replay, shift_ms: int, id_shift: int):
+        for page in original(self, shift_ms, id_shift):
+            time.sleep(0.05)  # in the reader thread, as a slow disk would be
+            yield page
+
+    monkeypatch.setattr(Replay, "_batches", slow)
+    seen = {"clock": 0, "late": 0, "ticks": 0}
+
+    async def run() -> None:
+        replay: Replay
+
+        def on_ticks(ticks) -> None:
+            seen["late"] += sum(t.ts_ms <= seen["clock"] for t in ticks)
+            seen["ticks"] += len(ticks)
+
+        replay = Replay(
+            recording_db, ["BTCUSDT", "ETHUSDT"], tmp_path / "s.db", speed=200, on_ticks=on_ticks
+        )
+        await replay.start()
+
+        async def watch() -> None:
+            while True:
+                seen["clock"] = max(seen["clock"], replay.now_ms())
+                await asyncio.sleep(0.001)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await asyncio.wait_for(replay.finished.wait(), 120)
+        finally:
+            watcher.cancel()
+            await replay.stop()
+
+    asyncio.run(run())
+    assert seen["ticks"] > 10_000
+    assert seen["late"] == 0
