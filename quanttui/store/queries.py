@@ -25,10 +25,14 @@ from quanttui.plausible import latest_ms
 KLINE_INTERVALS = {"1m": 60_000, "5m": 300_000}
 
 
-PAGE_ROWS = 100_000
+PAGE_ROWS = 10_000
 """Trades read at a time when a leg's stored history becomes bars (`leg_bars_paged`): a
-recompute holds one page of rows (about 13 MB as Python rows) plus the bars, never every
-stored trade (about 110 MB per million), so its memory does not grow with the database."""
+recompute holds one page of rows (about 1.3 MB as Python rows) plus the bars, never every
+stored trade (about 110 MB per million), so its memory does not grow with the database.
+Small on purpose: a recompute runs while the feed goes on allocating, and the allocator
+keeps a page's arenas that a surviving object pins, so a page's size becomes RSS that
+stays (100,000-row pages cost about 4 MB more RSS per recompute in
+`benchmarks/bench_memory.py`); reading in smaller pages is no slower."""
 
 _LEG_SQL = (
     "SELECT ts_ms, price, qty FROM ticks WHERE symbol = ? AND ts_ms >= ? AND ts_ms < ? "

@@ -7,7 +7,8 @@ the exchange must not share the client's event loop.
 
 `GET /debug/produced` on the REST port answers `{"count": n, "ids": {symbol: [id, ...]}}`:
 the trades produced so far, in order, so a test can check that a client stored every
-trade the exchange sent up to a given moment.
+trade the exchange sent up to a given moment. On an endless exchange, `GET /debug/count`
+answers `{"count": n}`: the live trades sent so far.
 """
 
 from __future__ import annotations
@@ -96,6 +97,11 @@ class EndlessExchange(FakeExchange):
             self._u = phi * self._u + self.rng.gauss(0.0, 4e-4 * math.sqrt(1 - phi * phi))
             px = f"{math.exp(math.log(3100.0 / 90000.0) + self._lx + self._u):.2f}"
         return FakeTrade(sym, self._ids[sym], px, "0.010", ts_ms, k % 3 == 0)
+
+    async def _http(self, conn: ServerConnection, request: Request) -> Response | None:
+        if urlsplit(request.path).path == "/debug/count":
+            return self._json(conn, 200, {"count": self.count})
+        return await super()._http(conn, request)
 
     def _keep(self, tr: FakeTrade) -> None:
         self.produced.append(tr)

@@ -248,9 +248,7 @@ def test_paged_leg_bars_read_whole_when_ids_run_against_time(
     assert whole.ts_ms[0] == t0 - 4000 and whole.open[0] == 251.0  # the late ids come first
 
 
-def test_a_recompute_holds_a_page_of_trades_not_the_history(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_recompute_holds_a_page_of_trades_not_the_history(tmp_path: Path) -> None:
     """tracemalloc's peak while 400,000 stored trades become bars: paged, a small fraction
     of reading them whole (about 110 MB per million as rows), and no more than a few pages."""
     import tracemalloc
@@ -264,7 +262,6 @@ def test_a_recompute_holds_a_page_of_trades_not_the_history(
     ]
     db = store(tmp_path / "m.db", ticks)
     del ticks
-    monkeypatch.setattr(queries, "PAGE_ROWS", 10_000)
     conn = connect(db, readonly=True)
     try:
         peaks = {}
@@ -280,4 +277,4 @@ def test_a_recompute_holds_a_page_of_trades_not_the_history(
     finally:
         conn.close()
     assert peaks["whole"] > 20e6  # one leg read whole: 200,000 rows
-    assert peaks["paged"] < 5e6  # both legs, 10,000 rows a page
+    assert peaks["paged"] < 5e6  # both legs, PAGE_ROWS (10,000) rows a page
