@@ -31,6 +31,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from gcpauses import GcPauses  # noqa: E402
 
 from tests.ptyrun import PtyApp  # noqa: E402
 
@@ -147,6 +150,7 @@ async def frame_times(seconds: float) -> dict[str, float]:
             stalls: list[float] = []
             startup: list[float] = []
             at: list[float] = []
+            gcp = GcPauses()
             async with app.run_test(size=(120, 40)) as pilot:
                 loop = asyncio.get_running_loop()
 
@@ -165,6 +169,7 @@ async def frame_times(seconds: float) -> dict[str, float]:
                     t = time.perf_counter()
                     await asyncio.sleep(0.005)
                     startup.append(time.perf_counter() - t - 0.005)
+                gcp.__enter__()
                 end = loop.time() + seconds
                 t_start = time.perf_counter()
                 received0 = app.engine.feed.writer.inserted
@@ -173,6 +178,7 @@ async def frame_times(seconds: float) -> dict[str, float]:
                     await asyncio.sleep(0.005)
                     stalls.append(time.perf_counter() - t - 0.005)
                     at.append(t - t_start)
+                gcp.__exit__()
                 received = app.engine.feed.writer.inserted - received0
                 resyncs = app.engine.recomputes
                 await pilot.press("q")
@@ -187,6 +193,7 @@ async def frame_times(seconds: float) -> dict[str, float]:
         server.terminate()
     worst = sorted(zip(stalls, at, strict=True), reverse=True)[:5]
     print("  worst stalls (ms @ s):", ", ".join(f"{w * 1000:.0f}@{t:.1f}" for w, t in worst))
+    print("  cyclic GC meanwhile:", gcp.summary())
     stalls.sort()
     return {
         "stall_max": stalls[-1],

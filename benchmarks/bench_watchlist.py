@@ -43,6 +43,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from gcpauses import GcPauses  # noqa: E402
 
 SYMBOLS = [f"W{k:02d}USDT" for k in range(25)]
 PAIRS = [(SYMBOLS[2 * k], SYMBOLS[2 * k + 1]) for k in range(12)] + [
@@ -323,6 +326,7 @@ async def loop_and_storage(seconds: float, rate: float, live: int) -> dict[str, 
             stalls: list[tuple[float, float]] = []
             rss: list[tuple[float, float]] = []
             keys = [f"{x}/{y}" for x, y in PAIRS]
+            gcp = GcPauses()
             async with app.run_test(size=(120, 40)) as pilot:
                 loop = asyncio.get_running_loop()
                 t_launch = time.perf_counter()
@@ -334,6 +338,7 @@ async def loop_and_storage(seconds: float, rate: float, live: int) -> dict[str, 
                 settle = time.perf_counter() - t_launch
                 await asyncio.sleep(2.0)
                 draws.clear()
+                gcp.__enter__()
                 end = loop.time() + seconds
                 t0 = time.perf_counter()
                 next_rss = t0
@@ -345,6 +350,7 @@ async def loop_and_storage(seconds: float, rate: float, live: int) -> dict[str, 
                         rss.append((t - t0, rss_mb()))
                         next_rss += 1.0
                 steady_draws = list(draws)
+                gcp.__exit__()
                 server.quiet()
                 await asyncio.sleep(2.0)  # the last frames arrive and are committed
                 produced = server.produced(Path(d) / "ids.json")
@@ -366,6 +372,7 @@ async def loop_and_storage(seconds: float, rate: float, live: int) -> dict[str, 
         server.stop()
     worst = sorted(stalls, reverse=True)[:5]
     print("  worst stalls (ms @ s):", ", ".join(f"{w * 1000:.0f}@{t:.1f}" for w, t in worst))
+    print("  cyclic GC meanwhile:", gcp.summary())
     values = sorted(w for w, _ in stalls)
     half = len(rss) // 2
     first, second = rss[:half], rss[half:]

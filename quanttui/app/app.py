@@ -21,6 +21,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import importlib
+import sys
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from types import ModuleType
@@ -31,6 +32,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 
+from quanttui.app.heap import freeze_heap
 from quanttui.app.messages import CommandFailed, EngineWoke
 from quanttui.app.screens.watchlist import PlannedPair, WatchlistScreen, listed_monitor
 from quanttui.config import Config
@@ -119,6 +121,7 @@ class QuantApp(App[int]):
         self.feed_state = "connecting"
         self.alerts: list[AlertEvent | AlertWithdrawn] = []
         self._quitting = False
+        self._stats_frozen = False
         self._want_guard, self._cleanup = guard, cleanup
         self.shutdown_guard: ShutdownGuard | None = None
         listed = watchlist if watchlist is not None else len(legs) > 1
@@ -220,6 +223,9 @@ class QuantApp(App[int]):
                 wl.show_snapshot(ev.pair, ev.snapshot)
         elif isinstance(ev, E.Status):
             self.status = ev
+            if not self._stats_frozen and "statsmodels.tsa.stattools" in sys.modules:
+                self._stats_frozen = True
+                freeze_heap()
             shown = self.screen
             if any(shown is m for m in self.monitors.values()):
                 shown.show_status(ev)
@@ -250,6 +256,7 @@ class QuantApp(App[int]):
         elif isinstance(ev, E.FeedState):
             self.feed_state = ev.state
         elif isinstance(ev, E.Recomputed):
+            freeze_heap()
             self.pair_infos[ev.pair] = ev.info
             mon = self.monitors.get(ev.pair)
             if mon is not None and ev.info == mon.info:

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import gc
-import sys
 from collections import Counter
 from typing import Any
 
@@ -86,17 +84,6 @@ class Table(DataTable, can_focus=False):
         key = super().add_row(*args, **kwargs)
         self._clear_caches()
         return key
-
-
-def freeze_heap() -> None:
-    """Move what exists now (modules, widgets, a freshly loaded pipeline) out of the
-    cyclic GC's reach. A full collection otherwise walks every one of those objects,
-    and with the engine allocating for thousands of trades a second it stalled the
-    screen for 100-250 ms (`benchmarks/bench_app.py`). Called after each load (the
-    engine's `Recomputed`) and once statsmodels is imported (the engine's warm-up), without
-    a collection first, which would itself stall a frame. Frozen objects are still freed
-    by reference counting; only cyclic garbage present at that instant is kept."""
-    gc.freeze()
 
 
 def alert_text(a: Alert) -> str:
@@ -237,7 +224,6 @@ class MonitorScreen(Screen[None]):
         self._next_chart = 0
         self._alert_rows: dict[tuple[int, str, str], RowKey] = {}
         self._funding_shown = False
-        self._stats_frozen = False
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
@@ -291,7 +277,6 @@ class MonitorScreen(Screen[None]):
             self.update_title()
         if bars is not None:
             self.loaded_bars = bars
-            freeze_heap()
         self.show_status(self.status)
 
     def show_snapshot(self, snap: Snapshot) -> None:
@@ -311,9 +296,6 @@ class MonitorScreen(Screen[None]):
 
     def show_status(self, st: Status | None) -> None:
         self.status = st
-        if not self._stats_frozen and "statsmodels.tsa.stattools" in sys.modules:
-            self._stats_frozen = True
-            freeze_heap()
         if not self.is_mounted:
             return
         snap = self.shown
