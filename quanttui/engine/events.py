@@ -9,8 +9,19 @@ order in a bounded queue (see `quanttui.engine.mailbox`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from quanttui.model import Alert, Snapshot
+
+
+class PairLegs(Protocol):
+    """What a view knows of a pair before and after the engine reports it."""
+
+    symbol_x: str
+    symbol_y: str
+    timeframe: str
+    window: int
+    hedge: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +35,18 @@ class PairInfo:
     timeframe: str
     window: int
     hedge: str
+
+
+def describes(info: PairLegs, snap: Snapshot) -> bool:
+    """Whether `snap` was computed with `info`'s legs and parameters (a snapshot still in
+    a mailbox when the parameters changed is not)."""
+    return (snap.symbol_x, snap.symbol_y, snap.timeframe, snap.window, snap.hedge) == (
+        info.symbol_x,
+        info.symbol_y,
+        info.timeframe,
+        info.window,
+        info.hedge,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ from quanttui.app.widgets.charts import LOWER_TITLES, LOWER_VIEWS, Chart, ChartF
 from quanttui.app.widgets.keys import KeyBar
 from quanttui.app.widgets.status import status_line
 from quanttui.config import HEDGES, TIMEFRAMES
-from quanttui.engine.events import AlertEvent, AlertWithdrawn, PairInfo, Status
+from quanttui.engine.events import AlertEvent, AlertWithdrawn, PairInfo, Status, describes
 from quanttui.model import Alert, Snapshot, iso_utc
 from quanttui.report import compact_funding_rows, compact_rows, metric_value_text
 from quanttui.textsafe import printable
@@ -280,14 +280,7 @@ class MonitorScreen(Screen[None]):
         self.show_status(self.status)
 
     def show_snapshot(self, snap: Snapshot) -> None:
-        i = self.info
-        if (snap.symbol_x, snap.symbol_y, snap.timeframe, snap.window, snap.hedge) != (
-            i.symbol_x,
-            i.symbol_y,
-            i.timeframe,
-            i.window,
-            i.hedge,
-        ):
+        if not describes(self.info, snap):
             return
         self.snapshot = snap
         if not self.paused:

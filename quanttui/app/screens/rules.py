@@ -15,39 +15,30 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, OptionList, Static
+from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from quanttui.app.screens.confirm import ConfirmScreen
 from quanttui.app.widgets.keys import KeyBar
 
 
-class ConfirmRemove(ModalScreen[bool]):
-    """`Remove rule …? y / n`."""
+class ConfirmRemove(ConfirmScreen):
+    """`Remove the rule …? y / n` (Enter removes too)."""
 
-    HELP_TITLE = "Confirm"
     BINDINGS = [
-        Binding("y,enter", "answer(True)", "Remove", tooltip="Remove the rule"),
-        Binding("n,escape", "answer(False)", "Keep", tooltip="Keep the rule"),
+        Binding("y,enter", "dismiss(True)", "Remove", tooltip="Remove the rule"),
+        Binding("n,escape", "dismiss(False)", "Keep", tooltip="Keep the rule"),
     ]
     DEFAULT_CSS = """
-    ConfirmRemove { align: center middle; }
-    ConfirmRemove > Vertical {
-        width: 60; max-width: 100%; height: auto;
-        border: thick $error; background: $surface; padding: 0 1;
-    }
+    ConfirmRemove > Vertical { border: thick $error; }
     """
 
     def __init__(self, rule: str) -> None:
-        super().__init__()
+        super().__init__(
+            Text.assemble("Remove the rule ", (rule, "bold"), "?"),
+            "y removes it, n or Esc keeps it",
+        )
         self.rule = rule
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Label(Text.assemble("Remove the rule ", (self.rule, "bold"), "?"))
-            yield Label("y removes it, n or Esc keeps it")
-
-    def action_answer(self, yes: bool) -> None:
-        self.dismiss(yes)
 
 
 class RulesScreen(ModalScreen[None]):

@@ -38,8 +38,10 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Label, Static
 
+from quanttui.app.screens.confirm import ConfirmScreen
 from quanttui.app.widgets.watchtable import TableColumn, WatchTable
 from quanttui.config import parse_watchlist_pair
+from quanttui.engine.events import describes
 from quanttui.model import Alert, Snapshot, iso_utc
 from quanttui.textsafe import printable
 
@@ -307,14 +309,7 @@ class WatchlistScreen(Screen[None]):
         row = self.rows.get(key)
         if row is None:
             return
-        i = row.info
-        if (snap.symbol_x, snap.symbol_y, snap.timeframe, snap.window, snap.hedge) != (
-            i.symbol_x,
-            i.symbol_y,
-            i.timeframe,
-            i.window,
-            i.hedge,
-        ):
+        if not describes(row.info, snap):
             return
         row.snapshot = snap
         row.dirty = True
@@ -688,26 +683,3 @@ class AddPairScreen(ModalScreen[str | None]):
             return
         self.notify(f"watching {x} -> {y}", markup=False)
         self.dismiss(key)
-
-
-class ConfirmScreen(ModalScreen[bool]):
-    BINDINGS = [
-        Binding("y", "dismiss(True)", "Yes"),
-        Binding("n", "dismiss(False)", "No"),
-        Binding("escape", "dismiss(False)", "No", show=False),
-    ]
-    DEFAULT_CSS = """
-    ConfirmScreen { align: center middle; }
-    ConfirmScreen > Vertical {
-        width: 60; max-width: 100%; height: auto;
-        border: thick $warning; background: $surface; padding: 0 1;
-    }
-    """
-
-    def __init__(self, question: str) -> None:
-        super().__init__()
-        self.question = question
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Label(Text(printable(self.question, 200)))
