@@ -320,7 +320,9 @@ def test_tmux_fifteen_pairs_at_80x24_then_reopened_without_arguments(tmp_path: P
             lines = screen.splitlines()
             rows = {m.group(1): m for line in lines if (m := row.match(line))}
             alerts = [line for line in lines if re.search(r"\d\d:\d\d:\d\d [+-]\d\.\d\d$", line)]
-            if len(rows) == 15 and alerts:
+            # every row with its z and a sparkline drawn (a row's first bars can come a
+            # frame before its sparkline), and an alert in the log
+            if len(rows) == 15 and alerts and all(m.group(3).strip() for m in rows.values()):
                 break
             assert time.monotonic() < end, screen
             time.sleep(0.5)
