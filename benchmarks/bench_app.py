@@ -6,15 +6,17 @@ Three figures, each against a naive baseline measured in the same run:
    process) and time until the title is on the terminal. Baseline: the same plus an eager
    `import statsmodels.tsa.stattools` (what the app would pay without the lazy import).
 2. **Frame time at 5,000 trades/s**: the app in-process (`run_test`, headless driver,
-   120x40) against the fake exchange at 5k trades/s, measured once the warm start and the
-   first load are done (start-up is reported apart). A probe task measures how long the
+   120x40), its engine in a process of its own as the CLI runs it, against the fake
+   exchange at 5k trades/s, measured once the warm start and the first load are done
+   (start-up is reported apart); then, for comparison, with the engine on a thread of
+   the UI's process. A probe task measures how long the
    event loop is blocked (a frame is composed synchronously on the loop, so the longest
    stall bounds the longest frame); the redraw handler is timed too. Baseline: the full
    recompute from the database that the old dashboards did on every refresh.
 3. **Pty bytes/s** at steady state, 120x40, while trades stream in. Baseline: repainting
    the full screen at the same 4 Hz.
 
-Usage: python benchmarks/bench_app.py [--seconds 15] [--runs 5] [--frame-runs 3]
+Usage: python benchmarks/bench_app.py [--seconds 15] [--runs 5] [--frame-runs 3] [--thread-runs 3]
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ def pty_bytes(seconds: float, rate: int) -> tuple[float, float]:
     return steady, full
 
 
-async def frame_times(seconds: float) -> dict[str, float]:
+async def frame_times(seconds: float, process: bool = True) -> dict[str, float]:
     import dataclasses
 
     from quanttui.analytics.live import LivePair
@@ -133,7 +135,7 @@ async def frame_times(seconds: float) -> dict[str, float]:
                 },
             )
             cfg = dataclasses.replace(cfg, alerts=dataclasses.replace(cfg.alerts, bell=False))
-            app = QuantApp(cfg, "BTCUSDT", "ETHUSDT")
+            app = QuantApp(cfg, "BTCUSDT", "ETHUSDT", engine_process=process)
             mon = app.monitor
             assert mon is not None
             renders: list[float] = []
@@ -151,18 +153,25 @@ async def frame_times(seconds: float) -> dict[str, float]:
             startup: list[float] = []
             at: list[float] = []
             gcp = GcPauses()
+            recomputes = 0
+            dispatch = app._dispatch
+
+            def counted(ev: object) -> None:
+                nonlocal recomputes
+                recomputes += type(ev).__name__ == "Recomputed"
+                dispatch(ev)
+
+            app._dispatch = counted
             async with app.run_test(size=(120, 40)) as pilot:
                 loop = asyncio.get_running_loop()
 
                 def settled() -> bool:
-                    engine = app.engine
-                    if engine is None or mon.snapshot is None:
-                        return False
-                    bf = engine.backfill
+                    st = app.status
                     return (
-                        bf is not None
-                        and bf.state in ("done", "skipped", "off")
-                        and (engine.feed.writer.inserted >= 5000)
+                        st is not None
+                        and mon.snapshot is not None
+                        and st.backfill in ("done", "skipped", "off")
+                        and st.inserted >= 5000
                     )
 
                 while not settled():
@@ -172,15 +181,16 @@ async def frame_times(seconds: float) -> dict[str, float]:
                 gcp.__enter__()
                 end = loop.time() + seconds
                 t_start = time.perf_counter()
-                received0 = app.engine.feed.writer.inserted
+                received0, recomputes0 = app.status.inserted, recomputes
                 while loop.time() < end:
                     t = time.perf_counter()
                     await asyncio.sleep(0.005)
                     stalls.append(time.perf_counter() - t - 0.005)
                     at.append(t - t_start)
                 gcp.__exit__()
-                received = app.engine.feed.writer.inserted - received0
-                resyncs = app.engine.recomputes
+                await asyncio.sleep(1.1)  # the status of the window's end
+                received = app.status.inserted - received0
+                resyncs = recomputes - recomputes0
                 await pilot.press("q")
             conn = connect(cfg.db_path, readonly=True)
             naive = []
@@ -214,6 +224,12 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=15.0)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--frame-runs", type=int, default=3)
+    p.add_argument(
+        "--thread-runs",
+        type=int,
+        default=3,
+        help="runs with the engine on a thread of the UI process instead, for comparison",
+    )
     args = p.parse_args()
 
     times, imports = first_frame(args.runs)
@@ -250,6 +266,17 @@ def main() -> None:
         f"ratio {ft['naive_recompute'] / ft['render_median']:.0f}x the median redraw, "
         f"{ft['naive_recompute'] / ft['stall_max']:.1f}x the longest stall"
     )
+    if args.thread_runs:
+        on_thread = [
+            asyncio.run(frame_times(args.seconds, process=False))["stall_max"]
+            for _ in range(args.thread_runs)
+        ]
+        t = statistics.median(on_thread)
+        print(
+            f"  the engine on a thread of the UI process instead (one GIL, one GC): max loop "
+            f"stall {t * 1000:.1f} ms (runs: {', '.join(f'{x * 1000:.0f}' for x in on_thread)}), "
+            f"ratio {t / ft['stall_max']:.2f}x"
+        )
 
     for rate in (200, 5000):
         steady, full = pty_bytes(args.seconds, rate)

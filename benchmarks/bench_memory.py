@@ -9,7 +9,8 @@ warm start fills the window, W=300 one-second bars, at once):
 1. **app**: `quanttui BTCUSDT ETHUSDT` on a real pty at 120x40, drained all along;
 2. **headless**: `quanttui BTCUSDT ETHUSDT --headless`, stdout and stderr read.
 
-Every 10 s the process's VmRSS (/proc/<pid>/status) is sampled with the trades stored so
+Every 10 s the process's VmRSS (/proc/<pid>/status, the app's engine process's added)
+is sampled with the trades stored so
 far (from the database, the backfilled history included: per-symbol trade-id spans, exact
 `count(*)` at the end) and the live trades the exchange has sent. The curve is printed, then the growth from minute 2 to
 the end and PASS/FAIL against the 3% budget, and the rate the feed really delivered.
@@ -26,6 +27,7 @@ Usage: python benchmarks/bench_memory.py [--minutes 10] [--rate 5000] [--modes a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -72,11 +74,18 @@ class Run:
 
 
 def rss_mb(pid: int) -> float:
+    """VmRSS of `pid` and of its children (the app's engine process)."""
+    total = 0.0
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
             if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+                total = int(line.split()[1]) / 1024
+    with contextlib.suppress(OSError):
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        for child in children:
+            with contextlib.suppress(OSError):
+                total += rss_mb(int(child))
+    return total
 
 
 def stored_rows(db: Path) -> int:

@@ -7,7 +7,8 @@ is printed with a naive baseline measured in the same run:
 1. **First frame**: `quanttui X/Y ... (20 pairs)` in a real pty at 120x40 until the
    watchlist title is on the terminal (median of `--runs`). Baseline: the single-pair
    monitor `quanttui X Y` on the same database and exchange.
-2. **Event loop, memory, storage** (in-process, Textual's headless driver at 120x40):
+2. **Event loop, memory, storage** (the app in-process, Textual's headless driver at
+   120x40, its engine in a process of its own as the CLI runs it; RSS is both's):
    once every pair shows a z-score, a probe task measures how long the UI loop is
    blocked for `--seconds`; the watchlist's redraw (`_draw`) is timed; RSS is sampled
    every second. Then the exchange's produced trade ids are compared with the stored
@@ -212,9 +213,18 @@ def terminal_bytes(seconds: float, rate: float, live: int) -> tuple[float, float
 
 
 # ------------------------------------------------------------------ 2: in process
-def rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def rss_mb(pid: int | str = "self") -> float:
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return 0.0
+
+
+def app_rss_mb(app) -> float:  # noqa: ANN001
+    """The app's process plus its engine's (`EngineProcess`), as the CLI runs it."""
+    proc = getattr(app.runner, "_proc", None)
+    return rss_mb() + (rss_mb(proc.pid) if proc is not None else 0.0)
 
 
 async def table_costs(rounds: int = 40) -> tuple[float, float]:
@@ -312,7 +322,7 @@ async def loop_and_storage(seconds: float, rate: float, live: int) -> dict[str, 
                 },
             )
             cfg = dataclasses.replace(cfg, alerts=dataclasses.replace(cfg.alerts, bell=False))
-            app = QuantApp(cfg, pairs=PAIRS)
+            app = QuantApp(cfg, pairs=PAIRS, engine_process=True)
             wl = app.watchlist_screen
             draws: list[float] = []
             original = wl._draw
@@ -347,7 +357,7 @@ async def loop_and_storage(seconds: float, rate: float, live: int) -> dict[str, 
                     await asyncio.sleep(0.005)
                     stalls.append((time.perf_counter() - t - 0.005, t - t0))
                     if t >= next_rss:
-                        rss.append((t - t0, rss_mb()))
+                        rss.append((t - t0, app_rss_mb(app)))
                         next_rss += 1.0
                 steady_draws = list(draws)
                 gcp.__exit__()
@@ -355,7 +365,7 @@ async def loop_and_storage(seconds: float, rate: float, live: int) -> dict[str, 
                 await asyncio.sleep(2.0)  # the last frames arrive and are committed
                 produced = server.produced(Path(d) / "ids.json")
                 elapsed = time.perf_counter() - t_launch
-                received = app.engine.feed.feed.stats.ticks
+                received = app.status.ticks
                 await pilot.press("q")
             with sqlite3.connect(db) as c:
                 rows = c.execute("SELECT symbol, trade_id FROM ticks").fetchall()

@@ -414,6 +414,7 @@ def _run_pair(
             watchlist=bool(watchlist),
             watchlist_name=watchlist_name if watchlist else None,
             defer_engine=True,
+            engine_process=True,
             guard=True,
             cleanup=lambda: tmp and shutil.rmtree(tmp, ignore_errors=True),
         )

@@ -1,12 +1,15 @@
 """The Textual app: a view of the engine.
 
-The engine (`quanttui.engine`) runs on its own thread and event loop: feed, writer,
-bars, analytics, recomputes and alerts. This app composes screens, turns keys into
-engine commands (`command`) and renders the events it drains from its `Mailbox` when
-woken (`EngineWoke`). A terminal that stops draining blocks only this thread; the
-engine goes on storing and alerting, and `ShutdownGuard` (installed by the CLI, or by
-the app with `guard=True`) ends the process within 5 s of a hang-up or SIGTERM whatever
-the terminal does.
+The engine (`quanttui.engine`) runs apart from the UI: feed, writer, bars, analytics,
+recomputes and alerts. As the CLI runs it (`engine_process=True`) it is in a process of
+its own (`EngineProcess`), so neither the GIL nor the cyclic GC's collections of the
+engine's objects ever hold up a frame; otherwise (tests, embedding) on a thread of this
+process (`EngineThread`). The app talks to either the same way: it composes screens,
+turns keys into engine commands (`command`: an engine method's name and arguments) and
+renders the events it drains from its `Mailbox` when woken (`EngineWoke`). A terminal
+that stops draining blocks only the UI; the engine goes on storing and alerting, and
+`ShutdownGuard` (installed by the CLI, or by the app with `guard=True`) ends the process
+within 5 s of a hang-up or SIGTERM whatever the terminal does.
 
 One pair opens its monitor; several open the watchlist, from which each pair's monitor
 opens on the same engine (one `MonitorScreen` per opened pair, kept while it is
@@ -23,7 +26,7 @@ import contextlib
 import importlib
 import sys
 import threading
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +54,7 @@ if TYPE_CHECKING:
         PairsChanged,
         Status,
     )
+    from quanttui.engine.process import EngineProcess
     from quanttui.feed.replay import ReplaySpec
     from quanttui.model import Snapshot
 
@@ -86,6 +90,7 @@ class QuantApp(App[int]):
         watchlist: bool | None = None,
         watchlist_name: str | None = None,
         defer_engine: bool = False,
+        engine_process: bool = False,
         guard: bool = False,
         cleanup: Callable[[], object] | None = None,
     ) -> None:
@@ -94,6 +99,8 @@ class QuantApp(App[int]):
         starts with the first pair opened (`open_pair`), as from the scanner.
 
         `defer_engine`: the engine is imported and made after the first frame.
+        `engine_process`: the engine runs in a child process (`EngineProcess`); `engine`
+        is then None, and the engine is reached through `runner` only.
         `guard`: install `guard(cleanup)` as soon as the engine exists (the CLI does it
         itself otherwise)."""
         super().__init__()
@@ -103,7 +110,9 @@ class QuantApp(App[int]):
         self.extra_rules = list(extra_rules)
         legs = list(pairs) or ([(symbol_x, symbol_y)] if symbol_x and symbol_y else [])
         self.engine: Engine | None = None
-        self.runner: EngineThread | None = None
+        """The engine itself when it runs on a thread of this process, else None."""
+        self.runner: EngineThread | EngineProcess | None = None
+        self.engine_process = engine_process
         self.box: Mailbox | None = None
         self.monitors: dict[str, MonitorScreen] = {}
         self.pair_infos: dict[str, PairInfo] = {}
@@ -191,12 +200,24 @@ class QuantApp(App[int]):
         legs, self._deferred = self._deferred, []
         if legs and not self._quitting:
             self._make_engine(legs)
-            if self.watchlist_screen is not None:
-                self.watchlist_screen.set_pairs(self.watched_infos())
-            for key, mon in self.monitors.items():
+
+    def _engine_ready(self, infos: Iterable[PairInfo], rules: dict[str, list[str]]) -> None:
+        """The engine's pairs and rules replace what the screens were made with."""
+        for info in infos:
+            self.pair_infos[info.key] = info
+            self.pair_rules[info.key] = list(rules.get(info.key, []))
+        if self.watchlist_screen is not None:
+            self.watchlist_screen.set_pairs(self.watched_infos())
+        for key, mon in self.monitors.items():
+            if key in self.pair_infos:
                 mon.rules = list(self.pair_rules.get(key, []))
                 mon.set_info(self.pair_infos[key])
                 mon.refresh_bindings()
+
+    @property
+    def started(self) -> bool:
+        """The engine has been made (it may still be starting in its process)."""
+        return self.runner is not None
 
     def _drain_anyway(self) -> None:
         """A wake-up lost in a closing queue must not leave events behind."""
@@ -293,6 +314,8 @@ class QuantApp(App[int]):
                     screen.show(ev.report)
         elif isinstance(ev, E.PairsChanged):
             self._pairs_changed(ev)
+        elif isinstance(ev, E.EngineReady):
+            self._engine_ready(ev.pairs, ev.rules)
         elif isinstance(ev, E.Finished):
             self.finished = ev
             if ev.error and not self._quitting:
@@ -301,17 +324,13 @@ class QuantApp(App[int]):
                     message=Text(f"quanttui: error: {printable(ev.error, 1000, one_line=True)}"),
                 )
 
-    def command(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future:
-        """Send a command to the engine; a failure is shown as a notification."""
-        fut = self.runner.call(coro)
+    def command(self, name: str, *args: Any, **kwargs: Any) -> concurrent.futures.Future:
+        """Call the engine method `name` (`Engine.add_pair`, `set_params`, ...) wherever
+        the engine runs; a failure is shown as a notification."""
+        assert self.runner is not None
+        fut = self.runner.call_method(name, *args, **kwargs)
         fut.add_done_callback(self._command_done)
         return fut
-
-    def command_call(self, fn: Callable[..., Any], *args: Any) -> None:
-        async def call() -> Any:
-            return fn(*args)
-
-        self.command(call())
 
     def _command_done(self, fut: concurrent.futures.Future) -> None:
         if fut.cancelled() or fut.exception() is None:
@@ -361,7 +380,7 @@ class QuantApp(App[int]):
     def open_backtest(self, key: str) -> None:
         from quanttui.app.screens.backtest import BacktestScreen
 
-        p = self.engine.pairs[key].params
+        p = self.pair_infos[key]
         self.backtest_screen = BacktestScreen(
             f" BACKTEST  {p.symbol_x} -> {p.symbol_y}  {p.timeframe}  W={p.window}  {p.hedge}"
         )
@@ -372,9 +391,9 @@ class QuantApp(App[int]):
         from quanttui.analytics.backtest import BacktestParams
 
         a, b = self.config.analytics, self.config.backtest
-        hedge = self.engine.pairs[self.key].params.hedge
+        hedge = self.pair_infos[self.key].hedge
         params = BacktestParams(a.entry_z, a.exit_z, b.stop_z or None, b.fee_bps, hedge == "log")
-        self.command(self.engine.backtest(self.key, params))
+        self.command("backtest", self.key, params)
 
     def action_export_backtest(self) -> None:
         screen = self.backtest_screen
@@ -386,14 +405,16 @@ class QuantApp(App[int]):
 
         report = screen.report
         out = self.config.export.dir
+        box = self.box
+        assert box is not None
 
         def write() -> None:
             try:
                 done = export_backtest(report, out)
             except ExportError as exc:
-                self.engine.publish(ExportDone((), str(exc)))
+                box.put(ExportDone((), str(exc)))
                 return
-            self.engine.publish(ExportDone(tuple(f"{p} ({n:,} rows)" for p, n in done.values())))
+            box.put(ExportDone(tuple(f"{p} ({n:,} rows)" for p, n in done.values())))
 
         self.run_worker(write, thread=True, group="export", exit_on_error=False)
 
@@ -403,10 +424,10 @@ class QuantApp(App[int]):
         if self._quitting:
             return
         self._quitting = True
-        if self.runner is None or self.engine is None:
+        if self.runner is None:
             self.exit(return_code=0)
             return
-        self.runner.call_soon(self.engine.stop)
+        self.runner.call_soon("stop")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(10):
                 await self.runner.wait()
@@ -415,10 +436,10 @@ class QuantApp(App[int]):
 
     async def on_unmount(self) -> None:
         """Any other way out (an exception, a test's teardown) still flushes the writer."""
-        if self.runner is None or self.engine is None:
+        if self.runner is None:
             return
-        if not self.runner.done.is_set() and self.runner._thread.is_alive():
-            self.runner.call_soon(self.engine.stop)
+        if self.runner.alive:
+            self.runner.call_soon("stop")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(10):
                     await self.runner.wait()
@@ -439,16 +460,30 @@ class QuantApp(App[int]):
 
     # ----------------------------------------------------------------- pairs and navigation
     def _make_engine(self, legs: Sequence[tuple[str, str]]) -> None:
-        """The engine, its thread (started on mount, or now if already mounted), this
-        view's mailbox, and the signal guard when asked for."""
-        from quanttui.engine import Engine, EngineThread, Mailbox
+        """The engine, its thread or process (started on mount, or now if already
+        mounted), this view's mailbox, and the signal guard when asked for."""
+        from quanttui.engine.mailbox import Mailbox
 
-        self.engine = Engine(self.config, legs, rules=self.extra_rules, replay=self.replay)
-        self.runner = EngineThread(self.engine)
-        self.box = self.engine.subscribe(Mailbox(self._wake))
-        for info in self.engine.pair_infos():
-            self.pair_infos[info.key] = info
-            self.pair_rules[info.key] = self.engine.rules(info.key)
+        self.box = Mailbox(self._wake)
+        if self.engine_process:
+            from quanttui.engine.process import EngineProcess
+
+            a = self.config.analytics
+            for x, y in legs:
+                key = pair_key(x, y)
+                if key not in self.pair_infos:
+                    self.pair_infos[key] = PlannedPair(key, x, y, a.timeframe, a.window, a.hedge)
+            self.runner = EngineProcess(
+                self.config, legs, self.box, rules=self.extra_rules, replay=self.replay
+            )
+        else:
+            from quanttui.engine import Engine, EngineThread
+
+            self.engine = Engine(self.config, legs, rules=self.extra_rules, replay=self.replay)
+            self.runner = EngineThread(self.engine)
+            self.engine.subscribe(self.box)
+            infos = self.engine.pair_infos()
+            self._engine_ready(infos, {i.key: self.engine.rules(i.key) for i in infos})
         if self._want_guard and self.shutdown_guard is None:
             self.shutdown_guard = self.guard(self._cleanup)
             self.shutdown_guard.install()
@@ -477,7 +512,7 @@ class QuantApp(App[int]):
 
     def open_pair(self, key: str) -> None:
         """Show the pair's full monitor over the current screen (Esc comes back)."""
-        if self.engine is None:
+        if not self.started:
             self.notify("starting…", timeout=2)
             return
         if key not in self.pair_infos:
@@ -528,7 +563,7 @@ class QuantApp(App[int]):
 
     def request_add_pair(self, x: str, y: str) -> concurrent.futures.Future:
         """Ask the engine to watch X/Y; the future fails with its one-line reason."""
-        if self.engine is None or self.runner is None:
+        if self.runner is None:
             fut: concurrent.futures.Future = concurrent.futures.Future()
             if self._deferred:
                 fut.set_exception(RuntimeError("still starting: try again in a moment"))
@@ -536,16 +571,16 @@ class QuantApp(App[int]):
             self._make_engine([(x, y)])
             fut.set_result(pair_key(x, y))
             return fut
-        return self.runner.call(self.engine.add_pair(x, y))
+        return self.runner.call_method("add_pair", x, y)
 
     def remove_pair(self, key: str) -> None:
-        if self.engine is not None:
-            self.command(self.engine.remove_pair(key))
+        if self.started:
+            self.command("remove_pair", key)
 
     def export_pairs(self, keys: Sequence[str]) -> None:
         """Every pair's CSVs and the summary, in one timestamped folder."""
-        if self.engine is not None:
-            self.command(self.engine.export(list(keys), watchlist=True))
+        if self.started:
+            self.command("export", list(keys), watchlist=True)
 
     def common_rules(self) -> list[str]:
         """The rules every watched pair has."""
@@ -570,8 +605,8 @@ class QuantApp(App[int]):
             rules = self.pair_rules.setdefault(key, [])
             if rule.text not in rules:
                 rules.append(rule.text)
-        if self.engine is not None:
-            self.command_call(self.engine.add_rule, rule.text, None)
+        if self.started:
+            self.command("add_rule", rule.text, None)
         self.notify(f"rule added to every pair: {rule.text}", markup=False)
         return True
 
@@ -581,8 +616,8 @@ class QuantApp(App[int]):
         for rules in self.pair_rules.values():
             if text in rules:
                 rules.remove(text)
-        if self.engine is not None:
-            self.command_call(self.engine.remove_rule, text, None)
+        if self.started:
+            self.command("remove_rule", text, None)
         self.notify(f"rule removed from every pair: {text}", markup=False)
         return True
 
@@ -614,7 +649,7 @@ class QuantApp(App[int]):
         """The watchlist's pairs as the last one used (`quanttui.store.state`)."""
         from quanttui.store.state import META_KEY, encode
 
-        if not self.persist_watchlist or self.engine is None:
+        if not self.persist_watchlist or not self.started:
             return
         pairs = [(k.split("/")[0], k.split("/")[1]) for k in self.watched_keys()]
-        self.command(self.engine.set_meta(META_KEY, encode(self.watchlist_name, pairs)))
+        self.command("set_meta", META_KEY, encode(self.watchlist_name, pairs))

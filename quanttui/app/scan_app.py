@@ -81,10 +81,12 @@ class ScanApp(QuantApp):
         live: bool = True,
         config: Config | None = None,
         guard: bool = False,
+        engine_process: bool = False,
     ) -> None:
         """`config` runs the monitor (feed URLs, analytics, database); without it, the
         defaults with the request's database and URLs. `guard`: install the signal
-        handling of `QuantApp.guard` once an engine runs (the CLI does)."""
+        handling of `QuantApp.guard` once an engine runs (the CLI does).
+        `engine_process`: as `QuantApp`'s."""
         cfg = config or load_config(
             use_user_file=False,
             overrides={
@@ -94,7 +96,7 @@ class ScanApp(QuantApp):
                 ("export", "dir"): export_dir,
             },
         )
-        super().__init__(cfg, guard=guard)
+        super().__init__(cfg, guard=guard, engine_process=engine_process)
         self.req = req
         self.universe = universe
         self.now_ms = now_ms
@@ -168,18 +170,18 @@ class ScanApp(QuantApp):
     # ----------------------------------------------------------------- the engine
     def _ensure(self, pairs: list[tuple[str, str]]) -> None:
         """The engine runs these pairs: started with them, or they join it."""
-        if self.engine is None:
+        if not self.started:
             self._make_engine(pairs)
             return
         for x, y in pairs:
             if pair_key(x, y) not in self.pair_infos:
-                self.command(self.engine.add_pair(x, y))
+                self.command("add_pair", x, y)
 
     def _open_pair(self, symbol_x: str, symbol_y: str) -> None:
         """Enter on a ranking row: the pair's monitor (the engine starts with it)."""
         self.opened.append((symbol_x, symbol_y))
         key = pair_key(symbol_x, symbol_y)
-        if self.engine is None or key in self.pair_infos:
+        if not self.started or key in self.pair_infos:
             self._ensure([(symbol_x, symbol_y)])
             self.open_pair(key)
             return
@@ -193,10 +195,8 @@ class ScanApp(QuantApp):
         except Exception as exc:  # noqa: BLE001 - the engine's one-line reason
             self.notify(str(exc), title="Not opened", severity="error", markup=False)
             return
-        if key not in self.pair_infos and self.engine is not None:
-            info = next((i for i in self.engine.pair_infos() if i.key == key), None)
-            if info is not None:
-                self.pair_infos[key] = info
+        if key not in self.pair_infos:
+            self._drain_anyway()
         self.open_pair(key)
 
     def watch_pair(self, symbol_x: str, symbol_y: str) -> None:
@@ -206,7 +206,7 @@ class ScanApp(QuantApp):
             self.notify(f"{symbol_x} -> {symbol_y} is already on the watchlist", markup=False)
             return
         self.watch_keys.append(key)
-        if self.engine is not None:
+        if self.started:
             self._ensure([(symbol_x, symbol_y)])
             self.save_watchlist()
         else:

@@ -177,6 +177,16 @@ class BacktestDone:
 
 
 @dataclass(frozen=True, slots=True)
+class EngineReady:
+    """The engine exists: its pairs and each pair's rules. Published by the runner in a
+    process of its own (`quanttui.engine.process`), whose engine is made after the
+    view's first frame; a view with the engine in-process reads them directly."""
+
+    pairs: tuple[PairInfo, ...]
+    rules: dict[str, list[str]]
+
+
+@dataclass(frozen=True, slots=True)
 class Finished:
     """The engine stopped. `code` is the exit code a view should end with; `error` a
     one-line reason when it stopped because of one."""
@@ -201,5 +211,6 @@ Event = (
     | Notice
     | ExportDone
     | BacktestDone
+    | EngineReady
     | Finished
 )

@@ -27,10 +27,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from quanttui.engine.core import Engine
 from quanttui.engine.events import Finished
+
+if TYPE_CHECKING:
+    from quanttui.engine.core import Engine
 
 HARD_EXIT_S = 5.0
 COMMANDS_DRAIN_S = 3.0
@@ -92,16 +94,30 @@ class EngineThread:
 
         return asyncio.run_coroutine_threadsafe(command(), self.loop)
 
-    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run a plain engine method on its loop; thread-safe, fire and forget."""
+    def call_method(self, name: str, *args: Any, **kwargs: Any) -> concurrent.futures.Future:
+        """Run `Engine.<name>(*args, **kwargs)` on the engine's loop (a coroutine is
+        awaited there); thread-safe. The same call as `EngineProcess.call_method`."""
+
+        async def run() -> Any:
+            result = getattr(self.engine, name)(*args, **kwargs)
+            return await result if asyncio.iscoroutine(result) else result
+
+        return self.call(run())
+
+    def call_soon(self, name: str) -> None:
+        """Run the plain engine method `name` on its loop; thread-safe, fire and forget."""
         if not self.loop.is_closed():
             with contextlib.suppress(RuntimeError):
-                self.loop.call_soon_threadsafe(fn, *args)
+                self.loop.call_soon_threadsafe(getattr(self.engine, name))
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and not self.done.is_set()
 
     def stop(self, timeout: float | None = HARD_EXIT_S) -> bool:
         """Ask the engine to stop (feed closed, writer flushed); wait up to `timeout`.
         Returns whether it finished."""
-        self.call_soon(self.engine.stop)
+        self.call_soon("stop")
         return self.done.wait(timeout)
 
     async def wait(self) -> Finished | None:

@@ -145,7 +145,7 @@ def _run(
                 guard.arm()
             if stop.is_set() and not stopping:
                 stopping = True
-                runner.call_soon(engine.stop)
+                runner.call_soon("stop")
             events, latest = box.drain()
             for ev in latest:
                 if isinstance(ev, SnapshotEvent):
@@ -171,7 +171,7 @@ def _run(
                 elif isinstance(ev, FeedState):
                     _err(f"feed: {ev.state} {printable(ev.detail, one_line=True)}".rstrip())
                     if ev.state == "finished" and replay is not None and not replay.loop:
-                        runner.call_soon(engine.stop)
+                        runner.call_soon("stop")
                 elif isinstance(ev, BackfillEvent) and ev.state in ("done", "skipped"):
                     detail = printable(ev.detail, one_line=True)
                     _err(f"backfill {ev.state}: {ev.rows:,} rows {detail}".rstrip())

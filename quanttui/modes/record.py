@@ -77,7 +77,7 @@ def _run(cfg: Config, symbols: list[str], status_every: float) -> int:
             wake.wait(min(0.5, status_every))
             wake.clear()
             if stop.is_set():
-                runner.call_soon(engine.stop)
+                runner.call_soon("stop")
             events, latest = box.drain()
             for ev in events:
                 if isinstance(ev, FeedState) and not announced:

@@ -92,7 +92,15 @@ def run(cfg: Config, req: ScanRequest, *, as_json: bool, out_dir: str | None) ->
             raise UserError(f"fewer than 2 symbols to scan ({', '.join(universe.symbols)})", 2)
         from quanttui.app.scan_app import ScanApp
 
-        app = ScanApp(req, universe, now, export_dir=cfg.export.dir, config=cfg, guard=True)
+        app = ScanApp(
+            req,
+            universe,
+            now,
+            export_dir=cfg.export.dir,
+            config=cfg,
+            guard=True,
+            engine_process=True,
+        )
         try:
             app.run()
         finally:

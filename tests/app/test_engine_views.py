@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from quanttui.app.app import QuantApp
 from quanttui.engine.events import AlertEvent, AlertWithdrawn
@@ -41,9 +42,12 @@ def standing(app: QuantApp) -> list:
     ]
 
 
+@pytest.mark.parametrize("engine_process", [False, True], ids=["engine-thread", "engine-process"])
 async def test_headless_and_the_app_give_the_same_alerts_and_final_snapshot(
-    real_data: Path, tmp_path: Path
+    real_data: Path, tmp_path: Path, engine_process: bool
 ) -> None:
+    """Also with the engine in a process of its own, as the CLI runs the app: every event
+    crosses the link (pickled) and must arrive whole and in order."""
     recording = real_data / RECORDING
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -70,7 +74,9 @@ async def test_headless_and_the_app_give_the_same_alerts_and_final_snapshot(
 
     src = prepare_source([recording], tmp_path / "source.db")
     cfg = app_config(tmp_path / "s.db", "ws://127.0.0.1:1/market", "http://127.0.0.1:1", tmp_path)
-    app = QuantApp(cfg, "BTCUSDT", "ETHUSDT", replay=ReplaySpec(src, 0.0))
+    app = QuantApp(
+        cfg, "BTCUSDT", "ETHUSDT", replay=ReplaySpec(src, 0.0), engine_process=engine_process
+    )
     async with asyncio.timeout(120), app.run_test(size=(120, 40)) as pilot:
         await until(lambda: app.feed_state == "finished", 90, "the replay's end")
         await until(
@@ -85,6 +91,9 @@ async def test_headless_and_the_app_give_the_same_alerts_and_final_snapshot(
         shown = app.snapshot
         app_alerts = [(iso_utc(a.ts_ms), a.rule, a.value) for a in standing(app)]
         await pilot.press("q")
+        await until(lambda: app.runner.done.is_set(), 10, "the engine's end")
+    assert (app.engine is None) == engine_process
+    assert app.runner.result is not None and app.runner.result.code == 0
     assert app_alerts == headless_alerts
     got = json.loads(json.dumps(shown.as_json()))
     assert {k: v for k, v in final.items() if k != "pair"} == got

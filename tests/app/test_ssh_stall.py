@@ -238,6 +238,29 @@ class Terminal:
         return bytes(self.buf[-3000:])
 
 
+def session_members(sid: int) -> list[int]:
+    """The live processes of session `sid` (the app and its engine process)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z" and int(fields[3]) == sid:
+            pids.append(int(entry.name))
+    return pids
+
+
+def session_left(sid: int, until: float) -> list[int]:
+    """What is left of session `sid` at monotonic `until` (polling until then)."""
+    while (left := session_members(sid)) and time.monotonic() < until:
+        time.sleep(0.05)
+    return left
+
+
 def wait_exit(
     proc: subprocess.Popen, since: float, limit: float = 30.0
 ) -> tuple[int | None, float]:
@@ -270,6 +293,8 @@ class Run:
     alerts: list[tuple[str, str]] = field(default_factory=list)
     stderr: str = ""
     screen: bytes = b""
+    left: list[int] = field(default_factory=list)
+    """Processes of the app's session (its engine process) alive `EXIT_S` after the end."""
 
     def describe(self) -> str:
         rows = "\n".join(
@@ -278,7 +303,7 @@ class Run:
             for s in self.samples
         )
         return (
-            f"code={self.code} exit={self.exit_s:.2f}s sent={len(self.sent)} "
+            f"code={self.code} exit={self.exit_s:.2f}s left={self.left} sent={len(self.sent)} "
             f"missing={len(self.missing)} {sorted(self.missing)[:5]}\n{rows}\n"
             f"stderr: {self.stderr[-1500:]}\nscreen: {self.screen[-1500:]!r}"
         )
@@ -336,6 +361,7 @@ def app_stall(tmp: Path, end: str = "hangup") -> Run:
             else:
                 term.close()
             run.code, run.exit_s = wait_exit(term.proc, t0)
+            run.left = session_left(term.proc.pid, t0 + EXIT_S)
         finally:
             run.screen = term.tail()
             term.kill()
@@ -455,6 +481,7 @@ def test_a_stalled_terminal_never_stops_ingestion_and_a_hangup_or_sigterm_ends_t
     assert_kept_up(run)
     assert_stored_everything(run)
     assert run.code == 0, run.describe()
+    assert not run.left, run.describe()  # the engine's process went with the app
 
 
 @pytest.mark.parametrize(
@@ -509,6 +536,7 @@ def app_interrupted(tmp: Path, key: bytes) -> tuple[Run, bool, Path]:
             t0 = time.monotonic()
             term.close()
             run.code, run.exit_s = wait_exit(term.proc, t0)
+            run.left = session_left(term.proc.pid, t0 + EXIT_S)
         finally:
             run.screen = term.tail()
             term.kill()
@@ -523,6 +551,7 @@ def test_a_hangup_mid_shutdown_or_mid_export_still_flushes_and_exits(
     run, running, out = app_interrupted(tmp_path, key)
     assert running, run.describe()  # the hang-up came while it was still at work
     assert run.code is not None and run.exit_s <= EXIT_S, run.describe()
+    assert not run.left, run.describe()
     assert not run.missing, run.describe()
     # the export in flight is given the time left to finish: `.part` files stay behind
     # only when it could not, and a CSV is never half-written under its own name
@@ -530,3 +559,28 @@ def test_a_hangup_mid_shutdown_or_mid_export_still_flushes_and_exits(
     parts = [f for f in files if f.endswith(".part")]
     assert not parts or run.exit_s >= COMMANDS_DRAIN_S, (files, run.describe())
     assert len(files) - len(parts) in (0, 4), files
+
+
+def test_a_killed_app_takes_its_engine_process_with_it_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL leaves the app no say; its engine process sees its link end, commits what
+    it received and exits within `EXIT_S` (nothing outlives its terminal)."""
+    db = tmp_path / "app.db"
+    seed_history(db)
+    with exchange() as ex:
+        term = Terminal(["BTCUSDT", "ETHUSDT", "--db", str(db), "--window", "60", *ex.args])
+        try:
+            assert term.read(60, b"ticks/s"), term.tail()
+            term.read(3.0)
+            members = session_members(term.proc.pid)
+            assert len(members) == 2, members  # the app and its engine process
+            sent = ex.produced()
+            t0 = time.monotonic()
+            term.proc.kill()
+            left = session_left(term.proc.pid, t0 + EXIT_S)
+        finally:
+            term.kill()
+    assert not left, left
+    missing = sent - stored_ids(db)
+    assert len(sent) > RATE and not missing, sorted(missing)[:5]

@@ -519,7 +519,7 @@ class MonitorScreen(Screen[None]):
         """Keys that do nothing now are left out of the key bar: → and the cursor's
         other keys and Esc outside cursor mode; `+`/`-` are shown dim at their ends, and
         the keys that command the engine until it has started (after the first frame)."""
-        if action in ENGINE_ACTIONS and self.app.engine is None:
+        if action in ENGINE_ACTIONS and not self.app.started:
             return None
         live = self.cursor_ms is None
         if action == "cursor":
@@ -588,8 +588,7 @@ class MonitorScreen(Screen[None]):
         self._moved()
 
     def _set(self, **changes: object) -> None:
-        engine = self.app.engine
-        self.app.command(engine.set_params(self.key, **changes))
+        self.app.command("set_params", self.key, **changes)
         i = self.info
         if changes.pop("swap", False):
             changes.update(symbol_x=i.symbol_y, symbol_y=i.symbol_x)
@@ -625,7 +624,7 @@ class MonitorScreen(Screen[None]):
 
     def action_export(self) -> None:
         self.notify("exporting…", timeout=2)
-        self.app.command(self.app.engine.export([self.key]))
+        self.app.command("export", [self.key])
 
     def action_backtest(self) -> None:
         self.app.open_backtest(self.key)
@@ -648,7 +647,7 @@ class MonitorScreen(Screen[None]):
             self.notify(f"already there: {rule.text}", severity="warning", markup=False)
             return False
         self.rules.append(rule.text)
-        self.app.command_call(self.app.engine.add_rule, rule.text, self.key)
+        self.app.command("add_rule", rule.text, self.key)
         self.notify(f"rule added: {rule.text}", markup=False)
         return True
 
@@ -656,6 +655,6 @@ class MonitorScreen(Screen[None]):
         if text not in self.rules:
             return False
         self.rules.remove(text)
-        self.app.command_call(self.app.engine.remove_rule, text, self.key)
+        self.app.command("remove_rule", text, self.key)
         self.notify(f"rule removed: {text}", markup=False)
         return True
