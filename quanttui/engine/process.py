@@ -58,22 +58,26 @@ MAX_FRAME = 1 << 30
 
 def write_frame(fd: int, obj: object) -> None:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    view = memoryview(HEADER.pack(len(data)) + data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
+    parts = [HEADER.pack(len(data)), memoryview(data)]
+    while parts:
+        n = os.writev(fd, parts)
+        while parts and n >= len(parts[0]):
+            n -= len(parts[0])
+            parts.pop(0)
+        if parts and n:
+            parts[0] = memoryview(parts[0])[n:]
 
 
-def read_exact(fd: int, n: int) -> bytes | None:
-    """`n` bytes from `fd`, or None at its end."""
-    parts, need = [], n
-    while need:
-        chunk = os.read(fd, min(need, 1 << 20))
-        if not chunk:
+def read_exact(fd: int, n: int) -> bytearray | None:
+    """`n` bytes from `fd` into one buffer, or None at its end."""
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        k = os.readv(fd, [view[got:]])
+        if not k:
             return None
-        parts.append(chunk)
-        need -= len(chunk)
-    return b"".join(parts)
+        got += k
+    return buf
 
 
 def read_frame(fd: int) -> object | None:
