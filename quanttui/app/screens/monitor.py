@@ -35,7 +35,7 @@ from textual.widgets import DataTable, Static
 from textual.widgets.data_table import RowKey
 
 from quanttui.alerts import RuleError, parse_rule
-from quanttui.app.widgets.charts import LOWER_TITLES, LOWER_VIEWS, Chart, ChartFrame
+from quanttui.app.widgets.charts import LOWER_TITLES, LOWER_VIEWS, Chart, ChartFrame, warm_up
 from quanttui.app.widgets.keys import KeyBar
 from quanttui.app.widgets.status import status_line
 from quanttui.config import HEDGES, TIMEFRAMES
@@ -246,6 +246,7 @@ class MonitorScreen(Screen[None]):
         yield KeyBar()
 
     def on_mount(self) -> None:
+        self.call_after_refresh(warm_up)
         metrics = self.query_one("#metrics", DataTable)
         for key, width in COLUMNS:
             metrics.add_column(key, key=key, width=width)

@@ -18,7 +18,9 @@ Axis facts that the tests hold:
 
 from __future__ import annotations
 
+import asyncio
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -342,6 +344,38 @@ def _draw_lower(p: Plot, frame: ChartFrame, keep: range, rows: int) -> list[Lege
     ]
 
 
+_plotext_ready = threading.Event()
+_warming = threading.Lock()
+
+
+def warm_up() -> bool:
+    """Whether plotext is imported; if not, import it on a thread. Its import runs about
+    0.1 s of module code (it builds its own docs with `inspect`), which on the UI loop
+    was a 90-110 ms stall at the first chart; on a thread the loop keeps its turns. Once
+    done the heap is frozen (`freeze_heap`: plotext's objects are there for good) and the
+    charts, still stale, draw at the screen's next tick."""
+    if _plotext_ready.is_set():
+        return True
+    if not _warming.acquire(blocking=False):
+        return False
+    loop = asyncio.get_running_loop()
+
+    def work() -> None:
+        import plotext._dict  # noqa: F401
+        import textual_plotext.plot  # noqa: F401
+
+        from quanttui.app.heap import freeze_heap
+
+        def ready() -> None:
+            freeze_heap()
+            _plotext_ready.set()
+
+        loop.call_soon_threadsafe(ready)
+
+    threading.Thread(target=work, name="quanttui-plotext-import", daemon=True).start()
+    return False
+
+
 def register_theme(app: App) -> str:
     """The plotext theme matching the app's Textual theme (its surface and foreground,
     as `textual_plotext.PlotextPlot` makes it), registered once; returns its name."""
@@ -405,7 +439,7 @@ class Chart(Vertical):
         return self.frame_key == self._want(frame)
 
     def draw(self, frame: ChartFrame) -> None:
-        if frame.bars < 1 or not len(frame.snap.series):
+        if frame.bars < 1 or not len(frame.snap.series) or not warm_up():
             return
         want = self._want(frame)
         self.requested = want
