@@ -19,12 +19,12 @@ Axis facts that the tests hold:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -32,7 +32,6 @@ from textual.app import App, ComposeResult
 from textual.color import Color as TextualColor
 from textual.containers import Vertical
 from textual.widgets import Static
-from textual.worker import Worker, WorkerState
 
 from quanttui.config import TIMEFRAMES
 from quanttui.model import Snapshot
@@ -207,7 +206,7 @@ class ChartImage:
 def build_chart(kind: str, frame: ChartFrame, width: int, height: int, theme: str) -> ChartImage:
     """The chart `kind` (`prices`, `spread`, `lower`) of `frame` on a `width` × `height`
     plot, as text. Pure: it reads only its arguments (the snapshot is frozen) and makes
-    its own plotext figure, so it runs in a thread worker, off the UI's event loop."""
+    its own plotext figure, so it runs on the builder thread, off the UI's event loop."""
     from textual_plotext.plot import Plot
 
     snap, s = frame.snap, frame.snap.series
@@ -344,6 +343,18 @@ def _draw_lower(p: Plot, frame: ChartFrame, keep: range, rows: int) -> list[Lege
     ]
 
 
+_builder: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def builder() -> concurrent.futures.ThreadPoolExecutor:
+    """The one thread that builds every chart, in the order asked (a thread per build
+    cost a thread's start and end three times a second)."""
+    global _builder
+    if _builder is None:
+        _builder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="quanttui-chart")
+    return _builder
+
+
 _plotext_ready = threading.Event()
 _warming = threading.Lock()
 
@@ -394,9 +405,9 @@ def register_theme(app: App) -> str:
 class Chart(Vertical):
     """One chart: a title line over the plot. `kind` is `prices`, `spread` or `lower`.
 
-    `draw(frame)` starts `build_chart` in a thread worker (exclusive per chart, so a
-    newer frame supersedes one still building); the finished text is put on screen on
-    the UI loop. The plotext build (10-20 ms at 120x40) thus never blocks the loop, which
+    `draw(frame)` queues `build_chart` on the charts' one builder thread (a build still
+    queued when a newer frame is asked for is skipped); the finished text is put on
+    screen on the UI loop. The plotext build (10-20 ms at 120x40) thus never blocks the loop, which
     keeps frames and keys responsive while the engine thread takes its share."""
 
     DEFAULT_CSS = """
@@ -446,25 +457,28 @@ class Chart(Vertical):
         self._frame = frame
         width, height = want[-2:]
         theme = register_theme(self.app)
-        self.run_worker(
-            partial(build_chart, self.kind, frame, width, height, theme),
-            thread=True,
-            group=f"chart-{self.id}",
-            exclusive=True,
-            exit_on_error=False,
-        )
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        event.stop()
-        worker = event.worker
-        if worker.state == WorkerState.ERROR:
+        def build() -> ChartImage | None:
+            if self.requested != want:
+                return None  # superseded while queued
+            return build_chart(self.kind, frame, width, height, theme)
+
+        future = builder().submit(build)
+        loop = asyncio.get_running_loop()
+        future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._built, f))
+
+    def _built(self, future: concurrent.futures.Future) -> None:
+        """On the UI loop: show the image if it is still the one asked for (a newer
+        frame may have been asked for meanwhile)."""
+        if not self.is_mounted:
+            return
+        error = future.exception()
+        if error is not None:
             self.requested = None
-            self.plot.update(Text(f"chart failed: {worker.error}", style="red"))
+            self.plot.update(Text(f"chart failed: {error}", style="red"))
             return
-        image = worker.result
-        if worker.state != WorkerState.SUCCESS or not isinstance(image, ChartImage):
-            return
-        if image.key != self.requested:
+        image = future.result()
+        if image is None or image.key != self.requested:
             return
         self.plot.update(image.text)
         self.frame_key = image.key
