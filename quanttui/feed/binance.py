@@ -42,7 +42,14 @@ from websockets.exceptions import WebSocketException
 
 from quanttui.config import FeedConfig
 from quanttui.model import MarkPrice, Tick
-from quanttui.plausible import FUTURES_LAUNCH_MS, earliest_ms, time_problem, wall_ms
+from quanttui.plausible import (
+    BEFORE_LISTING,
+    FUTURE,
+    FUTURE_TOLERANCE_MS,
+    FUTURES_LAUNCH_MS,
+    earliest_ms,
+    wall_ms,
+)
 from quanttui.textsafe import printable
 
 log = logging.getLogger(__name__)
@@ -58,6 +65,8 @@ REQUEST_DEADLINE_S = 30.0
 """A REST answer must be complete within this time, however slowly it trickles in."""
 MAX_REPLY_BYTES = 32 * 2**20
 """A REST reply larger than this is refused unread (a full aggTrades page is ~0.1 MB)."""
+_ID_END = 2**63
+_INF = math.inf
 MAX_GAPS_QUEUED = 1000
 """Holes waiting for the REST backfill, which fetches them one at a time within the
 request-weight budget. A hole found while this many wait is not queued but recorded at
@@ -135,27 +144,49 @@ def parse_agg_trade(
     REST rows (``/fapi/v1/aggTrades``) have the same ``a p q f l T m`` fields and no
     ``s``; pass the symbol in ``d["s"]``. ``ts_ms`` is the trade time ``T``, which must be
     plausible (`quanttui.plausible`) at `recv_ms` (default: now) for a symbol listed at
-    ``listed[symbol]`` when known; ids must be non-negative 64-bit integers.
+    ``listed[symbol]`` when known; ids must be non-negative 64-bit integers; ``p`` and
+    ``q`` decimal strings of finite non-negative numbers. The checks of `_int` and `_num`
+    are written out here: this runs once per trade.
     """
     if not isinstance(d, dict):
         raise FrameError("not an object")
-    sym = d.get("s")
+    get = d.get
+    sym = get("s")
     if type(sym) is not str or not sym.isascii() or not sym.isalnum() or not 2 <= len(sym) <= 20:
         raise FrameError("bad s")
-    m = d.get("m")
+    m = get("m")
     if type(m) is not bool:
         raise FrameError("bad m")
-    ts = _int(d, "T")
-    if ts <= 0:
+    ts = get("T")
+    if type(ts) is not int or ts <= 0:
         raise FrameError("bad T")
-    a = _int(d, "a")
-    if not 0 <= a < 2**63:
+    a = get("a")
+    if type(a) is not int or not 0 <= a < _ID_END:
         raise FrameError("bad a")
     sym = sym.upper()
-    problem = time_problem(ts, recv_ms or wall_ms(), earliest_ms(sym, listed))
-    if problem is not None:
-        raise FrameError(problem)
-    return Tick(sym, a, ts, _num(d, "p"), _num(d, "q"), m, recv_ms)
+    if ts > (recv_ms or wall_ms()) + FUTURE_TOLERANCE_MS:
+        raise FrameError(FUTURE)
+    if ts < (earliest_ms(sym, listed) if listed else FUTURES_LAUNCH_MS):
+        raise FrameError(BEFORE_LISTING)
+    p = get("p")
+    if type(p) is not str:
+        raise FrameError("bad p")
+    try:
+        price = float(p)
+    except ValueError:
+        raise FrameError("bad p") from None
+    if not 0.0 <= price < _INF:
+        raise FrameError("bad p")
+    q = get("q")
+    if type(q) is not str:
+        raise FrameError("bad q")
+    try:
+        qty = float(q)
+    except ValueError:
+        raise FrameError("bad q") from None
+    if not 0.0 <= qty < _INF:
+        raise FrameError("bad q")
+    return Tick(sym, a, ts, price, qty, m, recv_ms)
 
 
 def parse_frame(
@@ -167,13 +198,13 @@ def parse_frame(
         msg = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise FrameError("not JSON") from None
-    if not isinstance(msg, dict):
+    if type(msg) is not dict:
         raise FrameError("not an object")
     if "id" in msg and ("result" in msg or "error" in msg):
         return None
     data = msg.get("data")
     stream = msg.get("stream")
-    if not isinstance(data, dict) or type(stream) is not str:
+    if type(data) is not dict or type(stream) is not str:
         raise FrameError("not a stream frame")
     if data.get("e") != "aggTrade":
         raise FrameError("unexpected event")
