@@ -1,13 +1,17 @@
-"""The feed's batched read (`take_ready`)."""
+"""The feed's batched read (`take_ready`) and the writer's queue counted in trades."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
+from pathlib import Path
 
 import pytest
 from websockets.frames import Frame, Opcode
 
 from quanttui.feed.binance import take_ready
+from quanttui.model import Tick
+from quanttui.store.writer import TickWriter
 
 
 def text(payload: bytes, fin: bool = True) -> Frame:
@@ -43,3 +47,38 @@ def test_take_ready_stops_at_its_limit() -> None:
     batch: list[str | bytes] = ["first"]
     take_ready(ready, batch, limit=4)
     assert len(batch) == 4 and len(ready) == 7
+
+
+def ticks(n: int) -> list[Tick]:
+    return [Tick("BTCUSDT", 1000 + i, 1_765_000_000_000 + i, 1.0, 1.0, False) for i in range(n)]
+
+
+async def test_writer_queue_is_bounded_in_trades_not_batches(tmp_path: Path) -> None:
+    w = TickWriter(tmp_path / "q.db", max_queue=10)
+    # not started: nothing drains the queue
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(w.submit_many(ticks(25)), 0.2)
+    assert w.queue.qsize() == 10 and w.queue.full()
+    with pytest.raises(asyncio.QueueFull):
+        w.queue.put_nowait(ticks(1))
+
+
+async def test_writer_stores_batches_larger_than_its_queue(tmp_path: Path) -> None:
+    w = TickWriter(tmp_path / "q.db", max_queue=10)
+    await w.start()
+    seen = 0
+
+    async def watch() -> None:
+        nonlocal seen
+        while True:
+            seen = max(seen, w.queue.qsize())
+            await asyncio.sleep(0)
+
+    watcher = asyncio.create_task(watch())
+    await w.submit_many(ticks(95))
+    await w.submit(Tick("ETHUSDT", 1, 1_765_000_000_000, 1.0, 1.0, True))
+    assert await w.flush()
+    watcher.cancel()
+    st = await w.close()
+    assert st.stored == 96 and w.received == 96
+    assert 0 < seen <= 10
