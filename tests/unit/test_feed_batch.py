@@ -1,8 +1,10 @@
-"""The feed's batched read (`take_ready`) and the writer's queue counted in trades."""
+"""The feed's batched read (`take_ready`), the writer's queue counted in trades and its
+multi-row inserts."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections import deque
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from websockets.frames import Frame, Opcode
 
 from quanttui.feed.binance import take_ready
 from quanttui.model import Tick
-from quanttui.store.writer import TickWriter
+from quanttui.store.writer import ROWS_PER_INSERT, TickWriter
 
 
 def text(payload: bytes, fin: bool = True) -> Frame:
@@ -82,3 +84,27 @@ async def test_writer_stores_batches_larger_than_its_queue(tmp_path: Path) -> No
     st = await w.close()
     assert st.stored == 96 and w.received == 96
     assert 0 < seen <= 10
+
+
+async def test_writer_multi_row_inserts_store_every_row_once(tmp_path: Path) -> None:
+    """Whole `ROWS_PER_INSERT` statements and the remainder row by row; duplicates of
+    stored rows (a REST fill overlapping the stream) are ignored and not counted."""
+    db = tmp_path / "q.db"
+    w = TickWriter(db)
+    await w.start()
+    first = [
+        Tick("BTCUSDT", 1000 + i, 1_765_000_000_000 + i, 1.5, 0.25, i % 2 == 0)
+        for i in range(ROWS_PER_INSERT * 2 + 37)
+    ]
+    await w.submit_many(first)
+    assert await w.flush()
+    await w.submit_many(first[-(ROWS_PER_INSERT + 3) :])
+    st = await w.close()
+    assert st.stored == len(first) and w.received == len(first) + ROWS_PER_INSERT + 3
+    with sqlite3.connect(db) as c:
+        rows = c.execute(
+            "SELECT symbol, trade_id, ts_ms, price, qty, is_buyer_maker FROM ticks ORDER BY 2"
+        ).fetchall()
+    assert rows == [
+        (t.symbol, t.trade_id, t.ts_ms, t.price, t.qty, int(t.is_buyer_maker)) for t in first
+    ]
