@@ -603,7 +603,7 @@ async def check_symbols(rest: BinanceRest, symbols: Sequence[str]) -> str | None
 
 
 MAX_BATCH = 1000
-"""Frames taken from the connection's buffer in one go (see `ready_frames`)."""
+"""Frames taken from the connection's buffer in one go (see `take_ready`)."""
 
 
 def ready_frames(ws: websockets.ClientConnection) -> deque | None:
@@ -877,7 +877,11 @@ class BinanceFeed:
         whether the connection was healthy (delivered at least one trade).
 
         The stale and age checks run in a side task rather than as a timeout around each
-        `recv()`: a per-frame `wait_for` costs a task per message and halves throughput."""
+        `recv()`: a per-frame `wait_for` costs a task per message and halves throughput.
+        After each `recv()` the frames that came in the same read are taken with it
+        (`take_ready`) and their trades go on as one batch: dedupe, gap detection and
+        `on_ticks` once per batch, in frame order (a mark price between trades first hands
+        on the trades before it)."""
         healthy = False
         self._last_rx = time.monotonic()
         watchdog = asyncio.create_task(self._watchdog(ws, time.monotonic()), name="feed-watchdog")
@@ -885,7 +889,6 @@ class BinanceFeed:
         symbols = self._symset
         listed = self.rest.listed
         ready = ready_frames(ws)
-        resume = ws.recv_messages.maybe_resume if ready is not None else None
         try:
             while True:
                 try:
@@ -894,7 +897,7 @@ class BinanceFeed:
                     break
                 if ready:
                     take_ready(ready, batch)
-                    resume()
+                    ws.recv_messages.maybe_resume()
                 recv = now_ms()
                 self._last_rx = time.monotonic()
                 stats.frames += len(batch)
