@@ -1,10 +1,12 @@
 """End-to-end ingestion throughput: fake exchange (own process) -> feed -> writer -> SQLite.
 
 Prints trades/s from first frame to the last committed row, the RSS of this process every
-100k trades (it must stay flat), and the ratio against a naive one-commit-per-tick writer
-measured in the same run. Then the same stream through the whole engine on its own thread
-(`Engine` + `EngineThread`, as every view runs it: one pair, live bars, analytics, alert
-rules, snapshots into a mailbox nobody reads): the cost of everything above storage.
+100k trades (it must stay flat), the ratio against a naive one-commit-per-tick writer
+measured in the same run, and the fake exchange's own CPU per trade (it must stay well
+below the client's time per trade, or the exchange is what is measured). Then the same
+stream through the whole engine on its own thread (`Engine` + `EngineThread`, as every
+view runs it: one pair, live bars, analytics, alert rules, snapshots into a mailbox nobody
+reads): the cost of everything above storage.
 Usage: python benchmarks/bench_ingest.py [--trades 1000000]
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sqlite3
 import statistics
 import subprocess
@@ -37,6 +40,22 @@ def rss_mb() -> float:
     return float("nan")
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+EXCHANGE_US: list[float] = []
+"""CPU of the fake exchange's process per trade streamed, one entry per run: it must stay
+well below the client's (1e6 / trades/s), or the benchmark measures the exchange."""
+
+
+def stop_exchange(server: subprocess.Popen, n: int, ready_cpu_s: float) -> None:
+    EXCHANGE_US.append((cpu_s(server.pid) - ready_cpu_s) / n * 1e6)
+    server.terminate()
+
+
 class NaiveWriter(TickWriter):
     """One INSERT and one COMMIT per tick: what the old dashboards did."""
 
@@ -58,15 +77,19 @@ def run(n: int, naive: bool) -> tuple[float, list[float]]:
         text=True,
     )
     port = json.loads(server.stdout.readline())["port"]
+    ready = cpu_s(server.pid)
     try:
         return asyncio.run(ingest(port, n, naive))
     finally:
-        server.terminate()
+        stop_exchange(server, n, ready)
 
 
 async def ingest(port: int, n: int, naive: bool) -> tuple[float, list[float]]:
-    tmp = tempfile.mkdtemp()
-    db = Path(tmp) / "bench.db"
+    with tempfile.TemporaryDirectory() as tmp:
+        return await ingest_into(Path(tmp) / "bench.db", port, n, naive)
+
+
+async def ingest_into(db: Path, port: int, n: int, naive: bool) -> tuple[float, list[float]]:
     cfg = load_config(
         use_user_file=False,
         overrides={
@@ -109,17 +132,21 @@ def run_engine(n: int) -> float:
         text=True,
     )
     port = json.loads(server.stdout.readline())["port"]
+    ready = cpu_s(server.pid)
     try:
         return engine_rate(port, n)
     finally:
-        server.terminate()
+        stop_exchange(server, n, ready)
 
 
 def engine_rate(port: int, n: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        return engine_rate_into(Path(tmp) / "bench.db", port, n)
+
+
+def engine_rate_into(db: Path, port: int, n: int) -> float:
     from quanttui.engine import Engine, EngineThread, Mailbox
 
-    tmp = tempfile.mkdtemp()
-    db = Path(tmp) / "bench.db"
     cfg = load_config(
         use_user_file=False,
         overrides={
@@ -159,6 +186,7 @@ def main() -> None:
         rate, rss = run(args.trades, naive=False)
         ours.append(rate)
         mem = rss
+    exchange = statistics.median(EXCHANGE_US)
     naive = [run(args.naive_trades, naive=True)[0] for _ in range(args.repeat)]
     m, b = statistics.median(ours), statistics.median(naive)
     print(
@@ -168,6 +196,10 @@ def main() -> None:
         f"one commit per tick: {b:,.0f} trades/s (median of {args.repeat}, {args.naive_trades:,} trades each)"
     )
     print(f"ratio: {m / b:.1f}x")
+    print(
+        f"fake exchange process: {exchange:.1f} us CPU a trade (the client: {1e6 / m:.1f} us a "
+        "trade of wall time)"
+    )
     if mem:
         print(f"RSS every 100k trades (MB): {', '.join(f'{r:.0f}' for r in mem)}")
         print(f"RSS growth first->last checkpoint: {mem[-1] - mem[0]:+.1f} MB")

@@ -31,18 +31,26 @@ import logging
 import math
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
 import orjson
 import websockets
-from websockets.exceptions import WebSocketException
+from websockets.exceptions import ConnectionClosedOK, WebSocketException
+from websockets.frames import Opcode
 
 from quanttui.config import FeedConfig
 from quanttui.model import MarkPrice, Tick
-from quanttui.plausible import FUTURES_LAUNCH_MS, earliest_ms, time_problem, wall_ms
+from quanttui.plausible import (
+    BEFORE_LISTING,
+    FUTURE,
+    FUTURE_TOLERANCE_MS,
+    FUTURES_LAUNCH_MS,
+    earliest_ms,
+    wall_ms,
+)
 from quanttui.textsafe import printable
 
 log = logging.getLogger(__name__)
@@ -58,6 +66,8 @@ REQUEST_DEADLINE_S = 30.0
 """A REST answer must be complete within this time, however slowly it trickles in."""
 MAX_REPLY_BYTES = 32 * 2**20
 """A REST reply larger than this is refused unread (a full aggTrades page is ~0.1 MB)."""
+_ID_END = 2**63
+_INF = math.inf
 MAX_GAPS_QUEUED = 1000
 """Holes waiting for the REST backfill, which fetches them one at a time within the
 request-weight budget. A hole found while this many wait is not queued but recorded at
@@ -135,27 +145,49 @@ def parse_agg_trade(
     REST rows (``/fapi/v1/aggTrades``) have the same ``a p q f l T m`` fields and no
     ``s``; pass the symbol in ``d["s"]``. ``ts_ms`` is the trade time ``T``, which must be
     plausible (`quanttui.plausible`) at `recv_ms` (default: now) for a symbol listed at
-    ``listed[symbol]`` when known; ids must be non-negative 64-bit integers.
+    ``listed[symbol]`` when known; ids must be non-negative 64-bit integers; ``p`` and
+    ``q`` decimal strings of finite non-negative numbers. The checks of `_int` and `_num`
+    are written out here: this runs once per trade.
     """
     if not isinstance(d, dict):
         raise FrameError("not an object")
-    sym = d.get("s")
+    get = d.get
+    sym = get("s")
     if type(sym) is not str or not sym.isascii() or not sym.isalnum() or not 2 <= len(sym) <= 20:
         raise FrameError("bad s")
-    m = d.get("m")
+    m = get("m")
     if type(m) is not bool:
         raise FrameError("bad m")
-    ts = _int(d, "T")
-    if ts <= 0:
+    ts = get("T")
+    if type(ts) is not int or ts <= 0:
         raise FrameError("bad T")
-    a = _int(d, "a")
-    if not 0 <= a < 2**63:
+    a = get("a")
+    if type(a) is not int or not 0 <= a < _ID_END:
         raise FrameError("bad a")
     sym = sym.upper()
-    problem = time_problem(ts, recv_ms or wall_ms(), earliest_ms(sym, listed))
-    if problem is not None:
-        raise FrameError(problem)
-    return Tick(sym, a, ts, _num(d, "p"), _num(d, "q"), m, recv_ms)
+    if ts > (recv_ms or wall_ms()) + FUTURE_TOLERANCE_MS:
+        raise FrameError(FUTURE)
+    if ts < (earliest_ms(sym, listed) if listed else FUTURES_LAUNCH_MS):
+        raise FrameError(BEFORE_LISTING)
+    p = get("p")
+    if type(p) is not str:
+        raise FrameError("bad p")
+    try:
+        price = float(p)
+    except ValueError:
+        raise FrameError("bad p") from None
+    if not 0.0 <= price < _INF:
+        raise FrameError("bad p")
+    q = get("q")
+    if type(q) is not str:
+        raise FrameError("bad q")
+    try:
+        qty = float(q)
+    except ValueError:
+        raise FrameError("bad q") from None
+    if not 0.0 <= qty < _INF:
+        raise FrameError("bad q")
+    return Tick(sym, a, ts, price, qty, m, recv_ms)
 
 
 def parse_frame(
@@ -167,13 +199,13 @@ def parse_frame(
         msg = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise FrameError("not JSON") from None
-    if not isinstance(msg, dict):
+    if type(msg) is not dict:
         raise FrameError("not an object")
     if "id" in msg and ("result" in msg or "error" in msg):
         return None
     data = msg.get("data")
     stream = msg.get("stream")
-    if not isinstance(data, dict) or type(stream) is not str:
+    if type(data) is not dict or type(stream) is not str:
         raise FrameError("not a stream frame")
     if data.get("e") != "aggTrade":
         raise FrameError("unexpected event")
@@ -570,6 +602,44 @@ async def check_symbols(rest: BinanceRest, symbols: Sequence[str]) -> str | None
     return None
 
 
+MAX_BATCH = 1000
+"""Frames taken from the connection's buffer in one go (see `take_ready`)."""
+
+
+def ready_frames(ws: websockets.ClientConnection) -> deque | None:
+    """The queue of frames that `ws` has parsed but not yet handed out, or None when
+    this version of websockets keeps it elsewhere.
+
+    websockets (13 and later, ``websockets.asyncio``) parses every frame of a TCP read at
+    once and queues them in ``ws.recv_messages.frames.queue`` for `recv()`, one call and
+    one await each. Under load a read holds hundreds of frames; taking the complete ones
+    from that queue in a loop (`take_ready`) costs a fraction of a `recv()` each."""
+    frames = getattr(getattr(ws, "recv_messages", None), "frames", None)
+    q = getattr(frames, "queue", None)
+    return q if isinstance(q, deque) else None
+
+
+def take_ready(ready: deque, batch: list[str | bytes], limit: int = MAX_BATCH) -> None:
+    """Move whole messages from `ready` to `batch` as `recv()` would return them (a text
+    frame decoded, a binary frame as bytes), stopping at a fragment, a control frame, a
+    text frame that is not UTF-8 (left for `recv()`, which fails the connection as
+    before) or `limit` messages in `batch`."""
+    while ready and len(batch) < limit:
+        frame = ready[0]
+        if not frame.fin:
+            return
+        if frame.opcode is Opcode.TEXT:
+            try:
+                batch.append(frame.data.decode())
+            except UnicodeDecodeError:
+                return
+        elif frame.opcode is Opcode.BINARY:
+            batch.append(bytes(frame.data))
+        else:
+            return
+        ready.popleft()
+
+
 @dataclass(slots=True)
 class FeedStats:
     frames: int = 0
@@ -711,23 +781,27 @@ class BinanceFeed:
         """Apply high-water dedupe and gap detection, then hand ticks on."""
         out = []
         unqueued = []
+        hws = self.hw
+        stats = self.stats
         for t in ticks:
-            hw = self.hw.get(t.symbol)
+            sym = t.symbol
+            a = t.trade_id
+            hw = hws.get(sym)
             if hw is not None:
-                if t.trade_id <= hw:
-                    self.stats.duplicates += 1
+                if a <= hw:
+                    stats.duplicates += 1
                     continue
-                if t.trade_id > hw + 1:
-                    self.stats.gaps_detected += 1
-                    if not self._queue_gap(t.symbol, hw + 1, t.trade_id - 1):
-                        unqueued.append((t.symbol, hw + 1, t.trade_id - 1))
-            self.hw[t.symbol] = t.trade_id
+                if a > hw + 1:
+                    stats.gaps_detected += 1
+                    if not self._queue_gap(sym, hw + 1, a - 1):
+                        unqueued.append((sym, hw + 1, a - 1))
+            hws[sym] = a
             out.append(t)
         if out:
-            self.stats.last_trade_ms = out[-1].ts_ms
+            stats.last_trade_ms = out[-1].ts_ms
         await self._emit(out)
         for sym, lo, hi in unqueued:
-            self.stats.gaps_open += 1
+            stats.gaps_open += 1
             if self.on_gap:
                 await self.on_gap(sym, lo, hi, "open", 0)
 
@@ -737,8 +811,7 @@ class BinanceFeed:
         self.stats.empty += len(ticks) - len(out)
         if out:
             self.stats.ticks += len(out)
-            for t in out:
-                self.stats.per_symbol[t.symbol] += 1
+            self.stats.per_symbol.update(t.symbol for t in out)
             await self.on_ticks(out)
 
     async def run(self) -> None:
@@ -804,40 +877,56 @@ class BinanceFeed:
         whether the connection was healthy (delivered at least one trade).
 
         The stale and age checks run in a side task rather than as a timeout around each
-        `recv()`: a per-frame `wait_for` costs a task per message and halves throughput."""
+        `recv()`: a per-frame `wait_for` costs a task per message and halves throughput.
+        After each `recv()` the frames that came in the same read are taken with it
+        (`take_ready`) and their trades go on as one batch: dedupe, gap detection and
+        `on_ticks` once per batch, in frame order (a mark price between trades first hands
+        on the trades before it)."""
         healthy = False
         self._last_rx = time.monotonic()
         watchdog = asyncio.create_task(self._watchdog(ws, time.monotonic()), name="feed-watchdog")
         stats = self.stats
         symbols = self._symset
         listed = self.rest.listed
+        ready = ready_frames(ws)
         try:
-            async for raw in ws:
+            while True:
+                try:
+                    batch = [await ws.recv()]
+                except ConnectionClosedOK:
+                    break
+                if ready:
+                    take_ready(ready, batch)
+                    ws.recv_messages.maybe_resume()
                 recv = now_ms()
                 self._last_rx = time.monotonic()
-                stats.frames += 1
+                stats.frames += len(batch)
                 stats.last_frame_ms = recv
-                try:
-                    tick = parse_market_frame(raw, recv, listed=listed)
-                except FrameError as exc:
-                    stats.malformed[exc.reason] += 1
-                    log.warning("malformed frame (%s): %.200r", exc.reason, raw)
-                    continue
-                if tick is None:
-                    continue
-                if isinstance(tick, MarkPrice):
+                ticks: list[Tick] = []
+                for raw in batch:
+                    try:
+                        tick = parse_market_frame(raw, recv, listed=listed)
+                    except FrameError as exc:
+                        stats.malformed[exc.reason] += 1
+                        log.warning("malformed frame (%s): %.200r", exc.reason, raw)
+                        continue
+                    if tick is None:
+                        continue
                     if tick.symbol not in symbols:
                         stats.malformed["unrequested symbol"] += 1
+                    elif type(tick) is Tick:
+                        ticks.append(tick)
                     else:
+                        if ticks:
+                            healthy = True
+                            await self._accept(ticks)
+                            ticks = []
                         stats.marks += 1
                         if self.on_mark is not None:
                             await self.on_mark(tick)
-                    continue
-                if tick.symbol not in symbols:
-                    stats.malformed["unrequested symbol"] += 1
-                    continue
-                healthy = True
-                await self._accept([tick])
+                if ticks:
+                    healthy = True
+                    await self._accept(ticks)
         except WebSocketException as exc:
             stats.detail = f"closed: {exc}"
         finally:

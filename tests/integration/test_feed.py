@@ -10,10 +10,16 @@ from pathlib import Path
 import pytest
 
 from quanttui.config import load_config
-from quanttui.feed.binance import BinanceRest, SymbolError, check_symbols
+from quanttui.feed.binance import BinanceRest, SymbolError, check_symbols, ready_frames
 from quanttui.feed.ingest import Ingestion
 from quanttui.feed.recordings import read_ndjson
-from tests.fakes.exchange import FakeExchange, Faults, synthetic_trades, trades_from_ticks
+from tests.fakes.exchange import (
+    FakeExchange,
+    FakeMark,
+    Faults,
+    synthetic_trades,
+    trades_from_ticks,
+)
 from tests.helpers import exchange_args, spawn
 
 
@@ -79,6 +85,47 @@ async def test_malformed_frames_do_not_stop_ingestion(tmp_path: Path) -> None:
     assert sum(ing.feed.stats.malformed.values()) >= 2 * (1000 // 50) - 2
     assert ing.feed.stats.malformed["not JSON"] >= 19
     assert len(stored(db)) == 1000
+
+
+async def test_a_burst_is_read_in_batches_and_stored_once(tmp_path: Path) -> None:
+    """A burst with malformed frames, mark prices between the trades and disconnects:
+    the feed takes the frames a read brought in one go (`take_ready`), and every trade is
+    handed on and stored once, every bad frame counted."""
+    trades = synthetic_trades(20_000, start_ms=1_765_788_195_000)
+    marks = [
+        FakeMark(s, 1_765_788_195_000 + k, "90000.0", "90001.0", "0.00010000", 1_765_814_400_000)
+        for k in range(40)
+        for s in ("BTCUSDT", "ETHUSDT")
+    ]
+    db = tmp_path / "q.db"
+    faults = Faults(malformed_every=500, disconnect_every=7000, max_disconnects=2)
+    seen: dict[str, list[int]] = {"BTCUSDT": [], "ETHUSDT": []}
+    batched = []
+
+    def on_ticks(ticks) -> None:
+        for t in ticks:
+            seen[t.symbol].append(t.trade_id)
+        ws = ing.feed._ws
+        if ws is not None:
+            batched.append(ready_frames(ws) is not None)
+
+    async with FakeExchange(trades, rate=None, faults=faults, marks=marks, mark_rate=400) as ex:
+        ing = Ingestion(cfg_for(ex, db), ["BTCUSDT", "ETHUSDT"], on_ticks=on_ticks)
+        await ing.start()
+        await asyncio.wait_for(ex.done.wait(), 30)
+        await asyncio.wait_for(ex.marks_done.wait(), 30)
+        st = ing.feed.stats
+        await wait_for(lambda: st.ticks >= len(trades) and st.marks >= ex.marks_sent)
+        await ing.stop()
+    assert batched and all(batched)
+    assert st.malformed["not JSON"] == st.malformed["bad s"] >= 7000 // 500
+    assert st.marks == ex.marks_sent > 0
+    assert ex.disconnects >= 1 and st.reconnects == ex.disconnects
+    assert st.backfilled > 0
+    rows = stored(db)
+    assert len(rows) == len(set(rows)) == len(trades)
+    assert {(s, a) for s, ids in seen.items() for a in ids} == ex.produced_ids()
+    assert sum(map(len, seen.values())) == len(trades)
 
 
 async def test_stall_triggers_reconnect_and_backfill(tmp_path: Path) -> None:
