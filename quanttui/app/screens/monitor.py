@@ -22,7 +22,6 @@ from __future__ import annotations
 import bisect
 import dataclasses
 from collections import Counter
-from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -38,6 +37,7 @@ from quanttui.alerts import RuleError, parse_rule
 from quanttui.app.widgets.charts import LOWER_TITLES, LOWER_VIEWS, Chart, ChartFrame, warm_up
 from quanttui.app.widgets.keys import KeyBar
 from quanttui.app.widgets.status import status_line
+from quanttui.app.widgets.table import Table
 from quanttui.config import HEDGES, TIMEFRAMES
 from quanttui.engine.events import AlertEvent, AlertWithdrawn, PairInfo, Status, describes
 from quanttui.model import Alert, Snapshot, iso_utc
@@ -64,26 +64,6 @@ ZOOM_KEYS = Binding.Group("Zoom")
 CURSOR_KEYS = Binding.Group("Cursor")
 END_KEYS = Binding.Group("Ends")
 PAGE_KEYS = Binding.Group("Page")
-
-
-class Table(DataTable, can_focus=False):
-    """A table that never takes focus: the screen's keys (arrows, Home, PgUp) move the
-    chart cursor, not a table's.
-
-    It also keeps no stale renders. `DataTable` keys its render caches (10,000 cells,
-    1,000 rows, lines and row renderables) by an update count that every `update_cell`
-    and `add_row` bumps, so older entries are never read again, yet they stay until
-    the caches are full: the metrics table, updated every bar, grew the app's RSS for
-    the first ten minutes (`benchmarks/bench_memory.py`). They are dropped at once."""
-
-    def update_cell(self, *args: Any, **kwargs: Any) -> None:
-        super().update_cell(*args, **kwargs)
-        self._clear_caches()
-
-    def add_row(self, *args: Any, **kwargs: Any) -> RowKey:
-        key = super().add_row(*args, **kwargs)
-        self._clear_caches()
-        return key
 
 
 def alert_text(a: Alert) -> str:

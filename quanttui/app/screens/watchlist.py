@@ -39,6 +39,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Label, Static
 
 from quanttui.app.screens.confirm import ConfirmScreen
+from quanttui.app.widgets.table import Table
 from quanttui.app.widgets.watchtable import TableColumn, WatchTable
 from quanttui.config import parse_watchlist_pair
 from quanttui.engine.events import describes
@@ -264,7 +265,7 @@ class WatchlistScreen(Screen[None]):
         yield Static(id="wl-title")
         yield Static(id="wl-status")
         yield WatchTable(id="wl-table")
-        yield DataTable(id="wl-log", cursor_type="none", show_header=False)
+        yield Table(id="wl-log", cursor_type="none", show_header=False)
         yield Footer()
 
     def on_mount(self) -> None:
