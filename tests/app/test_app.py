@@ -126,8 +126,9 @@ async def test_live_app_shows_data_every_key_works_and_quit_flushes(
             assert not app.paused
             table = app.query_one("#alerts", DataTable)
             await until(lambda: table.row_count > 0)
+            before = set(table.rows)
             await pilot.press("c")
-            assert table.row_count == 0
+            assert not before & set(table.rows)  # alerts may arrive after the clear
             await pilot.press("question_mark")
             assert isinstance(app.screen, HelpScreen)
             await pilot.press("question_mark")
