@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from gcpauses import GcPauses  # noqa: E402
+from procs import serve  # noqa: E402
 
 from tests.ptyrun import PtyApp  # noqa: E402
 
@@ -51,16 +51,6 @@ stall at 5,000 trades/s, terminal output at 120x40."""
 
 def verdict(value: float, budget: float) -> str:
     return "[within budget]" if value <= budget else "[OVER BUDGET]"
-
-
-def serve(*args: str) -> tuple[subprocess.Popen, int]:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.serve", *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    return server, json.loads(server.stdout.readline())["port"]
 
 
 def app_args(port: int, db: Path) -> list[str]:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import sqlite3
 import statistics
 import subprocess
@@ -28,23 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from procs import cpu_s, rss_mb, serve  # noqa: E402
+
 from quanttui.config import load_config  # noqa: E402
 from quanttui.feed.ingest import Ingestion  # noqa: E402
 from quanttui.store.writer import INSERT_TICK, TickWriter  # noqa: E402
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process `pid` so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
 
 EXCHANGE_US: list[float] = []
 """CPU of the fake exchange's process per trade streamed, one entry per run: it must stay
@@ -70,13 +56,7 @@ class NaiveWriter(TickWriter):
 
 
 def run(n: int, naive: bool) -> tuple[float, list[float]]:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.serve", "--trades", str(n)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    port = json.loads(server.stdout.readline())["port"]
+    server, port = serve("--trades", str(n))
     ready = cpu_s(server.pid)
     try:
         return asyncio.run(ingest(port, n, naive))
@@ -109,7 +89,7 @@ async def ingest_into(db: Path, port: int, n: int, naive: bool) -> tuple[float, 
         if not first:
             first.append(time.perf_counter())
         if ing.feed.stats.ticks // 100_000 > len(rss):
-            rss.append(rss_mb())
+            rss.append(rss_mb(children=False))
         if ing.feed.stats.ticks >= n:
             all_in.set()
 
@@ -125,13 +105,7 @@ async def ingest_into(db: Path, port: int, n: int, naive: bool) -> tuple[float, 
 
 
 def run_engine(n: int) -> float:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.serve", "--trades", str(n)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    port = json.loads(server.stdout.readline())["port"]
+    server, port = serve("--trades", str(n))
     ready = cpu_s(server.pid)
     try:
         return engine_rate(port, n)

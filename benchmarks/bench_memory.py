@@ -27,7 +27,6 @@ Usage: python benchmarks/bench_memory.py [--minutes 10] [--rate 5000] [--modes a
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
@@ -44,6 +43,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from procs import rss_mb, serve  # noqa: E402
 
 from tests.ptyrun import PtyApp  # noqa: E402
 
@@ -71,21 +73,6 @@ class Run:
     rows: int = 0
     exit_code: int | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def rss_mb(pid: int) -> float:
-    """VmRSS of `pid` and of its children (the app's engine process)."""
-    total = 0.0
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                total = int(line.split()[1]) / 1024
-    with contextlib.suppress(OSError):
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        for child in children:
-            with contextlib.suppress(OSError):
-                total += rss_mb(int(child))
-    return total
 
 
 def stored_rows(db: Path) -> int:
@@ -119,25 +106,6 @@ def sent_count(port: int) -> int:
         return -1
 
 
-def serve(rate: float) -> tuple[subprocess.Popen, int]:
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.fakes.serve",
-            "--endless",
-            "--rate",
-            str(rate),
-            "--history",
-            str(HISTORY_S),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    return server, json.loads(server.stdout.readline())["port"]
-
-
 def cli_args(port: int, db: Path) -> list[str]:
     return [
         *SYMBOLS,
@@ -161,7 +129,7 @@ def drain(stream, counter: list[int]) -> None:
 
 def run_mode(mode: str, minutes: float, rate: float, every: float) -> Run:
     run = Run(mode)
-    server, port = serve(rate)
+    server, port = serve("--endless", "--rate", str(rate), "--history", str(HISTORY_S))
     try:
         with tempfile.TemporaryDirectory() as d:
             db = Path(d) / "m.db"

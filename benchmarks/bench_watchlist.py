@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import functools
 import json
-import os
 import shutil
 import sqlite3
 import statistics
@@ -47,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from gcpauses import GcPauses  # noqa: E402
+from procs import rss_mb  # noqa: E402
 
 SYMBOLS = [f"W{k:02d}USDT" for k in range(25)]
 PAIRS = [(SYMBOLS[2 * k], SYMBOLS[2 * k + 1]) for k in range(12)] + [
@@ -213,18 +213,10 @@ def terminal_bytes(seconds: float, rate: float, live: int) -> tuple[float, float
 
 
 # ------------------------------------------------------------------ 2: in process
-def rss_mb(pid: int | str = "self") -> float:
-    try:
-        with open(f"/proc/{pid}/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return 0.0
-
-
 def app_rss_mb(app) -> float:  # noqa: ANN001
     """The app's process plus its engine's (`EngineProcess`), as the CLI runs it."""
     proc = getattr(app.runner, "_proc", None)
-    return rss_mb() + (rss_mb(proc.pid) if proc is not None else 0.0)
+    return rss_mb(children=False) + (rss_mb(proc.pid) if proc is not None else 0.0)
 
 
 async def table_costs(rounds: int = 40) -> tuple[float, float]:

@@ -24,7 +24,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import importlib
-import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
@@ -130,7 +129,6 @@ class QuantApp(App[int]):
         self.feed_state = "connecting"
         self.alerts: list[AlertEvent | AlertWithdrawn] = []
         self._quitting = False
-        self._stats_frozen = False
         self._want_guard, self._cleanup = guard, cleanup
         self.shutdown_guard: ShutdownGuard | None = None
         listed = watchlist if watchlist is not None else len(legs) > 1
@@ -244,9 +242,6 @@ class QuantApp(App[int]):
                 wl.show_snapshot(ev.pair, ev.snapshot)
         elif isinstance(ev, E.Status):
             self.status = ev
-            if not self._stats_frozen and "statsmodels.tsa.stattools" in sys.modules:
-                self._stats_frozen = True
-                freeze_heap()
             shown = self.screen
             if any(shown is m for m in self.monitors.values()):
                 shown.show_status(ev)

@@ -14,11 +14,14 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quanttui.engine.events import Finished
 from quanttui.engine.process import read_frame, write_frame
 from quanttui.engine.runner import EXIT_MARGIN_S, HARD_EXIT_S
+
+if TYPE_CHECKING:
+    from quanttui.engine import EngineThread, Mailbox
 
 
 class Link:
@@ -26,7 +29,7 @@ class Link:
         self.out_fd = out_fd
         self.replies: list[tuple[Any, ...]] = []
         self.lock = threading.Lock()
-        self.wake = threading.Event()
+        self.box: Mailbox | None = None
         self.broken = False
 
     def send(self, obj: object) -> None:
@@ -40,16 +43,16 @@ class Link:
     def reply(self, cid: int, ok: bool, value: object) -> None:
         with self.lock:
             self.replies.append(("reply", cid, ok, value))
-        self.wake.set()
+        if self.box is not None:
+            self.box.poke()
 
 
-def _serve_events(link: Link, box, runner) -> None:  # noqa: ANN001
-    """Events first, then the replies queued before them were drained: a reply follows
-    every event its command published."""
+def _serve_events(link: Link, box: Mailbox, runner: EngineThread) -> None:
+    """Events first, then the replies taken before them were drained: a reply follows
+    every event its command published (the engine puts those before the command's
+    future is done and `Link.reply` runs)."""
     while True:
         box.wait(0.25)
-        link.wake.wait(0.0 if len(box) else 0.05)
-        link.wake.clear()
         with link.lock:
             replies, link.replies = link.replies, []
         events, latest = box.drain()
@@ -97,7 +100,7 @@ def main() -> int:
     except Exception as exc:  # noqa: BLE001 - reported as the engine's end
         link.send(("done", Finished(1, f"{exc.__class__.__name__}: {exc}")))
         return 1
-    box = engine.subscribe(Mailbox())
+    box = link.box = engine.subscribe(Mailbox())
     link.send(
         ("ready", engine.pair_infos(), {i.key: engine.rules(i.key) for i in engine.pair_infos()})
     )

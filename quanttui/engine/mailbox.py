@@ -36,6 +36,7 @@ class Mailbox:
         self._snapshots: dict[str, SnapshotEvent | Status] = {}
         self._max = max_events
         self._armed = True
+        self._poked = False
         self.notify = notify
         self.dropped = 0
 
@@ -65,14 +66,25 @@ class Mailbox:
             snaps = list(self._snapshots.values())
             self._snapshots.clear()
             self._armed = True
+            self._poked = False
         return events, snaps
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until something is queued (True) or `timeout` passes (False)."""
+    def poke(self) -> None:
+        """Wake `wait` (now, or at its next call if nobody waits) without queueing
+        anything, until the next `drain`: for a consumer that also waits on work of its
+        own (the engine process's replies, `quanttui.engine.child`)."""
         with self._lock:
-            if self._events or self._snapshots:
-                return True
-            return self._ready.wait(timeout)
+            self._poked = True
+            self._ready.notify_all()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until something is queued or poked (True) or `timeout` passes (False)."""
+        with self._lock:
+            return bool(
+                self._ready.wait_for(
+                    lambda: self._poked or self._events or self._snapshots, timeout
+                )
+            )
 
     def __len__(self) -> int:
         with self._lock:
