@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import functools
 import json
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -45,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from gcpauses import GcPauses  # noqa: E402
+from gcpauses import GcPauses, Stalls, census, census_growth  # noqa: E402
 from procs import rss_mb  # noqa: E402
 
 SYMBOLS = [f"W{k:02d}USDT" for k in range(25)]
@@ -325,7 +326,7 @@ async def loop_and_storage(seconds: float, rate: float, live: int) -> dict[str, 
                 draws.append(time.perf_counter() - t)
 
             wl._draw = timed_draw
-            stalls: list[tuple[float, float]] = []
+            stalls = Stalls()
             rss: list[tuple[float, float]] = []
             keys = [f"{x}/{y}" for x, y in PAIRS]
             gcp = GcPauses()
@@ -340,6 +341,8 @@ async def loop_and_storage(seconds: float, rate: float, live: int) -> dict[str, 
                 settle = time.perf_counter() - t_launch
                 await asyncio.sleep(2.0)
                 draws.clear()
+                heap_before = census()
+                ru0 = resource.getrusage(resource.RUSAGE_SELF)
                 gcp.__enter__()
                 end = loop.time() + seconds
                 t0 = time.perf_counter()
@@ -347,12 +350,14 @@ async def loop_and_storage(seconds: float, rate: float, live: int) -> dict[str, 
                 while loop.time() < end:
                     t = time.perf_counter()
                     await asyncio.sleep(0.005)
-                    stalls.append((time.perf_counter() - t - 0.005, t - t0))
+                    stalls.add(time.perf_counter() - t - 0.005, t - t0)
                     if t >= next_rss:
                         rss.append((t - t0, app_rss_mb(app)))
                         next_rss += 1.0
                 steady_draws = list(draws)
                 gcp.__exit__()
+                ru1 = resource.getrusage(resource.RUSAGE_SELF)
+                heap_growth = census_growth(heap_before, census())
                 server.quiet()
                 await asyncio.sleep(2.0)  # the last frames arrive and are committed
                 produced = server.produced(Path(d) / "ids.json")
@@ -372,10 +377,16 @@ async def loop_and_storage(seconds: float, rate: float, live: int) -> dict[str, 
             conn.close()
     finally:
         server.stop()
-    worst = sorted(stalls, reverse=True)[:5]
+    worst = sorted(stalls.worst, reverse=True)
     print("  worst stalls (ms @ s):", ", ".join(f"{w * 1000:.0f}@{t:.1f}" for w, t in worst))
     print("  cyclic GC meanwhile:", gcp.summary())
-    values = sorted(w for w, _ in stalls)
+    print("  the UI's heap over the run (not frozen):", heap_growth)
+    cpu = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
+    print(
+        f"  the UI's process over the run: {cpu:.1f} s CPU, "
+        f"{ru1.ru_minflt - ru0.ru_minflt:,} minor and {ru1.ru_majflt - ru0.ru_majflt:,} major "
+        f"page faults, {ru1.ru_nivcsw - ru0.ru_nivcsw:,} involuntary context switches"
+    )
     half = len(rss) // 2
     first, second = rss[:half], rss[half:]
     span_min = (
@@ -383,8 +394,8 @@ async def loop_and_storage(seconds: float, rate: float, live: int) -> dict[str, 
     ) / 60
     return {
         "settle_s": settle,
-        "stall_max": values[-1],
-        "stall_p99": values[int(0.99 * (len(values) - 1))],
+        "stall_max": stalls.max,
+        "stall_p99": stalls.quantile(0.99),
         "draw_median": statistics.median(steady_draws),
         "draw_max": max(steady_draws),
         "draws": len(steady_draws),

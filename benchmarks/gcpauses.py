@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import gc
+import heapq
 import time
+from array import array
+from collections import Counter
 
 
 class GcPauses:
     """Records each collection's generation and duration (any thread) while entered."""
 
     def __init__(self) -> None:
-        self.pauses: list[tuple[int, float]] = []
+        self.pauses: list[tuple[int, float, int]] = []
         self._start: float | None = None
 
     def __call__(self, phase: str, info: dict) -> None:
         if phase == "start":
             self._start = time.perf_counter()
         elif self._start is not None:
-            self.pauses.append((info["generation"], time.perf_counter() - self._start))
+            self.pauses.append(
+                (info["generation"], time.perf_counter() - self._start, info["collected"])
+            )
             self._start = None
 
     def __enter__(self) -> GcPauses:
@@ -31,8 +36,58 @@ class GcPauses:
         if not self.pauses:
             return "no collections"
         worst = max(self.pauses, key=lambda p: p[1])
-        full = sum(g == 2 for g, _ in self.pauses)
+        full = sum(p[0] == 2 for p in self.pauses)
         return (
             f"{len(self.pauses)} collections ({full} full), longest {worst[1] * 1000:.1f} ms "
-            f"(generation {worst[0]})"
+            f"(generation {worst[0]}, {worst[2]:,} objects freed)"
         )
+
+
+class Stalls:
+    """The event loop's stalls in constant memory, so that a long run does not measure
+    its own growth (a list of 120,000 samples over 600 s grew RSS by ~13 MB): a histogram
+    of 0.1 ms bins up to 2 s, and the `keep` worst with their times."""
+
+    BIN_S = 1e-4
+    BINS = 20_000
+
+    def __init__(self, keep: int = 5) -> None:
+        self.counts = array("q", bytes(8 * (self.BINS + 1)))
+        self.worst: list[tuple[float, float]] = []
+        self.keep = keep
+        self.n = 0
+        self.max = 0.0
+
+    def add(self, stall: float, at: float) -> None:
+        self.n += 1
+        self.counts[min(int(max(stall, 0.0) / self.BIN_S), self.BINS)] += 1
+        self.max = max(self.max, stall)
+        if len(self.worst) < self.keep:
+            heapq.heappush(self.worst, (stall, at))
+        elif stall > self.worst[0][0]:
+            heapq.heapreplace(self.worst, (stall, at))
+
+    def quantile(self, q: float) -> float:
+        """The upper edge of the bin that holds the q-quantile (within 0.1 ms)."""
+        rank, seen = q * (self.n - 1), 0
+        for i, c in enumerate(self.counts):
+            seen += c
+            if seen > rank:
+                return (i + 1) * self.BIN_S
+        return self.max
+
+
+def census() -> Counter[str]:
+    """Objects the cyclic GC tracks and has not frozen, by type name, after a full
+    collection (so garbage not yet collected is not counted): call it outside what is
+    timed."""
+    gc.collect()
+    return Counter(type(o).__name__ for o in gc.get_objects())
+
+
+def census_growth(before: Counter[str], after: Counter[str], top: int = 6) -> str:
+    grown = (after - before).most_common(top)
+    total = sum(after.values()) - sum(before.values())
+    return f"{sum(before.values()):,} tracked at the start, {total:+,}; most grown: " + ", ".join(
+        f"{name} {n:+,}" for name, n in grown
+    )

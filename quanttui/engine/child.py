@@ -80,7 +80,19 @@ def _deadline(after: float) -> None:
     threading.Thread(target=watch, name="quanttui-child-exit", daemon=True).start()
 
 
+def _yield_to_the_screen() -> None:
+    """Run this process's threads (all started after this) under SCHED_BATCH: the same
+    share of the CPU as any other process (nice is unchanged), but a wake-up of the
+    engine no longer preempts a running task. On two busy cores the screen's event loop
+    was preempted about 100 times a second by the engine's threads, in the middle of a
+    frame or of a collection of a few hundred objects, for up to 35 ms. Linux only; a
+    no-op elsewhere."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
 def main() -> int:
+    _yield_to_the_screen()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     in_fd, out_fd = sys.stdin.fileno(), os.dup(sys.stdout.fileno())
