@@ -216,8 +216,8 @@ def terminal_bytes(seconds: float, rate: float, live: int) -> tuple[float, float
 # ------------------------------------------------------------------ 2: in process
 def app_rss_mb(app) -> float:  # noqa: ANN001
     """The app's process plus its engine's (`EngineProcess`), as the CLI runs it."""
-    proc = getattr(app.runner, "_proc", None)
-    return rss_mb(children=False) + (rss_mb(proc.pid) if proc is not None else 0.0)
+    pid = getattr(app.runner, "pid", None)
+    return rss_mb(children=False) + (rss_mb(pid) if pid is not None else 0.0)
 
 
 async def table_costs(rounds: int = 40) -> tuple[float, float]:

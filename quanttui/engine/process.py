@@ -117,6 +117,11 @@ class EngineProcess:
     def alive(self) -> bool:
         return self._proc is not None and not self.done.is_set()
 
+    @property
+    def pid(self) -> int | None:
+        """The engine process's id once started."""
+        return None if self._proc is None else self._proc.pid
+
     def start(self) -> EngineProcess:
         env = dict(os.environ)
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -87,6 +88,10 @@ async def test_headless_and_the_app_give_the_same_alerts_and_final_snapshot(
             "the last bar on screen",
         )
         await until(lambda: app.snapshot.adf_p is not None, 30, "the last bar's tests")
+        if engine_process and sys.platform == "linux":
+            tids = [int(t) for t in os.listdir(f"/proc/{app.runner.pid}/task")]
+            policies = {os.sched_getscheduler(t) for t in tids}
+            assert len(tids) > 2 and policies == {os.SCHED_BATCH}  # it yields to the screen
         await pilot.pause(0.5)
         shown = app.snapshot
         app_alerts = [(iso_utc(a.ts_ms), a.rule, a.value) for a in standing(app)]
