@@ -256,6 +256,18 @@ def report(run: Run, minutes: float, rate: float, per_tick: float) -> bool:
         f"{(z.rss_mb - a.rss_mb) * 2**20 / max(trades, 1):+.1f} bytes per trade) "
         f"-> {'PASS' if ok else 'FAIL'} (budget {BUDGET * 100:.0f}%)"
     )
+    thirds = [x for x in s if x.t >= a.t]
+    third = len(thirds) // 3
+    if third >= 2:
+        slopes = [
+            (part[-1].rss_mb - part[0].rss_mb) / ((part[-1].t - part[0].t) / 60)
+            for part in (thirds[: third + 1], thirds[third : 2 * third + 1], thirds[2 * third :])
+        ]
+        print(
+            "  RSS slope in each third since then: "
+            + ", ".join(f"{m:+.2f}" for m in slopes)
+            + " MB/min (a slope that falls toward 0 is an allocator settling, not a leak)"
+        )
     naive = per_tick * trades / 2**20
     print(
         f"  baseline, keeping every received Tick ({per_tick:.0f} bytes each): "
