@@ -13,7 +13,8 @@ Every 10 s the process's VmRSS (/proc/<pid>/status, the app's engine process's a
 is sampled with the trades stored so
 far (from the database, the backfilled history included: per-symbol trade-id spans, exact
 `count(*)` at the end) and the live trades the exchange has sent. The curve is printed, then the growth from minute 2 to
-the end and PASS/FAIL against the 3% budget, and the rate the feed really delivered.
+the end and PASS/FAIL against the 3% budget, the slope in each third of that span (does
+it level off?), and the rate the feed really delivered.
 `behind` is the trades sent (plus the history) not yet stored: a backlog in the client,
 whose high-water the allocator keeps as RSS after it has drained.
 
