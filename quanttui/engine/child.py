@@ -25,11 +25,11 @@ if TYPE_CHECKING:
 
 
 class Link:
-    def __init__(self, out_fd: int) -> None:
+    def __init__(self, out_fd: int, box: Mailbox) -> None:
         self.out_fd = out_fd
         self.replies: list[tuple[Any, ...]] = []
         self.lock = threading.Lock()
-        self.box: Mailbox | None = None
+        self.box = box
         self.broken = False
 
     def send(self, obj: object) -> None:
@@ -43,8 +43,7 @@ class Link:
     def reply(self, cid: int, ok: bool, value: object) -> None:
         with self.lock:
             self.replies.append(("reply", cid, ok, value))
-        if self.box is not None:
-            self.box.poke()
+        self.box.poke()
 
 
 def _serve_events(link: Link, box: Mailbox, runner: EngineThread) -> None:
@@ -106,13 +105,14 @@ def main() -> int:
     from quanttui.textsafe import guard_logging
 
     guard_logging()
-    link = Link(out_fd)
+    box = Mailbox()
+    link = Link(out_fd, box)
     try:
         engine = Engine(config, pairs, rules=rules, replay=replay)
     except Exception as exc:  # noqa: BLE001 - reported as the engine's end
         link.send(("done", Finished(1, f"{exc.__class__.__name__}: {exc}")))
         return 1
-    box = link.box = engine.subscribe(Mailbox())
+    engine.subscribe(box)
     link.send(
         ("ready", engine.pair_infos(), {i.key: engine.rules(i.key) for i in engine.pair_infos()})
     )
