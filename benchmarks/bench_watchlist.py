@@ -348,9 +348,14 @@ async def loop_and_storage(seconds: float, rate: float, live: int) -> dict[str, 
                 t0 = time.perf_counter()
                 next_rss = t0
                 while loop.time() < end:
-                    t = time.perf_counter()
+                    t, c, pc = time.perf_counter(), time.thread_time(), time.process_time()
                     await asyncio.sleep(0.005)
-                    stalls.add(time.perf_counter() - t - 0.005, t - t0)
+                    stalls.add(
+                        time.perf_counter() - t - 0.005,
+                        t - t0,
+                        time.thread_time() - c,
+                        time.process_time() - pc,
+                    )
                     if t >= next_rss:
                         rss.append((t - t0, app_rss_mb(app)))
                         next_rss += 1.0
@@ -378,7 +383,10 @@ async def loop_and_storage(seconds: float, rate: float, live: int) -> dict[str, 
     finally:
         server.stop()
     worst = sorted(stalls.worst, reverse=True)
-    print("  worst stalls (ms @ s):", ", ".join(f"{w * 1000:.0f}@{t:.1f}" for w, t in worst))
+    print(
+        "  worst stalls (ms @ s: CPU ms of the loop's thread / of the process):",
+        ", ".join(f"{w * 1000:.0f}@{t:.1f}: {c * 1000:.0f}/{p * 1000:.0f}" for w, t, c, p in worst),
+    )
     print("  cyclic GC meanwhile:", gcp.summary())
     print("  the UI's heap over the run (not frozen):", heap_growth)
     cpu = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime

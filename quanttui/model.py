@@ -9,6 +9,7 @@ only at the edges (`iso_utc`).
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -182,29 +183,45 @@ FUNDING_METRIC_NAMES: tuple[str, ...] = (
 )
 
 
+def _times() -> array[int]:
+    return array("q")
+
+
+def _floats() -> array[float]:
+    return array("d")
+
+
 @dataclass(frozen=True, slots=True)
 class Series:
     """The recent history the charts draw and the screen's cursor reads, oldest first, one
     entry per bar in every field; `nan` where a metric is undefined. The values are the
     bar's own (`quanttui.analytics.engine.BarMetrics`), the ones alerts were evaluated on.
+
+    Each field is an `array` (`q` for the times, `d` for the rest), not a tuple: an array
+    holds its numbers unboxed, so the cyclic GC neither tracks it nor visits its items,
+    and it pickles as one buffer. The screen receives 16 fields of 600 bars per pair each
+    bar; as tuples, 20 pairs made 192,000 float objects a second for the UI process to
+    unpickle, and every collection, of any generation, visited the 600 items of each
+    tuple still young (full collections of 2,500 objects took 2-9 ms;
+    `benchmarks/bench_watchlist.py`). Treat them as read-only.
     """
 
-    ts_ms: tuple[int, ...] = ()
-    close_x: tuple[float, ...] = ()
-    close_y: tuple[float, ...] = ()
-    spread: tuple[float, ...] = ()
-    spread_mean: tuple[float, ...] = ()
-    zscore: tuple[float, ...] = ()
-    alpha: tuple[float, ...] = ()
-    beta: tuple[float, ...] = ()
-    r2: tuple[float, ...] = ()
-    beta_se: tuple[float, ...] = ()
-    corr: tuple[float, ...] = ()
-    return_beta: tuple[float, ...] = ()
-    return_r2: tuple[float, ...] = ()
-    return_beta_se: tuple[float, ...] = ()
-    half_life_bars: tuple[float, ...] = ()
-    kalman_z: tuple[float, ...] = ()
+    ts_ms: array[int] = field(default_factory=_times)
+    close_x: array[float] = field(default_factory=_floats)
+    close_y: array[float] = field(default_factory=_floats)
+    spread: array[float] = field(default_factory=_floats)
+    spread_mean: array[float] = field(default_factory=_floats)
+    zscore: array[float] = field(default_factory=_floats)
+    alpha: array[float] = field(default_factory=_floats)
+    beta: array[float] = field(default_factory=_floats)
+    r2: array[float] = field(default_factory=_floats)
+    beta_se: array[float] = field(default_factory=_floats)
+    corr: array[float] = field(default_factory=_floats)
+    return_beta: array[float] = field(default_factory=_floats)
+    return_r2: array[float] = field(default_factory=_floats)
+    return_beta_se: array[float] = field(default_factory=_floats)
+    half_life_bars: array[float] = field(default_factory=_floats)
+    kalman_z: array[float] = field(default_factory=_floats)
 
     def __len__(self) -> int:
         return len(self.ts_ms)

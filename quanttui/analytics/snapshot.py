@@ -7,6 +7,7 @@ so there is one definition of every reported number.
 from __future__ import annotations
 
 import math
+from array import array
 from operator import attrgetter
 
 from quanttui.analytics.bars import PairBars
@@ -121,12 +122,16 @@ _BAR_FIELDS = attrgetter(*(src for _name, src in _SERIES_FROM_BAR))
 
 
 def _series(hist: list[BarMetrics]) -> Series:
-    """Every field of the bars, transposed in one pass (about 0.3 ms for 600 bars)."""
+    """Every field of the bars, transposed in one pass into arrays (about 0.3 ms for 600
+    bars)."""
     if not hist:
         return Series()
     columns = zip(*map(_BAR_FIELDS, hist), strict=True)
     return Series(
-        **{name: col for (name, _src), col in zip(_SERIES_FROM_BAR, columns, strict=True)}
+        **{
+            name: array("q" if name == "ts_ms" else "d", col)
+            for (name, _src), col in zip(_SERIES_FROM_BAR, columns, strict=True)
+        }
     )
 
 

@@ -34,7 +34,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 
-from quanttui.app.heap import freeze_heap
+from quanttui.app.heap import GcPacer, freeze_heap
 from quanttui.app.messages import CommandFailed, EngineWoke
 from quanttui.app.screens.watchlist import PlannedPair, WatchlistScreen, listed_monitor
 from quanttui.config import Config
@@ -128,6 +128,7 @@ class QuantApp(App[int]):
         self.finished: Finished | None = None
         self.feed_state = "connecting"
         self.alerts: list[AlertEvent | AlertWithdrawn] = []
+        self.gc_pacer = GcPacer()
         self._quitting = False
         self._want_guard, self._cleanup = guard, cleanup
         self.shutdown_guard: ShutdownGuard | None = None
@@ -192,6 +193,7 @@ class QuantApp(App[int]):
         elif self._deferred:
             self.call_after_refresh(self._start_deferred)
         self.set_interval(0.5, self._drain_anyway)
+        self.gc_pacer.start(self)
 
     def _start_deferred(self) -> None:
         """After the first frame: import, make and start the engine."""
@@ -431,6 +433,7 @@ class QuantApp(App[int]):
 
     async def on_unmount(self) -> None:
         """Any other way out (an exception, a test's teardown) still flushes the writer."""
+        self.gc_pacer.stop()
         if self.runner is None:
             return
         if self.runner.alive:
