@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Input, Static
 
 from quanttui.analytics.live import PairParams
 from quanttui.analytics.snapshot import run_bars
@@ -29,6 +29,7 @@ from quanttui.app.screens.watchlist import (
     ConfirmScreen,
     WatchlistScreen,
 )
+from quanttui.app.widgets.loglines import LogLines
 from quanttui.app.widgets.watchtable import WatchTable
 from quanttui.engine import Mailbox
 from quanttui.engine.events import AlertEvent, SnapshotEvent
@@ -141,8 +142,7 @@ async def test_three_pairs_sharing_legs_rows_sort_export_and_open_the_monitor(
             await until(lambda: any(isinstance(e, AlertEvent) for e in app.alerts), 30)
             await pilot.pause(DRAW_S + 0.1)
             fired = [e.alert for e in app.alerts if isinstance(e, AlertEvent)]
-            log = wl.query_one("#wl-log", DataTable)
-            lines = [[str(c) for c in log.get_row_at(i)] for i in range(log.row_count)]
+            lines = wl.query_one("#wl-log", LogLines).texts()
             assert len(lines) == len(fired)
             for line, a in zip(lines, fired, strict=True):
                 x, y = a.pair.split("/")

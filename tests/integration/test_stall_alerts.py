@@ -33,11 +33,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from textual.widgets import DataTable
 
 from quanttui.analytics.live import PairParams
 from quanttui.app.app import QuantApp
 from quanttui.app.screens.monitor import alert_text
+from quanttui.app.widgets.loglines import LogLines
 from quanttui.engine.events import AlertEvent, AlertWithdrawn
 from quanttui.export import export_pair
 from quanttui.model import Alert, Tick, parse_iso_ms
@@ -209,8 +209,7 @@ async def until(pred, limit_s: float, what: str) -> None:
 
 
 def log_rows(app: QuantApp) -> list[str]:
-    table = app.monitor.query_one("#alerts", DataTable)
-    return [str(table.get_row_at(i)[1]) for i in range(table.row_count)]
+    return [texts[1] for texts in app.monitor.query_one("#alerts", LogLines).texts()]
 
 
 async def run_app(tmp: Path) -> tuple[Shown, list[str], list[str], int]:

@@ -31,11 +31,11 @@ from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
-from textual.widgets.data_table import RowKey
 
 from quanttui.alerts import RuleError, parse_rule
 from quanttui.app.widgets.charts import LOWER_TITLES, LOWER_VIEWS, Chart, ChartFrame, warm_up
 from quanttui.app.widgets.keys import KeyBar
+from quanttui.app.widgets.loglines import LogLines
 from quanttui.app.widgets.status import status_line
 from quanttui.app.widgets.table import Table
 from quanttui.config import HEDGES, TIMEFRAMES
@@ -202,7 +202,6 @@ class MonitorScreen(Screen[None]):
         self._values: dict[str, str] = {}
         self._frame: ChartFrame | None = None
         self._next_chart = 0
-        self._alert_rows: dict[tuple[int, str, str], RowKey] = {}
         self._funding_shown = False
 
     def compose(self) -> ComposeResult:
@@ -222,7 +221,7 @@ class MonitorScreen(Screen[None]):
                     zebra_stripes=False,
                     cell_padding=0,
                 )
-                yield Table(id="alerts", cursor_type="none", cell_padding=0, show_header=False)
+                yield LogLines([9, None], limit=ALERT_LOG_ROWS, id="alerts")
         yield KeyBar()
 
     def on_mount(self) -> None:
@@ -232,10 +231,7 @@ class MonitorScreen(Screen[None]):
             metrics.add_column(key, key=key, width=width)
         for i in range(len(LEFT)):
             metrics.add_row(*(Text("") for _ in COLUMNS), key=f"r{i}")
-        alerts = self.query_one("#alerts", DataTable)
-        alerts.border_title = "alerts (UTC)"
-        alerts.add_column("time", key="time", width=9)
-        alerts.add_column("alert", key="alert")
+        self.query_one("#alerts", LogLines).border_title = "alerts (UTC)"
         self._fill_table(self._empty())
         self.update_title()
         self.set_interval(1 / 6, self._draw_tick)
@@ -288,35 +284,26 @@ class MonitorScreen(Screen[None]):
             self._set_metric(table, "gaps", "gaps", f"{st.gaps_open} open {st.gaps_filled} fill")
 
     def show_alert(self, ev: AlertEvent | AlertWithdrawn) -> None:
-        table = self.query_one("#alerts", DataTable)
+        log = self.query_one("#alerts", LogLines)
         a = ev.alert
-        rk = (a.ts_ms, a.rule, f"{a.value:.17g}")
+        rk = f"{a.ts_ms} {a.rule} {a.value:.17g}"
+        when = (iso_utc(a.ts_ms)[11:19], "")
         if isinstance(ev, AlertWithdrawn):
             if self.marks[a.ts_ms] > 0:
                 self.marks[a.ts_ms] -= 1
                 if not self.marks[a.ts_ms]:
                     del self.marks[a.ts_ms]
                 self._frame = None
-            row = self._alert_rows.get(rk)
-            text = Text(f"WITHDRAWN {alert_text(a)}", style="strike dim")
-            if row is not None and row in table.rows:
-                table.update_cell(row, "alert", text)
-            else:
-                table.add_row(Text(iso_utc(a.ts_ms)[11:19]), text)
+            cell = (printable(f"WITHDRAWN {alert_text(a)}"), "strike dim")
+            if not log.replace(rk, (when, cell)):
+                log.add((when, cell))
             return
         self.marks[a.ts_ms] += 1
         while len(self.marks) > ALERT_MARKS:
             del self.marks[min(self.marks)]
         self._frame = None
         label = alert_text(a) + (" (revised)" if ev.revised else "")
-        row = table.add_row(Text(iso_utc(a.ts_ms)[11:19]), Text(printable(label)))
-        self._alert_rows[rk] = row
-        while table.row_count > ALERT_LOG_ROWS:
-            first = next(iter(table.rows))
-            table.remove_row(first)
-        if len(self._alert_rows) > 2 * ALERT_LOG_ROWS:
-            self._alert_rows = dict(list(self._alert_rows.items())[-ALERT_LOG_ROWS:])
-        table.scroll_end(animate=False)
+        log.add((when, (printable(label), "")), key=rk)
 
     # ----------------------------------------------------------------- what is shown
     @property
@@ -598,8 +585,7 @@ class MonitorScreen(Screen[None]):
         self.paused = not self.paused
 
     def action_clear_alerts(self) -> None:
-        self.query_one("#alerts", DataTable).clear()
-        self._alert_rows.clear()
+        self.query_one("#alerts", LogLines).clear()
         self.marks.clear()
         self._frame = None
 

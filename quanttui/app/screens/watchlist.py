@@ -36,10 +36,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Input, Label, Static
+from textual.widgets import Footer, Input, Label, Static
 
 from quanttui.app.screens.confirm import ConfirmScreen
-from quanttui.app.widgets.table import Table
+from quanttui.app.widgets.loglines import LogLines
 from quanttui.app.widgets.watchtable import TableColumn, WatchTable
 from quanttui.config import parse_watchlist_pair
 from quanttui.engine.events import describes
@@ -257,7 +257,6 @@ class WatchlistScreen(Screen[None]):
         self._columns: list[Column] = []
         self._spark = SPARK_MIN
         self._pair_width = 0
-        self._log_rows: dict[tuple[int, str, str, str], object] = {}
         self._layout_dirty = True
         self._title_dirty = True
 
@@ -265,14 +264,10 @@ class WatchlistScreen(Screen[None]):
         yield Static(id="wl-title")
         yield Static(id="wl-status")
         yield WatchTable(id="wl-table")
-        yield Table(id="wl-log", cursor_type="none", show_header=False)
+        yield LogLines([8, None, None], limit=ALERT_LOG_ROWS, padding=1, id="wl-log")
         yield Footer()
 
     def on_mount(self) -> None:
-        log = self.query_one("#wl-log", DataTable)
-        log.add_column("time", key="time", width=8)
-        log.add_column("pair", key="pair")
-        log.add_column("alert", key="alert")
         self.query_one("#wl-table", WatchTable).focus()
         self._draw()
         self.set_interval(DRAW_S, self._draw)
@@ -334,24 +329,16 @@ class WatchlistScreen(Screen[None]):
             row.dirty = True
         if not self.is_mounted:
             return
-        log = self.query_one("#wl-log", DataTable)
-        rk = (a.ts_ms, a.pair, a.rule, f"{a.value:.17g}")
+        log = self.query_one("#wl-log", LogLines)
+        rk = f"{a.ts_ms} {a.pair} {a.rule} {a.value:.17g}"
+        when, pair = (iso_utc(a.ts_ms)[11:19], ""), (label, "")
         if _withdrawn(ev):
-            text = Text(f"WITHDRAWN {_alert_text(a)}", style="strike dim")
-            row_key = self._log_rows.get(rk)
-            if row_key is not None and row_key in log.rows:
-                log.update_cell(row_key, "alert", text)
-                return
-            log.add_row(Text(iso_utc(a.ts_ms)[11:19]), Text(label), text)
+            cell = (printable(f"WITHDRAWN {_alert_text(a)}"), "strike dim")
+            if not log.replace(rk, (when, pair, cell)):
+                log.add((when, pair, cell))
         else:
-            text = Text(printable(_alert_text(a) + (" (revised)" if ev.revised else "")))
-            added = log.add_row(Text(iso_utc(a.ts_ms)[11:19]), Text(label), text)
-            self._log_rows[rk] = added
-        while log.row_count > ALERT_LOG_ROWS:
-            log.remove_row(next(iter(log.rows)))
-        if len(self._log_rows) > 2 * ALERT_LOG_ROWS:
-            self._log_rows = dict(list(self._log_rows.items())[-ALERT_LOG_ROWS:])
-        log.scroll_end(animate=False)
+            text = printable(_alert_text(a) + (" (revised)" if ev.revised else ""))
+            log.add((when, pair, (text, "")), key=rk)
 
     def show_status(self, st: Status | None) -> None:
         from quanttui.app.widgets.status import STALE_LEG_S, status_line
