@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+from array import array
 
 import pytest
 
@@ -32,8 +33,8 @@ def pipe_roundtrip(objs: list[object]) -> list[object]:
 
 
 def test_events_larger_than_a_pipe_cross_whole_and_in_order() -> None:
-    n = 5_000  # a snapshot's series: far more than the pipe's 64 KB
-    series = Series(ts_ms=tuple(range(n)), zscore=tuple(i / 7 for i in range(n)))
+    n = 5_000  # a snapshot's series: 80 KB, more than the pipe's 64 KB
+    series = Series(ts_ms=array("q", range(n)), zscore=array("d", (i / 7 for i in range(n))))
     snap = Snapshot("BTCUSDT", "ETHUSDT", "1s", 60, "ols", n, time_ms=n, zscore=1.5, series=series)
     alert = Alert(123, "BTCUSDT/ETHUSDT", "|z| > 2", "zscore", 2.5, 2.0)
     objs: list[object] = [("events", [AlertEvent(alert)], [SnapshotEvent("k", snap)])] * 3

@@ -17,6 +17,7 @@ Why it is drawn the way it is:
   what is left), so 80 columns never scroll sideways.
 * **Sorted in place.** A new order only reorders the rows' cached lines; the cursor
   stays on its pair.
+* **A log the GC need not walk.** The alert log (`LogLines`) keeps its rows as strings.
 """
 
 from __future__ import annotations

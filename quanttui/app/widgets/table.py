@@ -16,8 +16,8 @@ class Table(DataTable, can_focus=False):
     1,000 rows, lines and row renderables) by an update count that every `update_cell`
     and `add_row` bumps, so older entries are never read again, yet they stay until
     the caches are full: the metrics table, updated every bar, grew the app's RSS for
-    the first ten minutes (`benchmarks/bench_memory.py`), and an alert log that drops its
-    oldest row per alert grew it for longer. They are dropped at once."""
+    the first ten minutes (`benchmarks/bench_memory.py`). They are dropped at once.
+    (The alert logs are `LogLines`.)"""
 
     def update_cell(self, *args: Any, **kwargs: Any) -> None:
         super().update_cell(*args, **kwargs)
