@@ -17,23 +17,31 @@ NEVER = 1 << 30
 _freeze_wanted = False
 
 
-def freeze_heap() -> None:
-    """Have what exists now (modules, widgets, freshly loaded pipelines) moved out of the
-    cyclic GC's reach, right after the pacer's next full collection (`GcPacer.collect`).
+def freeze_heap(at_once: bool = False) -> None:
+    """Move what exists now (modules, widgets, freshly loaded pipelines) out of the cyclic
+    GC's reach: right after the pacer's next full collection (`GcPacer.collect`), or at
+    once.
 
     A full collection walks every tracked object, holding the GIL; with the engine on a
     thread of this process (`EngineThread`) and 20 pairs loaded it stopped the screen for
     150-250 ms every few seconds (`benchmarks/bench_watchlist.py`, `bench_app.py` print
     the collections), and the UI's own heap (Textual, Rich, the charts: about 115,000
     objects) would cost the pacer's every collection. Frozen objects are still freed by
-    reference counting, but cyclic garbage frozen with them is kept for good: a freeze
-    at any other moment pinned the Strips drawn just before (see `GcPacer`).
+    reference counting, but cyclic garbage frozen with them is kept for good, hence the
+    wait for a collection. The process's first freeze, and one asked for `at_once` (an
+    import's objects), are done at once instead: collecting first would walk the whole
+    start-up heap or a module's objects, a 20-45 ms stall, and the garbage kept is what
+    the pacer's last 2 s left (a few thousand objects), once.
 
     Asked for by the app after each load or recompute (the engine's `Recomputed`) and
-    once plotext is imported (`charts.warm_up`); the engine freezes its own heap once
-    statsmodels is imported (`Engine._warm_up`)."""
+    once plotext is imported (`charts.warm_up`, at once); the engine freezes its own heap
+    once statsmodels is imported (`Engine._warm_up`)."""
     global _freeze_wanted
-    _freeze_wanted = True
+    if at_once or gc.get_freeze_count() == 0:
+        gc.freeze()
+        _freeze_wanted = False
+    else:
+        _freeze_wanted = True
 
 
 class GcPacer:

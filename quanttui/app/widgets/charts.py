@@ -378,7 +378,7 @@ def warm_up() -> bool:
         from quanttui.app.heap import freeze_heap
 
         def ready() -> None:
-            freeze_heap()
+            freeze_heap(at_once=True)
             _plotext_ready.set()
 
         loop.call_soon_threadsafe(ready)
