@@ -239,6 +239,7 @@ async def test_first_frames_never_contradict_themselves(real_data: Path, tmp_pat
 
     mon._draw_tick = checked  # before mount: the screen's timer takes this one
     async with asyncio.timeout(60), app.run_test(size=(80, 24)) as pilot:
+        checked()  # the first frame, before the engine's first status or load
         await until(lambda: any(z not in ("", "—") for _s, _b, z in frames), 30)
         await pilot.pause(1.0)
         await pilot.press("q")

@@ -133,6 +133,9 @@ def test_status_line_keeps_state_reason_and_fill_first_when_narrow() -> None:
     middle = status_line(short, ("BTCUSDT", "ETHUSDT"), (45, 60), 90).plain
     assert middle.startswith(" RECONNECTING  connection refused  filling window 45/60  ")
     assert "backfilling 130/260 bars" in middle and "ETHUSDT 45s STALE" not in middle
+    early = status_line(None, ("BTCUSDT", "ETHUSDT"), (12, 60), 80).plain
+    assert early == " CONNECTING   filling window 12/60"  # a load before the first status
+    assert status_line(None, ("BTCUSDT", "ETHUSDT"), None, 80).plain == " CONNECTING "
     silent = status_line(status(), ("BTCUSDT", "ETHUSDT"), (60, 60), 80).plain
     assert "no trades yet" in silent and "BTCUSDT" not in silent  # one part for both legs
 

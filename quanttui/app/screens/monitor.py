@@ -254,6 +254,7 @@ class MonitorScreen(Screen[None]):
             self.update_title()
         if bars is not None:
             self.loaded_bars = bars
+            self._dirty = True
         self.show_status(self.status)
 
     def show_snapshot(self, snap: Snapshot) -> None:
@@ -401,6 +402,8 @@ class MonitorScreen(Screen[None]):
         table = self.query_one("#metrics", DataTable)
         cursor = self.cursor_ms is not None and snap is not self.shown
         cells = compact_rows(snap)
+        if self.shown is None and self.loaded_bars is None:
+            cells["bars"] = (cells["bars"][0], "—")  # nothing loaded: no window fill yet
         for key in (*LEFT, *RIGHT):
             if key in cells:
                 label, value = cells[key]

@@ -44,7 +44,10 @@ def status_line(
     the other legs' ages, the database size. The line keeps as many as fit in `width`,
     in that order of importance, and shows them in reading order."""
     if st is None:
-        return Text(" CONNECTING ", style="reverse bold")
+        line = Text(" CONNECTING ", style="reverse bold")
+        if fill is not None and fill[0] < fill[1]:
+            line.append(f"  filling window {fill[0]}/{fill[1]}", style="bold")
+        return line
     parts: list[tuple[int, Text]] = []
     state = Text(f" {st.state.upper()} ", style=f"reverse {STATE_STYLE.get(st.state, 'bold red')}")
     if st.detail and st.state not in ("live", "replay"):
