@@ -54,7 +54,7 @@ from quanttui.feed.ingest import Ingestion
 from quanttui.feed.recordings import RecordingError, read_ndjson
 from quanttui.model import MarkPrice, Tick
 from quanttui.plausible import latest_ms
-from quanttui.store.db import SQLITE_MAGIC, StoreError, connect
+from quanttui.store.db import StoreError, connect, is_sqlite
 from quanttui.store.importer import ArchiveError, import_file, inspect_name
 from quanttui.store.queries import load_pair_bars
 from quanttui.store.writer import INSERT_TICK, TickWriter
@@ -110,9 +110,8 @@ def source_kind(path: Path) -> str:
         return "ndjson"
     if name.endswith((".csv", ".zip")):
         return "archive"
-    with path.open("rb") as fh:
-        if fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC:
-            return "db"
+    if path.stat().st_size > 0 and is_sqlite(path):
+        return "db"
     raise ReplayError(
         f"replay source {path}: not a quanttui database, an .ndjson recording or a "
         "Binance archive .csv/.zip"

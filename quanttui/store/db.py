@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 SCHEMA_VERSION = 2
-SQLITE_MAGIC = b"SQLite format 3\x00"
+_SQLITE_NOTADB = 26
 
 SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -111,6 +111,32 @@ class StoreError(Exception):
     """The database cannot be used; the message says why in one line."""
 
 
+def is_sqlite(path: Path) -> bool:
+    """Whether `path` starts with SQLite's header, read by SQLite itself.
+
+    Never with Python's ``open()``: on POSIX, closing any descriptor of a file drops every
+    advisory lock the process holds on it, SQLite's included
+    (https://www.sqlite.org/howtocorrupt.html, section 2.2). A process that holds a
+    connection to the database and peeks at its header that way loses its SHARED lock on
+    the file; another process's connection then believes itself the last one, checkpoints
+    and resets the WAL under the first, and the file is corrupted. SQLite's own opens share
+    one lock table per file within a process and defer such closes, so a probe through
+    SQLite is safe. An empty file counts as SQLite's (an empty database); a file SQLite
+    cannot open for another reason (permissions, read-only media) counts too, and is left
+    for `connect` to diagnose."""
+    try:
+        conn = sqlite3.connect(_uri(path, "mode=ro"), uri=True)
+    except sqlite3.Error:
+        return True
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as exc:
+        return getattr(exc, "sqlite_errorcode", 0) & 0xFF != _SQLITE_NOTADB
+    finally:
+        conn.close()
+    return True
+
+
 def _check_header(path: Path) -> None:
     try:
         size = path.stat().st_size
@@ -120,9 +146,7 @@ def _check_header(path: Path) -> None:
         raise StoreError(f"{path}: is a directory, not a database file")
     if size == 0:
         return
-    with path.open("rb") as fh:
-        head = fh.read(len(SQLITE_MAGIC))
-    if head != SQLITE_MAGIC:
+    if not is_sqlite(path):
         raise StoreError(f"{path}: not an SQLite database (refusing to touch it)")
 
 
