@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -84,3 +85,12 @@ def alert_lines(out: bytes | str) -> list[dict]:
     text = out.decode() if isinstance(out, bytes) else out
     rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     return [r for r in rows if "snapshot" not in r]
+
+
+def sqlite_locks_held(path: Path) -> list[str]:
+    """This process's POSIX locks on `path`, as `/proc/locks` lists them."""
+    st = os.stat(path)
+    dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    me = str(os.getpid())
+    rows = Path("/proc/locks").read_text().splitlines()
+    return [r for r in rows if "->" not in r and r.split()[4] == me and r.split()[5] == dev]

@@ -6,7 +6,6 @@ connection take the file for its last one, reset the WAL and corrupt the databas
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from quanttui.feed.replay import source_kind
 from quanttui.store.db import StoreError, check_write_lock, connect, is_sqlite, prepare
 from quanttui.store.health import check_integrity, startup_quarantine
 from quanttui.store.state import load_last, save_last
+from tests.helpers import sqlite_locks_held
 
 CHILD_WRITES = r"""
 import sqlite3, sys
@@ -29,15 +29,6 @@ for _ in range(int(sys.argv[2])):
     c.commit()
     c.close()
 """
-
-
-def _locks_held(path: Path) -> list[str]:
-    """This process's POSIX locks on `path`, as `/proc/locks` lists them."""
-    st = os.stat(path)
-    dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    me = str(os.getpid())
-    rows = Path("/proc/locks").read_text().splitlines()
-    return [r for r in rows if "->" not in r and r.split()[4] == me and r.split()[5] == dev]
 
 
 def _held_connection(db: Path) -> sqlite3.Connection:
@@ -67,10 +58,10 @@ def test_every_open_of_ours_keeps_this_processs_sqlite_locks(tmp_path: Path, nam
     db = tmp_path / "q.db"
     held = _held_connection(db)
     try:
-        before = _locks_held(db)
+        before = sqlite_locks_held(db)
         assert before, "a WAL connection holds a SHARED lock on the database file"
         OPENS[name](db)
-        assert _locks_held(db) == before, f"{name} dropped this process's SQLite locks"
+        assert sqlite_locks_held(db) == before, f"{name} dropped this process's SQLite locks"
     finally:
         held.close()
 
