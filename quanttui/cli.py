@@ -109,7 +109,7 @@ def _live_parser() -> argparse.ArgumentParser:
             "Live pairs-trading monitor for Binance USD-M futures. "
             "SYMBOL_Y is regressed on SYMBOL_X: y = a + b*x."
         ),
-        epilog="subcommands: quanttui {demo,record,snapshot,export,backtest,import,scan,doctor} --help",
+        epilog="subcommands: quanttui {demo,record,snapshot,export,backtest,import,scan,doctor,serve,attach,sessions} --help",
     )
     p.add_argument("--version", action="version", version=f"quanttui {__version__}")
     p.add_argument(
@@ -388,6 +388,16 @@ def _run_pair(
             spec = replay.ReplaySpec(src, speed, loop, label, prefill_ms, name)
             storage = dataclasses.replace(cfg.storage, db=str(tmp / "session.db"))
             cfg = dataclasses.replace(cfg, storage=storage)
+        if spec is None:
+            from quanttui.modes import serve
+
+            served = serve.server_for(cfg)
+            if served is not None:
+                if headless_mode:
+                    from quanttui.modes import headless
+
+                    return headless.attach(served)
+                return _attach_app(cfg, served, list(pairs))
         _prepare_db(cfg)
         if headless_mode:
             from quanttui.modes import headless
@@ -620,6 +630,118 @@ def _run_doctor(args: argparse.Namespace) -> int:
     return code
 
 
+def _serve_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="quanttui serve",
+        description=(
+            "Run the engine as a server that views attach to ('quanttui attach'): it records "
+            "the pairs, evaluates the alert rules and writes the database with no terminal. "
+            "SIGTERM/SIGINT stop it; SIGHUP reloads the config's rules and watchlist."
+        ),
+    )
+    p.add_argument(
+        "pairs",
+        nargs="*",
+        metavar="PAIR",
+        help="SYMBOL_X SYMBOL_Y, or pairs X/Y X/Y ...; none: the last watchlist used",
+    )
+    p.add_argument("--watchlist", metavar="NAME", help="the config's watchlist NAME")
+    _add_config(p)
+    _add_db(p)
+    _add_net(p)
+    _add_analytics(p)
+    p.add_argument("--export-dir", metavar="DIR", help="directory for CSV exports")
+    p.add_argument("--alert", action="append", default=[], metavar="RULE", help="extra alert rule")
+    p.add_argument(
+        "--print-systemd-unit",
+        action="store_true",
+        help="print a systemd user unit that runs this server, and exit",
+    )
+    return p
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    if args.pairs:
+        parse_pairs(args.pairs)
+    cfg = _build_config(args)
+    pairs, _listed, name = live_pairs(cfg, args.pairs, args.watchlist)
+    _check_rules(cfg, args.alert)
+    from quanttui.modes import serve
+
+    if args.print_systemd_unit:
+        print(serve.systemd_unit(sys.argv[2:] if len(sys.argv) > 2 else [], pairs), end="")
+        return 0
+    _prepare_db(cfg)
+    return serve.serve(lambda: _build_config(args), pairs, args.alert, name)
+
+
+def _attach_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="quanttui attach",
+        description="Attach a view to the running server ('quanttui serve') for the database.",
+    )
+    p.add_argument("pairs", nargs="*", metavar="PAIR", help="pairs to open (added if missing)")
+    _add_config(p)
+    _add_db(p)
+    p.add_argument("--headless", action="store_true", help="print the alerts as JSON lines")
+    return p
+
+
+def _run_attach(args: argparse.Namespace) -> int:
+    given = parse_pairs(args.pairs) if args.pairs else []
+    cfg = _build_config(args)
+    from quanttui.modes import serve
+
+    path = serve.attach_path(cfg) if args.db is None else serve.server_for(cfg)
+    if path is None:
+        raise UserError(f"no quanttui server is running for {cfg.db_path}")
+    if args.headless:
+        from quanttui.modes import headless
+
+        return headless.attach(path)
+    return _attach_app(cfg, path, given)
+
+
+def _attach_app(cfg: Config, path: Path, pairs: list[tuple[str, str]]) -> int:
+    from quanttui.app.app import QuantApp
+    from quanttui.server.client import probe
+    from quanttui.terminal import watch_hangup
+
+    welcome = probe(path)
+    if welcome is None:
+        raise UserError(f"the server at {path} does not answer")
+    served = [tuple(k.split("/", 1)) for k in welcome.get("pairs", []) if "/" in k]
+    legs = pairs or served
+    if not legs:
+        raise UserError("the server watches no pair; give one: quanttui attach X/Y")
+    watch = len(set(legs) | set(served)) > 1 and not (len(pairs) == 1)
+    app = QuantApp(
+        cfg,
+        pairs=legs,
+        watchlist=watch,
+        engine_process=True,
+        guard=True,
+        attach=path,
+    )
+    try:
+        with watch_hangup(app.hangup):
+            app.run()
+    finally:
+        if app.shutdown_guard is not None:
+            app.shutdown_guard.uninstall()
+    return app.return_code or 0
+
+
+def _sessions_parser() -> argparse.ArgumentParser:
+    return _Parser(prog="quanttui sessions", description="List the running quanttui servers.")
+
+
+def _run_sessions(_args: argparse.Namespace) -> int:
+    from quanttui.modes import serve
+
+    return serve.sessions()
+
+
 _SUBCOMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..., int]]] = {
     "scan": (_scan_parser, _run_scan),
     "record": (_record_parser, _run_record),
@@ -629,6 +751,9 @@ _SUBCOMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..
     "import": (_import_parser, _run_import),
     "demo": (_demo_parser, _run_demo),
     "doctor": (_doctor_parser, _run_doctor),
+    "serve": (_serve_parser, _run_serve),
+    "attach": (_attach_parser, _run_attach),
+    "sessions": (_sessions_parser, _run_sessions),
 }
 
 

@@ -41,6 +41,8 @@ from quanttui.config import Config
 from quanttui.textsafe import printable
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from quanttui.analytics.live import PairParams
     from quanttui.app.screens.backtest import BacktestScreen
     from quanttui.app.screens.monitor import MonitorScreen
@@ -92,6 +94,7 @@ class QuantApp(App[int]):
         engine_process: bool = False,
         guard: bool = False,
         cleanup: Callable[[], object] | None = None,
+        attach: Path | None = None,
     ) -> None:
         """One pair (`symbol_x`, `symbol_y`, or one in `pairs`) opens its monitor; two or
         more (or `watchlist=True`) open the watchlist. With no pair at all the engine
@@ -101,7 +104,9 @@ class QuantApp(App[int]):
         `engine_process`: the engine runs in a child process (`EngineProcess`); `engine`
         is then None, and the engine is reached through `runner` only.
         `guard`: install `guard(cleanup)` as soon as the engine exists (the CLI does it
-        itself otherwise)."""
+        itself otherwise).
+        `attach`: the socket of a running server (`quanttui serve`): this app is one of its
+        views (`RemoteEngine`); the pairs given that the server lacks are added to it."""
         super().__init__()
         self.config = config
         self.replay = replay
@@ -111,7 +116,9 @@ class QuantApp(App[int]):
         self.engine: Engine | None = None
         """The engine itself when it runs on a thread of this process, else None."""
         self.runner: EngineThread | EngineProcess | None = None
-        self.engine_process = engine_process
+        self.engine_process = engine_process or attach is not None
+        self.attach_path = attach
+        self._attach_legs: list[tuple[str, str]] = []
         self.box: Mailbox | None = None
         self.monitors: dict[str, MonitorScreen] = {}
         self.pair_infos: dict[str, PairInfo] = {}
@@ -203,6 +210,12 @@ class QuantApp(App[int]):
 
     def _engine_ready(self, infos: Iterable[PairInfo], rules: dict[str, list[str]]) -> None:
         """The engine's pairs and rules replace what the screens were made with."""
+        infos = list(infos)
+        served = {i.key for i in infos}
+        for x, y in self._attach_legs:
+            if pair_key(x, y) not in served:
+                self.command("add_pair", x, y)
+        self._attach_legs = []
         for info in infos:
             self.pair_infos[info.key] = info
             self.pair_rules[info.key] = list(rules.get(info.key, []))
@@ -471,9 +484,15 @@ class QuantApp(App[int]):
                 key = pair_key(x, y)
                 if key not in self.pair_infos:
                     self.pair_infos[key] = PlannedPair(key, x, y, a.timeframe, a.window, a.hedge)
-            self.runner = EngineProcess(
-                self.config, legs, self.box, rules=self.extra_rules, replay=self.replay
-            )
+            if self.attach_path is not None:
+                from quanttui.server.client import RemoteEngine
+
+                self._attach_legs = list(legs)
+                self.runner = RemoteEngine(self.attach_path, self.box)
+            else:
+                self.runner = EngineProcess(
+                    self.config, legs, self.box, rules=self.extra_rules, replay=self.replay
+                )
         else:
             from quanttui.engine import Engine, EngineThread
 

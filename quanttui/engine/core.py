@@ -73,6 +73,7 @@ feed goes quiet."""
 RATE_SAMPLES = int(RATE_SPAN_S / CLOCK_S) + 1
 """(time, trades) samples kept for `Engine.rate`: one per clock tick over `RATE_SPAN_S`."""
 COMMIT_TIMEOUT_S = 5.0
+RECENT_ALERTS = 1000
 FUNDING_HISTORY_MS = 30 * 86_400_000
 """The warm start fetches at least this much funding history (what a backtest over the
 stored bars needs is usually less)."""
@@ -107,6 +108,8 @@ class Engine:
         self.analyse = analyse
         self.pairs: dict[str, PairMonitor] = {}
         self._subscribers: list[Mailbox] = []
+        self.recent_alerts: deque[AlertEvent | AlertWithdrawn] = deque(maxlen=RECENT_ALERTS)
+        """The last alerts and withdrawals published, for a view that attaches late."""
         for x, y in pairs:
             self._new_pair(x, y)
         self.extra_symbols = [s for s in symbols if s not in self._pair_symbols()]
@@ -204,8 +207,26 @@ class Engine:
             self._subscribers.remove(box)
 
     def publish(self, event: Event) -> None:
+        if isinstance(event, AlertEvent | AlertWithdrawn):
+            self.recent_alerts.append(event)
         for box in self._subscribers:
             box.put(event)
+
+    def attach(self, box: Mailbox, *, history: bool = True) -> tuple[tuple, dict[str, list[str]]]:
+        """Subscribe a view that joins a running engine (`quanttui.server`), on the
+        engine's loop: its box first gets the recent alerts and withdrawals in order
+        (unless not `history`), then
+        each pair's latest snapshot and the status, so its first frame shows the engine's
+        state without a warm-up. Returns the pairs and each pair's rules."""
+        for ev in self.recent_alerts if history else ():
+            box.put(ev)
+        for key, mon in self.pairs.items():
+            if mon.snapshot is not None:
+                box.put(SnapshotEvent(key, mon.snapshot))
+        self._subscribers.append(box)
+        self._publish_status()
+        infos = self.pair_infos()
+        return infos, {i.key: self.rules(i.key) for i in infos}
 
     def _on_db_error(self, st: WriterStatus) -> None:
         """A commit failed (or the database takes writes again): said at once, once per

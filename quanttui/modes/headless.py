@@ -24,6 +24,8 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -44,6 +46,9 @@ from quanttui.feed.replay import ReplaySpec
 from quanttui.model import Snapshot, iso_utc
 from quanttui.terminal import relayed_stderr, watch_hangup, watch_reader
 from quanttui.textsafe import printable
+
+if TYPE_CHECKING:
+    from quanttui.server.client import RemoteEngine
 
 
 def _safe(obj: object) -> object:
@@ -99,7 +104,33 @@ def _run(
     engine = Engine(cfg, pairs, rules=extra_rules, replay=replay)
     wake = threading.Event()
     box = engine.subscribe(Mailbox(wake.set))
-    runner = EngineThread(engine)
+    return _view(EngineThread(engine), box, wake, replay, cleanup)
+
+
+def attach(path: Path) -> int:
+    """`quanttui attach --headless`: the same JSON lines, from the server at `path`
+    (`quanttui serve`); the alerts it fired before this view attached are not printed
+    again. Ctrl-C detaches; the server keeps running."""
+    from quanttui.server.client import AttachError, RemoteEngine
+
+    wake = threading.Event()
+    box = Mailbox(wake.set)
+    try:
+        runner = RemoteEngine(path, box, history=False).connect()
+    except AttachError as exc:
+        raise UserError(str(exc), 1) from None
+    with relayed_stderr():
+        return _view(runner, box, wake, None, None)
+
+
+def _view(
+    runner: EngineThread | RemoteEngine,
+    box: Mailbox,
+    wake: threading.Event,
+    replay: ReplaySpec | None,
+    cleanup: Callable[[], object] | None,
+) -> int:
+    recomputes = 0
     stop = threading.Event()
 
     def request_exit(code: int) -> None:
@@ -177,7 +208,8 @@ def _run(
                     _err(f"backfill {ev.state}: {ev.rows:,} rows {detail}".rstrip())
                 elif isinstance(ev, Recomputed):
                     if ev.resync:
-                        _err(f"recomputed from the database ({engine.recomputes})")
+                        recomputes += 1
+                        _err(f"recomputed from the database ({recomputes})")
                     else:
                         i = ev.info
                         _err(

@@ -1,0 +1,105 @@
+"""`quanttui serve`, `quanttui attach` and `quanttui sessions`: the engine as a server,
+and the views that attach to it (`quanttui.server`)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from quanttui.config import Config
+from quanttui.errors import UserError
+
+SYSTEMD_UNIT = """\
+# ~/.config/systemd/user/quanttui.service
+#   systemctl --user daemon-reload && systemctl --user enable --now quanttui
+#   loginctl enable-linger "$USER"   # keep it running while logged out, and after reboots
+[Unit]
+Description=quanttui engine server ({pairs})
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+ExecStart={exe} serve {args}
+ExecReload=/bin/kill -HUP $MAINPID
+KillSignal=SIGTERM
+TimeoutStopSec=10
+Restart=on-failure
+RestartSec=5
+
+[Install]
+WantedBy=default.target
+"""
+
+
+def systemd_unit(argv: Sequence[str], pairs: Sequence[tuple[str, str]]) -> str:
+    """A systemd user unit that runs this `serve` command line."""
+    import shlex
+
+    exe = shutil.which("quanttui") or f"{sys.executable} -m quanttui"
+    args = [a for a in argv if a != "--print-systemd-unit"]
+    return SYSTEMD_UNIT.format(
+        pairs=", ".join(f"{x}/{y}" for x, y in pairs) or "the saved watchlist",
+        exe=exe,
+        args=" ".join(shlex.quote(a) for a in args),
+    )
+
+
+def serve(
+    load: Callable[[], Config],
+    pairs: Sequence[tuple[str, str]],
+    rules: Sequence[str],
+    watchlist: str | None,
+) -> int:
+    from quanttui.server.server import Server
+
+    return Server(load, pairs, rules=rules, watchlist=watchlist).run()
+
+
+def server_for(cfg: Config) -> Path | None:
+    """The socket of the running server for this config's database, if one answers."""
+    from quanttui.server.sessions import running, socket_path
+
+    try:
+        return socket_path(cfg.db_path) if running(cfg.db_path) is not None else None
+    except OSError:
+        return None
+
+
+def attach_path(cfg: Config) -> Path:
+    """The socket to attach to: the server for the database, or the only one running."""
+    from quanttui.server.sessions import list_sessions
+
+    found = server_for(cfg)
+    if found is not None:
+        return found
+    sessions = list_sessions()
+    if len(sessions) == 1:
+        return Path(sessions[0].socket)
+    if not sessions:
+        raise UserError("no quanttui server is running ('quanttui serve PAIRS...' starts one)")
+    dbs = ", ".join(s.db for s in sessions)
+    raise UserError(f"several servers are running ({dbs}); choose one with --db")
+
+
+def sessions() -> int:
+    from quanttui.server.sessions import list_sessions
+    from quanttui.textsafe import printable
+
+    found = list_sessions()
+    if not found:
+        print("no quanttui server is running")
+        return 0
+    now = time.time()
+    print(f"{'PID':>7}  {'UPTIME':>9}  {'VIEWERS':>7}  {'DB':<40}  PAIRS")
+    for s in found:
+        up = int(now - s.started)
+        h, rem = divmod(up, 3600)
+        print(
+            f"{s.pid:>7}  {h:>3}h{rem // 60:02d}m{rem % 60:02d}s  {s.viewers:>7}  "
+            f"{printable(s.db, 40, one_line=True):<40}  "
+            f"{printable(' '.join(s.pairs), 200, one_line=True)}"
+        )
+    return 0
