@@ -37,7 +37,9 @@ from quanttui.server.client import read_frame
 from quanttui.server.sessions import info_path, secure_dir, socket_path, write_info
 
 STALL_DROP_S = 30.0
-"""A view whose socket takes no bytes for this long is dropped (it may attach again)."""
+"""A view whose socket takes no bytes for this long is dropped (it may attach again): the
+send timeout (``SO_SNDTIMEO``); reading a view's commands has none, since a view may
+send nothing for days."""
 HANDSHAKE_S = 5.0
 _CRED = struct.Struct("3i")
 
@@ -75,7 +77,7 @@ class View:
             return True
         except (OSError, P.ProtocolError, TypeError) as exc:
             if not self.closed.is_set():
-                if isinstance(exc, TimeoutError):
+                if isinstance(exc, TimeoutError | BlockingIOError):
                     log(f"view pid {self.pid} stopped reading for {STALL_DROP_S:g} s; dropped")
                 self.close()
             return False
@@ -242,7 +244,9 @@ class Server:
         if query == "info" or self.finished is not None:
             conn.close()
             return
-        conn.settimeout(STALL_DROP_S)
+        conn.settimeout(None)
+        sec = int(STALL_DROP_S)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", sec, 0))
         view = View(self, conn, pid)
         try:
             infos, rules = self.runner.call_method("attach", view.box, history=history).result(
