@@ -19,7 +19,7 @@ import numbers
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,15 +28,20 @@ import numpy as np
 from quanttui.analytics.backtest import TRADE_FIELDS, BacktestReport
 from quanttui.analytics.funding import funding_columns
 from quanttui.analytics.live import PairParams
-from quanttui.analytics.snapshot import run_bars
+from quanttui.analytics.snapshot import last_stationarity, run_bars
 from quanttui.model import FUNDING_METRIC_NAMES, Alert, Snapshot, iso_utc
 from quanttui.plausible import latest_ms
-from quanttui.store.queries import load_funding_series, load_pair_bars
+from quanttui.store.queries import load_funding_series, load_settled_bars
 
 ANALYTICS_COLUMNS = (
     "alpha beta r2 beta_se spread spread_mean zscore corr return_beta return_r2 "
     "return_beta_se half_life_bars kalman_q kalman_z"
 ).split()
+STATIONARITY_COLUMNS = ("adf_p", "coint_p")
+"""The analytics CSV's columns after `ANALYTICS_COLUMNS` (the funding ones follow): the ADF
+and Engle-Granger p-values on the last row only (the last settled bar, the one a snapshot
+reports; empty until W spreads exist). The tests are not kept per bar, so earlier rows
+are empty."""
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 """A text cell starting with one of these is run as a formula by Excel, LibreOffice and
@@ -91,15 +96,33 @@ def export_pair(
     out_dir: str | Path,
     *,
     now: datetime | None = None,
+    settled_end_ms: int | None = None,
+    now_ms: int | None = None,
 ) -> dict[str, tuple[Path, int]]:
-    """Write the four CSVs; returns ``{kind: (path, rows)}``. Raises `ExportError`."""
+    """Write the four CSVs; returns ``{kind: (path, rows)}``. Raises `ExportError`.
+
+    The analytics are those of the settled bars only, so its last row is the bar a
+    snapshot of the same data reports. They end at `settled_end_ms` (the engine passes
+    the bucket its live builder has open), else where the stored data settles them
+    (`quanttui.store.queries.settled_end_ms`, with the clock `now_ms` if given). The bars
+    file also holds the stored buckets after that (the bar still open, from the trades
+    stored so far), marked ``settled = 0``."""
     out = _out_dir(out_dir)
     stamp = _stamp(now)
     sx, sy, tf = params.symbol_x, params.symbol_y, params.timeframe
 
-    bars = load_pair_bars(conn, sx, sy, tf, max_gap_bars=params.max_gap_bars)
+    bars, unsettled = load_settled_bars(
+        conn,
+        sx,
+        sy,
+        tf,
+        end_ms=settled_end_ms,
+        now_ms=now_ms,
+        max_gap_bars=params.max_gap_bars,
+    )
     engine = params.analytics(history=max(len(bars), 1))
     run_bars(engine, bars)
+    stat = last_stationarity(engine)
     fund = _funding_columns(conn, params, list(engine.history))
 
     def ticks() -> Iterable[Sequence[object]]:
@@ -112,21 +135,28 @@ def export_pair(
             yield (iso_utc(ts), sym, tid, p, q, m)
 
     def bar_rows() -> Iterable[Sequence[object]]:
-        for i in range(len(bars)):
-            b = bars.pair_bar(i)
-            yield (
-                iso_utc(b.ts_ms),
-                *(b.x.open, b.x.high, b.x.low, b.x.close, b.x.volume, b.x.trades, b.x.filled),
-                *(b.y.open, b.y.high, b.y.low, b.y.close, b.y.volume, b.y.trades, b.y.filled),
-            )
+        for part, settled in ((bars, True), (unsettled, False)):
+            for i in range(len(part)):
+                b = part.pair_bar(i)
+                yield (
+                    iso_utc(b.ts_ms),
+                    *(b.x.open, b.x.high, b.x.low, b.x.close, b.x.volume, b.x.trades),
+                    b.x.filled,
+                    *(b.y.open, b.y.high, b.y.low, b.y.close, b.y.volume, b.y.trades),
+                    b.y.filled,
+                    settled,
+                )
 
     def analytics_rows() -> Iterable[Sequence[object]]:
+        last = len(engine.history) - 1
         for k, m in enumerate(engine.history):
+            tests = (stat.adf_p, stat.coint_p) if stat is not None and k == last else (None,) * 2
             yield (
                 iso_utc(m.ts_ms),
                 m.x,
                 m.y,
                 *(getattr(m, c) for c in ANALYTICS_COLUMNS),
+                *tests,
                 *(fund[c][k] for c in FUNDING_METRIC_NAMES),
             )
 
@@ -145,11 +175,18 @@ def export_pair(
     plan = {
         "ticks": (("time", "symbol", "trade_id", "price", "qty", "is_buyer_maker"), ticks()),
         "bars": (
-            ("time", *(f"x_{c}" for c in leg), *(f"y_{c}" for c in leg)),
+            ("time", *(f"x_{c}" for c in leg), *(f"y_{c}" for c in leg), "settled"),
             bar_rows(),
         ),
         "analytics": (
-            ("time", "close_x", "close_y", *ANALYTICS_COLUMNS, *FUNDING_METRIC_NAMES),
+            (
+                "time",
+                "close_x",
+                "close_y",
+                *ANALYTICS_COLUMNS,
+                *STATIONARITY_COLUMNS,
+                *FUNDING_METRIC_NAMES,
+            ),
             analytics_rows(),
         ),
         "alerts": (
@@ -172,15 +209,20 @@ def export_watchlist(
     out_dir: str | Path,
     *,
     now: datetime | None = None,
+    settled_ends: Mapping[str, int | None] | None = None,
+    now_ms: int | None = None,
 ) -> tuple[Path, int]:
     """Every pair's four CSVs (`export_pair`, so named ``<X>_<Y>_<tf>_<stamp>_<kind>.csv``)
     and ``watchlist.csv`` in one new directory ``watchlist_<UTC stamp>`` of `out_dir`.
 
     ``watchlist.csv`` has one row per pair (`WATCHLIST_COLUMNS`): its parameters, the
     metrics of the snapshot given for it (the screen's, i.e. the last closed bar; empty
-    cells before the first) and its last alert that stands. The directory is written as
-    ``<name>.part`` and renamed when complete; on failure it is removed, so nothing is
-    left behind. Returns (directory, CSV files written). Raises `ExportError`."""
+    cells before the first) and its last alert that stands. `settled_ends` (by pair,
+    ``X/Y``) and `now_ms` are `export_pair`'s `settled_end_ms` and `now_ms` for each
+    pair: the engine passes the bucket each pair has open, so each pair's analytics end
+    at the bar of its snapshot. The directory is written as ``<name>.part`` and renamed
+    when complete; on failure it is removed, so nothing is left behind. Returns
+    (directory, CSV files written). Raises `ExportError`."""
     out = _out_dir(out_dir)
     now = now or datetime.now(UTC)
     stamp = _stamp(now)
@@ -215,7 +257,8 @@ def export_watchlist(
     try:
         tmp.mkdir()
         for p, _snap, _alert in pairs:
-            files += len(export_pair(conn, p, tmp, now=now))
+            end = (settled_ends or {}).get(p.pair)
+            files += len(export_pair(conn, p, tmp, now=now, settled_end_ms=end, now_ms=now_ms))
         _write(tmp / "watchlist.csv", WATCHLIST_COLUMNS, summary())
         os.replace(tmp, final)
     except BaseException as exc:

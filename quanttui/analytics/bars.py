@@ -10,6 +10,11 @@ There are two builders with one meaning: `BarBuilder` for live data, one trade a
 time, which closes a bar when the clock passes its end (`advance`), and `pair_bars`, a
 vectorised numpy version for recomputes from stored ticks. Tests hold them equal to each
 other and to a pandas resample.
+
+Which bars are *settled* (closed, never to change but by a recompute) is one rule,
+`settled_end`: the live builder applies it as trades and the clock come in, and every
+view of stored data (`quanttui snapshot`, `quanttui export`, the engine's export) applies
+it to the database, so none of them reports a bar the alerts have not been run on.
 """
 
 from __future__ import annotations
@@ -147,6 +152,38 @@ class BarBuilder:
                 self._silent = self._silent + 1 if silent else 0
             self.current = t + self.tf
         return out
+
+
+def settled_end(
+    timeframe_ms: int,
+    newest_ms: int | None,
+    now_ms: int | None = None,
+    grace_ms: int = 0,
+) -> int | None:
+    """Where the settled bars end: the start of the first bucket that is not settled
+    (every bar before it is), or None with nothing to go by.
+
+    A bar ``[t, t + tf)`` is settled once something at or after its end has been seen:
+
+    * a trade of either leg with ``T >= t + tf``; `newest_ms` is the newest such time
+      (`BarBuilder.add` closes the open bar on the first trade of a later bucket), or
+    * the clock: ``now_ms - grace_ms >= t + tf`` (`BarBuilder.advance`, which
+      `quanttui.analytics.live.LivePair.advance` calls with the clock less
+      `CLOSE_GRACE_MS`).
+
+    So with ``E = max(newest_ms, now_ms - grace_ms)`` the settled bars are those before
+    ``floor(E / tf) * tf``: the bucket holding ``E`` is the one still open. Stored data
+    read later has no clock of the run that wrote it (a recording that stopped 30 s into
+    a minute would otherwise count that half minute as a bar once the minute is past),
+    so offline views pass no `now_ms` and the newest stored trade decides.
+    """
+    if timeframe_ms <= 0:
+        raise ValueError(f"timeframe_ms must be > 0, got {timeframe_ms}")
+    seen = [v for v in (newest_ms, None if now_ms is None else now_ms - grace_ms) if v is not None]
+    if not seen:
+        return None
+    e = max(seen)
+    return e - e % timeframe_ms
 
 
 @dataclass(frozen=True, slots=True)

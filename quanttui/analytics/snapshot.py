@@ -29,6 +29,15 @@ def return_beta_unreliable(beta: float, r2: float, se: float) -> bool:
     return abs(beta) > RETURN_BETA_MAX or r2 < RETURN_R2_MIN or se > abs(beta)
 
 
+def last_stationarity(engine: PairAnalytics) -> Stationarity | None:
+    """ADF and coint at `engine`'s last bar, on its last W spreads and closes, as the
+    live engine runs them on each closed bar; None until W spreads exist. Blocking (tens
+    of ms): call it from a worker thread."""
+    if engine.last is None or len(engine.window_spread) != engine.window:
+        return None
+    return stationarity(list(engine.window_spread), list(engine.window_x), list(engine.window_y))
+
+
 def build_snapshot(
     engine: PairAnalytics,
     symbol_x: str,
@@ -53,10 +62,8 @@ def build_snapshot(
     if m is None:
         return Snapshot(**base, flags=("insufficient_data",))
     flags: list[str] = []
-    if run_tests and stat is None and len(engine.window_spread) == engine.window:
-        stat = stationarity(
-            list(engine.window_spread), list(engine.window_x), list(engine.window_y)
-        )
+    if run_tests and stat is None:
+        stat = last_stationarity(engine)
     stat = stat or Stationarity()
     if stat.error:
         flags.append("stationarity_failed")

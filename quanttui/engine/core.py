@@ -855,16 +855,27 @@ class Engine:
         rows = [
             (m.params, m.snapshot, m.book.emitted[-1] if m.book.emitted else None) for m in mons
         ]
+        # the analytics end where each pair's live bars do: at the bar of its snapshot
+        ends = {m.params.pair: m.settled_end() for m in mons}
+        clock = self.now() or None
 
         def write() -> list[str]:
             conn = connect(db, readonly=True)
             try:
                 if many:
-                    folder, n = export_watchlist(conn, rows, target)
+                    folder, n = export_watchlist(
+                        conn, rows, target, settled_ends=ends, now_ms=clock
+                    )
                     return [f"{folder} ({len(rows)} pairs, {n} CSV files)"]
                 out: list[str] = []
                 for mon in mons:
-                    done = export_pair(conn, mon.params, target)
+                    done = export_pair(
+                        conn,
+                        mon.params,
+                        target,
+                        settled_end_ms=ends[mon.params.pair],
+                        now_ms=clock,
+                    )
                     out += [f"{p} ({n:,} rows)" for p, n in done.values()]
                 return out
             finally:

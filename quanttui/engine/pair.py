@@ -222,6 +222,24 @@ class PairMonitor:
         self.marks_dirty = False
         return snap
 
+    def settled_end(self) -> int | None:
+        """Where this pair's settled bars end (`quanttui.analytics.bars.settled_end`): the
+        start of the bucket its live builder has open, so the bars before it are the ones
+        it has closed, run the rules on and shown. While the pair is being rebuilt, the
+        bucket after its last snapshot's (if that snapshot has the current parameters);
+        else None."""
+        live = self.live
+        if live is not None and live.builder.current is not None:
+            return live.builder.current
+        s, p = self.snapshot, self.params
+        if (
+            s is not None
+            and s.time_ms is not None
+            and (s.symbol_x, s.symbol_y, s.timeframe) == (p.symbol_x, p.symbol_y, p.timeframe)
+        ):
+            return s.time_ms + p.timeframe_ms
+        return None
+
     def wants_stationarity(self) -> bool:
         live = self.live
         if live is None or live.engine.last is None or self.stat_running:

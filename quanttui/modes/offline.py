@@ -23,6 +23,7 @@ from quanttui.store.queries import (
     load_funding_series,
     load_marks,
     load_pair_bars,
+    load_settled_bars,
 )
 from quanttui.textsafe import printable
 
@@ -48,14 +49,17 @@ def _reading(cfg: Config) -> Iterator[sqlite3.Connection]:
 
 
 def snapshot(cfg: Config, sx: str, sy: str, *, as_json: bool) -> int:
+    """The metrics at the last settled bar (`quanttui.store.queries.settled_end_ms`): a
+    bar whose trades may not all be stored yet is left out, as the engine's alerts and
+    snapshots leave out the bar still open."""
     a = cfg.analytics
     with _reading(cfg) as conn:
-        bars = load_pair_bars(conn, sx, sy, a.timeframe, max_gap_bars=2 * a.window)
+        bars, _open_bars = load_settled_bars(conn, sx, sy, a.timeframe, max_gap_bars=2 * a.window)
         marks = load_marks(conn, [sx, sy])
         intervals = funding_intervals(conn, [sx, sy])
     if len(bars) < a.window:
         raise UserError(
-            f"too little data for {sx}/{sy} at {a.timeframe}: {len(bars)} bars stored, "
+            f"too little data for {sx}/{sy} at {a.timeframe}: {len(bars)} settled bars stored, "
             f"the window needs {a.window} (z-score needs {2 * a.window - 1})"
         )
     engine = PairParams(

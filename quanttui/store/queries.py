@@ -16,8 +16,9 @@ import sqlite3
 
 import numpy as np
 
-from quanttui.analytics.bars import LegBars, PairBars, align, leg_bars
+from quanttui.analytics.bars import LegBars, PairBars, align, leg_bars, settled_end
 from quanttui.analytics.funding import FundingSeries
+from quanttui.analytics.live import CLOSE_GRACE_MS
 from quanttui.config import TIMEFRAMES
 from quanttui.model import DEFAULT_FUNDING_INTERVAL_H, MarkPrice, Tick
 from quanttui.plausible import latest_ms
@@ -189,6 +190,77 @@ def load_pair_bars(
         end_ms,
         max_gap_bars,
     )
+
+
+def newest_data_ms(conn: sqlite3.Connection, symbols: list[str], timeframe: str) -> int | None:
+    """The latest time the stored data of `symbols` reaches, for `settled_end`: the newest
+    trade time ``T`` (a trade with price and quantity > 0, not after `latest_ms()`: the
+    trades bars are built from), and at 1m/5m, where stored 1m klines make bars, the end
+    of the newest kline (the minute still open is never stored, so a stored kline is a
+    whole minute). None when nothing is stored."""
+    hi = latest_ms()
+    out: list[int] = []
+    for s in symbols:
+        row = conn.execute(
+            "SELECT ts_ms FROM ticks WHERE symbol = ? AND ts_ms <= ? AND price > 0 AND qty > 0 "
+            "ORDER BY ts_ms DESC LIMIT 1",
+            (s, hi),
+        ).fetchone()
+        if row is not None:
+            out.append(int(row[0]))
+        if timeframe in KLINE_INTERVALS:
+            row = conn.execute(
+                "SELECT max(open_ms) FROM klines WHERE symbol = ? AND interval = '1m' "
+                "AND open_ms <= ?",
+                (s, hi),
+            ).fetchone()
+            if row is not None and row[0] is not None:
+                out.append(int(row[0]) + KLINE_INTERVALS["1m"])
+    return max(out) if out else None
+
+
+def settled_end_ms(
+    conn: sqlite3.Connection,
+    symbol_x: str,
+    symbol_y: str,
+    timeframe: str,
+    now_ms: int | None = None,
+) -> int | None:
+    """`quanttui.analytics.bars.settled_end` of the stored pair: the start of its first
+    bar that is not settled. A bar is settled once a trade of either leg at or after its
+    end is stored (or, given `now_ms`, the engine's clock, less `CLOSE_GRACE_MS`, is past
+    its end), the rule by which the live builder closes bars and the alerts run."""
+    newest = newest_data_ms(conn, [symbol_x, symbol_y], timeframe)
+    return settled_end(TIMEFRAMES[timeframe], newest, now_ms, CLOSE_GRACE_MS)
+
+
+def load_settled_bars(
+    conn: sqlite3.Connection,
+    symbol_x: str,
+    symbol_y: str,
+    timeframe: str,
+    *,
+    end_ms: int | None = None,
+    now_ms: int | None = None,
+    max_gap_bars: int | None = None,
+) -> tuple[PairBars, PairBars]:
+    """`load_pair_bars` split where the settled bars end: ``(settled, unsettled)``.
+
+    The split is `end_ms` when given (the engine passes the bucket its live builder has
+    open), else `settled_end_ms` of the stored data (with `now_ms` if given). `unsettled`
+    holds the stored buckets from there on, as far as their trades are stored: normally
+    none, or the one bar still open. Both legs are read once."""
+    tf = TIMEFRAMES[timeframe]
+    x = leg_history(conn, symbol_x, timeframe)
+    y = leg_history(conn, symbol_y, timeframe)
+    if end_ms is None:
+        end_ms = settled_end_ms(conn, symbol_x, symbol_y, timeframe, now_ms)
+    full = align(x, y, tf, None, max_gap_bars)
+    if end_ms is None:
+        return full, full.slice(len(full), len(full))
+    settled = align(x, y, tf, end_ms, max_gap_bars)
+    cut = int(np.searchsorted(full.ts_ms, end_ms, side="left"))
+    return settled, full.slice(cut, len(full))
 
 
 def load_ticks(conn: sqlite3.Connection, symbols: list[str], start_ms: int) -> list[Tick]:

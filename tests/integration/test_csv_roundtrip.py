@@ -21,10 +21,16 @@ import pytest
 from quanttui.analytics.backtest import TRADE_FIELDS, BacktestParams, backtest_bars
 from quanttui.analytics.live import PairParams
 from quanttui.analytics.snapshot import run_bars
-from quanttui.export import ANALYTICS_COLUMNS, csv_cell, export_backtest, export_pair
+from quanttui.export import (
+    ANALYTICS_COLUMNS,
+    STATIONARITY_COLUMNS,
+    csv_cell,
+    export_backtest,
+    export_pair,
+)
 from quanttui.feed.recordings import read_ndjson
 from quanttui.model import FUNDING_METRIC_NAMES, iso_utc
-from quanttui.store.queries import load_pair_bars
+from quanttui.store.queries import load_pair_bars, settled_end_ms
 from quanttui.store.writer import INSERT_ALERT
 from tests.helpers import store_ticks
 
@@ -85,6 +91,7 @@ def test_export_files_read_back_as_the_stored_numbers(db: Path, tmp_path: Path, 
             "WHERE symbol IN ('BTCUSDT', 'ETHUSDT') ORDER BY ts_ms, symbol, trade_id"
         ).fetchall()
         bars = load_pair_bars(conn, "BTCUSDT", "ETHUSDT", "1s", max_gap_bars=120)
+        end = settled_end_ms(conn, "BTCUSDT", "ETHUSDT", "1s")
     finally:
         conn.close()
     assert set(out) == {"ticks", "bars", "analytics", "alerts"}
@@ -99,7 +106,7 @@ def test_export_files_read_back_as_the_stored_numbers(db: Path, tmp_path: Path, 
         same(df[c], cols[i])
 
     leg = ("open", "high", "low", "close", "volume", "trades", "filled")
-    header = ["time", *(f"x_{c}" for c in leg), *(f"y_{c}" for c in leg)]
+    header = ["time", *(f"x_{c}" for c in leg), *(f"y_{c}" for c in leg), "settled"]
     df = read(out["bars"], "bars", header)
     assert len(df) == len(bars) > 400
     assert df["time"].tolist() == [iso_utc(t) for t in bars.ts_ms.tolist()]
@@ -107,16 +114,30 @@ def test_export_files_read_back_as_the_stored_numbers(db: Path, tmp_path: Path, 
         for c in leg[:-1]:
             same(df[f"{side}_{c}"], getattr(legbars, c))
         same(df[f"{side}_filled"], filled.astype(float))
+    # the bucket of the newest trade is not settled: shown, marked 0
+    assert end == bars.ts_ms[-1]
+    same(df["settled"], (bars.ts_ms < end).astype(float))
 
-    engine = params.analytics(history=len(bars))
-    run_bars(engine, bars)
+    settled = bars.slice(0, len(bars) - 1)
+    engine = params.analytics(history=len(settled))
+    run_bars(engine, settled)
     hist = list(engine.history)
     df = read(
         out["analytics"],
         "analytics",
-        ["time", "close_x", "close_y", *ANALYTICS_COLUMNS, *FUNDING_METRIC_NAMES],
+        [
+            "time",
+            "close_x",
+            "close_y",
+            *ANALYTICS_COLUMNS,
+            *STATIONARITY_COLUMNS,
+            *FUNDING_METRIC_NAMES,
+        ],
     )
     assert len(df) == len(hist)
+    # the tests at the last settled bar only
+    for c in STATIONARITY_COLUMNS:
+        assert df[c].iloc[:-1].isna().all() and 0.0 <= df[c].iloc[-1] <= 1.0
     same(df["close_x"], [m.x for m in hist])
     same(df["close_y"], [m.y for m in hist])
     for c in ANALYTICS_COLUMNS:

@@ -23,8 +23,13 @@ def test_export_command_writes_four_csvs(real_data: Path, tmp_path: Path, capsys
     assert len(rows) - 1 == len(ticks) == 19_280
     bars = list(csv.reader(files["bars.csv"].open()))
     analytics = list(csv.reader(files["analytics.csv"].open()))
-    assert len(bars) == len(analytics) and 400 <= len(bars) - 1 <= 410
+    # the bars file ends with the bucket of the newest trade, not settled, marked 0
+    assert [r[-1] for r in bars[1:]] == ["1"] * (len(bars) - 2) + ["0"]
+    assert len(bars) == len(analytics) + 1 and 400 <= len(analytics) - 1 <= 410
     assert analytics[0][:4] == ["time", "close_x", "close_y", "alpha"]
+    k = analytics[0].index("adf_p")
+    assert analytics[0][k : k + 2] == ["adf_p", "coint_p"] and analytics[-1][k] != ""
+    assert all(r[k] == "" for r in analytics[1:-1])
     assert rows[1][0].endswith("Z")
     assert "19,280 rows" in capsys.readouterr().out
 
