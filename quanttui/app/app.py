@@ -74,6 +74,7 @@ class QuantApp(App[int]):
     TITLE = "quanttui"
     BINDINGS = [
         Binding("q", "quit", "Quit", tooltip="Commit what was received and quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding(
             "question_mark", "help", "Keys", key_display="?", tooltip="This list (? or Esc closes)"
         ),

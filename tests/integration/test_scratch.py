@@ -213,3 +213,28 @@ def test_the_demo_app_removes_its_directory_when_its_terminal_goes(
         assert not scratch.exists() and scratch_dirs(tmp_path) == []
     finally:
         demo.end()
+
+
+@pytest.mark.parametrize("key", [b"\x03", b"q"], ids=["ctrl+c", "q"])
+def test_ctrl_c_quits_the_demo_app_as_q_does(tmp_path: Path, key: bytes) -> None:
+    """Textual's default for Ctrl-C is a 'Press ctrl+q to quit' hint; the README promises
+    that Ctrl-C quits as `q` does: status 0 and the temporary folder removed."""
+    demo = TerminalDemo(tmp_path)
+    try:
+        demo.read_until(b" DEMO ", 60)
+        (scratch,) = scratch_dirs(tmp_path)
+        demo.read_until(b"REPLAY", 30)
+        assert demo.master is not None
+        os.write(demo.master, key)
+        end = time.monotonic() + 20
+        while demo.proc.poll() is None and time.monotonic() < end:
+            if select.select([demo.master], [], [], 0.1)[0]:
+                try:
+                    demo.buf += os.read(demo.master, 65536)
+                except OSError:
+                    break
+        assert demo.proc.wait(10) == 0, demo.buf[-2000:]
+        assert b"to quit" not in demo.buf
+        assert not scratch.exists() and scratch_dirs(tmp_path) == []
+    finally:
+        demo.end()
