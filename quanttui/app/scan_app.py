@@ -24,9 +24,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from quanttui.app.app import QuantApp
+from quanttui.app.screens.monitor import WINDOWS
 from quanttui.app.screens.scanner import ScannerScreen
 from quanttui.app.screens.watchlist import WatchlistScreen
-from quanttui.config import Config, load_config
+from quanttui.config import TIMEFRAMES, Config, load_config
 from quanttui.engine import pair_key
 from quanttui.engine.events import PairsChanged
 from quanttui.feed.klines import SyncProgress, Universe
@@ -184,6 +185,7 @@ class ScanApp(QuantApp):
         if not self.started or key in self.pair_infos:
             self._ensure([(symbol_x, symbol_y)])
             self.open_pair(key)
+            self.call_after_refresh(self._as_scanned, key)
             return
         fut = self.request_add_pair(symbol_x, symbol_y)
         self.notify(f"starting {symbol_x} -> {symbol_y}…", timeout=2, markup=False)
@@ -198,6 +200,30 @@ class ScanApp(QuantApp):
         if key not in self.pair_infos:
             self._drain_anyway()
         self.open_pair(key)
+        self.call_after_refresh(self._as_scanned, key)
+
+    def scan_params(self) -> dict[str, object]:
+        """The monitor's parameters closest to the scan's: its bar size (15m, which the
+        monitor lacks, becomes 5m), the log hedge, and a window of the lookback's bars
+        (at most the monitor's largest, 5000), so the monitor's hedge is the row's."""
+        tf = self.req.timeframe if self.req.timeframe in TIMEFRAMES else "5m"
+        bars = self.req.lookback_ms // TIMEFRAMES[tf]
+        return {"timeframe": tf, "hedge": "log", "window": max(WINDOWS[0], min(bars, WINDOWS[-1]))}
+
+    def _as_scanned(self, key: str) -> None:
+        """Enter on a row shows the pair as the scan measured it, not the defaults."""
+        mon = self.monitor
+        if mon is None or mon.key != key:
+            return
+        want = self.scan_params()
+        changes = {k: v for k, v in want.items() if getattr(mon.info, k) != v}
+        if changes:
+            mon.set_params(**changes)
+            self.notify(
+                f"{want['timeframe']} bars, log hedge, W={want['window']}, as scanned "
+                "(t, h, [ and ] change them)",
+                timeout=4,
+            )
 
     def watch_pair(self, symbol_x: str, symbol_y: str) -> None:
         """`w`: the pair joins the saved watchlist (and the engine, if it runs)."""

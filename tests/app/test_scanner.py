@@ -124,6 +124,12 @@ async def test_heatmap_and_table_show_sort_by_column_and_enter_opens_the_pair(
         key = f"{third.x}/{third.y}"
         await until(lambda: isinstance(app.screen, MonitorScreen) and app.screen.key == key, 10)
         assert app.engine is not None and app.engine.cfg.db_path == scan_db
+        # as the scan measured it: its 1m bars, the log hedge, the lookback's 1440 bars
+        info = app.screen.info
+        assert (info.timeframe, info.hedge, info.window) == ("1m", "log", 1440)
+        await until(lambda: app.engine.pairs[key].params.hedge == "log", 10)
+        p = app.engine.pairs[key].params
+        assert (p.timeframe, p.window) == ("1m", 1440)
         await pilot.press("escape")
         assert app.screen is screen
 

@@ -558,7 +558,8 @@ class MonitorScreen(Screen[None]):
         self.notify(f"lower chart: {LOWER_TITLES[self.lower]}", timeout=2)
         self._moved()
 
-    def _set(self, **changes: object) -> None:
+    def set_params(self, **changes: object) -> None:
+        """Ask the engine for new parameters (recomputed from the database) and show them."""
         self.app.command("set_params", self.key, **changes)
         i = self.info
         if changes.pop("swap", False):
@@ -567,7 +568,7 @@ class MonitorScreen(Screen[None]):
 
     def action_cycle_timeframe(self) -> None:
         tfs = list(TIMEFRAMES)
-        self._set(timeframe=tfs[(tfs.index(self.info.timeframe) + 1) % len(tfs)])
+        self.set_params(timeframe=tfs[(tfs.index(self.info.timeframe) + 1) % len(tfs)])
 
     def action_window(self, step: int) -> None:
         w = self.info.window
@@ -576,13 +577,13 @@ class MonitorScreen(Screen[None]):
         else:
             nxt = next((v for v in reversed(WINDOWS) if v < w), w)
         if nxt != w:
-            self._set(window=nxt)
+            self.set_params(window=nxt)
 
     def action_cycle_hedge(self) -> None:
-        self._set(hedge=HEDGES[(HEDGES.index(self.info.hedge) + 1) % len(HEDGES)])
+        self.set_params(hedge=HEDGES[(HEDGES.index(self.info.hedge) + 1) % len(HEDGES)])
 
     def action_swap(self) -> None:
-        self._set(swap=True)
+        self.set_params(swap=True)
 
     def action_toggle_pause(self) -> None:
         self.paused = not self.paused

@@ -1,0 +1,722 @@
+"""`quanttui serve` under load: 20 pairs over 40 symbols at 5,000 trades/s, three views.
+
+Issue 29 ("quanttui serve"). Every part is a real process: the fake exchange (this
+script with `--exchange`: `tests.fakes.exchange.FakeExchange` over `universe_trades`,
+every pair cointegrated, trades stamped with the wall clock), the server
+(`python -m quanttui serve X/Y ...`, W=300 one-second bars on a database that holds
+700 s of every symbol's history, so every window is full from the first load), and three
+views attached to it:
+
+* **app**: the Textual app (`QuantApp(..., attach=socket)`, as `quanttui attach` builds
+  it) on a real pty at 120x40, drained all along, with a 1 ms ticker on its event loop
+  (this script with `--app-view`, launched in the pty);
+* **remote**: a `RemoteEngine` view on an asyncio loop that drains its mailbox as the app
+  does, with the same ticker (this script with `--view`);
+* **headless**: `quanttui attach --headless` itself (a thread view with no event loop:
+  its stall is not measured; it is there for the load, and must stay attached).
+
+Figures, each against the issue's target:
+
+1. **Every trade stored once**: once the exchange goes quiet and the server has
+   committed, the `ticks` rows of the live span against the trades the exchange
+   produced (its ledger): missing, not produced and duplicate rows must all be 0.
+2. **Worst UI-loop stall** of each event-loop view, from `go` (all views attached and
+   settled) to `stop`: the ticker's largest lateness (<= 33 ms).
+3. **Attach to first full frame**, median of 5 attaches spread over the run (a fourth,
+   transient `RemoteEngine` in this process): from `connect()` until a snapshot of
+   every pair, with its z-score, has arrived (<= 300 ms). Baseline: a cold embedded
+   start, `Engine` + `EngineThread` in a fresh process on a copy of the database, from
+   constructing the engine to the same full set of snapshots (median of 3).
+4. **Server RSS** (VmRSS, sampled each second): from minute 2 to the end (the median
+   of 30 s after minute 2 against the median of the last 30 s), within 3%. `--quick`
+   runs the views for 60 s and compares the second half of those samples to the first.
+5. **Ingest with zero views and with three**: stored trades/s and the server's CPU over
+   windows of the same length, first before any view attaches, then with the three
+   (the ratio should be ~1.0: views cost the engine nothing but their encoding).
+
+Usage: python benchmarks/bench_serve.py [--minutes 10] [--quick] [--rate 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from gcpauses import Stalls  # noqa: E402
+from procs import cpu_s, rss_mb  # noqa: E402
+
+SYMBOLS = [f"S{k:02d}USDT" for k in range(40)]
+PAIRS = [(SYMBOLS[2 * k], SYMBOLS[2 * k + 1]) for k in range(20)]
+KEYS = [f"{x}/{y}" for x, y in PAIRS]
+HISTORY_S = 700
+HISTORY_PER_SYMBOL_S = 2
+FIRST_ID = 5001
+SEED = 29
+TICK_S = 0.001
+STALL_TARGET = 0.033
+ATTACH_TARGET = 0.300
+RSS_TARGET = 0.03
+
+
+# ------------------------------------------------------------------ the fake exchange
+async def exchange(db: Path, rate: float, live: int) -> None:
+    """Write the history into `db`, then serve the live trades that continue it; print
+    the port, then answer on stdin: ``count`` (trades produced), ``stop`` (quiet from
+    now on), ``ids PATH`` (write the produced (symbol, id) pairs there)."""
+    from quanttui.model import Tick
+    from tests.fakes.exchange import FakeExchange, universe_trades
+    from tests.helpers import store_ticks
+
+    n_hist = HISTORY_S * HISTORY_PER_SYMBOL_S * len(SYMBOLS)
+    trades = universe_trades(n_hist + live, SYMBOLS, seed=SEED, first_id=FIRST_ID)
+    hist, trades = trades[:n_hist], trades[n_hist:]
+    now = int(time.time() * 1000) - 200
+    step = HISTORY_S * 1000 / len(hist)
+    start = now - HISTORY_S * 1000
+    store_ticks(
+        db,
+        [
+            Tick(t.symbol, t.a, int(start + i * step), float(t.p), float(t.q), t.m)
+            for i, t in enumerate(hist)
+        ],
+    ).close()
+    del hist
+    async with FakeExchange(trades, rate=rate, restamp=True) as ex:
+        print(json.dumps({"port": ex.port}), flush=True)
+        loop = asyncio.get_running_loop()
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                return
+            cmd, _, arg = line.strip().partition(" ")
+            if cmd == "count":
+                print(len(ex.produced), flush=True)
+            elif cmd == "stop":
+                await ex.stop_producing()
+                print(len(ex.produced), flush=True)
+            elif cmd == "ids":
+                text = json.dumps([[t.symbol, t.a] for t in ex.produced])
+                await asyncio.to_thread(Path(arg).write_text, text)
+                print("ok", flush=True)
+
+
+class Exchange:
+    def __init__(self, db: Path, rate: float, live: int) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--exchange", str(db), "--rate", str(rate)]
+            + ["--live", str(live)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.port = json.loads(self.proc.stdout.readline())["port"]
+        self._lock = threading.Lock()
+
+    def ask(self, line: str) -> str:
+        with self._lock:
+            self.proc.stdin.write(line + "\n")
+            self.proc.stdin.flush()
+            return self.proc.stdout.readline().strip()
+
+    def count(self) -> int:
+        return int(self.ask("count"))
+
+    def ids(self, path: Path) -> list[tuple[str, int]]:
+        assert self.ask(f"ids {path}") == "ok"
+        return [(s, a) for s, a in json.loads(path.read_text())]
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def net_args(port: int) -> list[str]:
+    return [
+        "--ws-url",
+        f"ws://127.0.0.1:{port}/market",
+        "--rest-url",
+        f"http://127.0.0.1:{port}",
+        "--backfill",
+        "off",
+    ]
+
+
+def stored_live(db: Path) -> int:
+    """Rows of the live span so far, cheaply (ids are consecutive per symbol): the sum of
+    each symbol's highest id past its history, read from the primary key."""
+    first_live = FIRST_ID + HISTORY_S * HISTORY_PER_SYMBOL_S
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as c:
+        total = 0
+        for s in SYMBOLS:
+            (top,) = c.execute("SELECT max(trade_id) FROM ticks WHERE symbol = ?", (s,)).fetchone()
+            total += max(0, (top or 0) - first_live + 1)
+    return total
+
+
+# ------------------------------------------------------------------ the views' probe
+def _exists(path: str) -> bool:
+    return os.path.exists(path)  # a stat: it does not block the loop for long
+
+
+async def ticker(ctl: Path, end: asyncio.Event | None = None) -> dict:
+    """A 1 ms ticker on this loop: its lateness from the moment `ctl/go` exists until
+    `ctl/stop` does."""
+    stalls = Stalls()
+    go, stop = str(ctl / "go"), str(ctl / "stop")
+    recording, t0, n = False, time.perf_counter(), 0
+    while True:
+        t, c, pc = time.perf_counter(), time.thread_time(), time.process_time()
+        await asyncio.sleep(TICK_S)
+        if recording:
+            stalls.add(
+                time.perf_counter() - t - TICK_S,
+                t - t0,
+                time.thread_time() - c,
+                time.process_time() - pc,
+            )
+        n += 1
+        if n % 100:
+            continue
+        if not recording and _exists(go):
+            recording, t0 = True, time.perf_counter()
+        elif _exists(stop) or (end is not None and end.is_set()):
+            break
+    return {
+        "max": stalls.max,
+        "p99": stalls.quantile(0.99),
+        "ticks": stalls.n,
+        "worst": sorted(stalls.worst, reverse=True),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+async def remote_view(path: Path, ctl: Path) -> dict:
+    """A `RemoteEngine` view on an asyncio loop: it drains its mailbox on the loop, as
+    the app does, and keeps each pair's latest snapshot."""
+    from quanttui.engine.events import SnapshotEvent
+    from quanttui.engine.mailbox import Mailbox
+    from quanttui.server.client import RemoteEngine
+
+    loop = asyncio.get_running_loop()
+    wake = asyncio.Event()
+    box = Mailbox(lambda: loop.call_soon_threadsafe(wake.set))
+    t0 = time.perf_counter()
+    remote = RemoteEngine(path, box).connect().start()
+    latest: dict[str, object] = {}
+    stats = {"snapshots": 0, "events": 0, "full_s": None}
+
+    async def consume() -> None:
+        while True:
+            await wake.wait()
+            wake.clear()
+            events, snaps = box.drain()
+            stats["events"] += len(events)
+            for ev in snaps:
+                if isinstance(ev, SnapshotEvent):
+                    latest[ev.pair] = ev.snapshot
+                    stats["snapshots"] += 1
+            if stats["full_s"] is None and all(
+                (s := latest.get(k)) is not None and s.zscore is not None for k in KEYS
+            ):
+                stats["full_s"] = time.perf_counter() - t0
+
+    task = asyncio.create_task(consume())
+    data = await ticker(ctl)
+    task.cancel()
+    stats["attached_at_end"] = remote.alive
+    remote.stop()
+    return {**data, **stats}
+
+
+def app_view(db: Path, ctl: Path) -> dict:
+    """The app attached to the server, as `quanttui attach` makes it, plus the ticker."""
+    import dataclasses
+
+    from quanttui.app.app import QuantApp
+    from quanttui.config import load_config
+    from quanttui.server.sessions import socket_path
+
+    t_launch = time.perf_counter()
+    cfg = load_config(use_user_file=False, overrides={("storage", "db"): str(db)})
+    cfg = dataclasses.replace(cfg, alerts=dataclasses.replace(cfg.alerts, bell=False))
+    app = QuantApp(cfg, pairs=PAIRS, watchlist=True, engine_process=True, attach=socket_path(db))
+    stats: dict = {"full_s": None}
+
+    async def watch_rows() -> None:
+        wl = app.watchlist_screen
+        while stats["full_s"] is None:
+            await asyncio.sleep(0.01)
+            shown = getattr(wl, "shown", {})
+            if all((s := shown.get(k)) is not None and s.zscore is not None for k in KEYS):
+                stats["full_s"] = time.perf_counter() - t_launch
+
+    async def main() -> dict:
+        end = asyncio.Event()
+        probe = asyncio.create_task(ticker(ctl, end))
+        rows = asyncio.create_task(watch_rows())
+        await app.run_async()
+        rows.cancel()
+        end.set()
+        return {**await probe, **stats}
+
+    return asyncio.run(main())
+
+
+# ------------------------------------------------------------------ the cold baseline
+def cold(db: Path, port: int) -> None:
+    """An embedded engine's cold start on `db`: prints the seconds from constructing it
+    to a snapshot of every pair with its z-score."""
+    from quanttui.config import load_config
+    from quanttui.engine import Engine, EngineThread
+    from quanttui.engine.events import SnapshotEvent
+    from quanttui.engine.mailbox import Mailbox
+
+    cfg = load_config(
+        use_user_file=False,
+        overrides={
+            ("feed", "ws_url"): f"ws://127.0.0.1:{port}/market",
+            ("feed", "rest_url"): f"http://127.0.0.1:{port}",
+            ("feed", "backfill"): "off",
+            ("storage", "db"): str(db),
+            ("analytics", "timeframe"): "1s",
+            ("analytics", "window"): 300,
+        },
+    )
+    t0 = time.perf_counter()
+    engine = Engine(cfg, PAIRS)
+    box = engine.subscribe(Mailbox())
+    runner = EngineThread(engine).start()
+    latest: dict = {}
+    took = float("nan")
+    while time.perf_counter() - t0 < 60:
+        box.wait(0.01)
+        _events, snaps = box.drain()
+        for ev in snaps:
+            if isinstance(ev, SnapshotEvent):
+                latest[ev.pair] = ev.snapshot
+        if all((s := latest.get(k)) is not None and s.zscore is not None for k in KEYS):
+            took = time.perf_counter() - t0
+            break
+    runner.stop()
+    print(json.dumps({"full_s": took}), flush=True)
+
+
+# ------------------------------------------------------------------ the run
+class PtyView:
+    """`tests.ptyrun.PtyApp`'s pty and reader, around this script's `--app-view`."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], cols: int = 120, rows: int = 40):
+        import fcntl
+        import struct
+        import termios
+
+        from tests.ptyrun import PtyApp
+
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        full = {k: v for k, v in env.items() if k not in ("NO_COLOR", "COLORTERM")}
+        full.update(TERM="xterm-256color", COLUMNS=str(cols), LINES=str(rows))
+        self.app = app = PtyApp.__new__(PtyApp)
+        app.t0 = time.perf_counter()
+        app.proc = subprocess.Popen(
+            argv,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=full,
+            start_new_session=True,
+            cwd=ROOT,
+        )
+        os.close(slave)
+        app.master, app.log, app.buf = master, [], bytearray()
+        self.bytes = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def drain_in_background(self) -> None:
+        def run() -> None:
+            while not self._stop.is_set() and self.app.proc.poll() is None:
+                self.app.pump(0.5, keep=False)
+                self.bytes += sum(n for _, n in self.app.log)
+                self.app.log.clear()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def quit(self) -> int | None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        return self.app.quit()
+
+
+def batch() -> None:
+    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
+def sample_rss(pid: int, t0: float, out: list[tuple[float, float]], stop: threading.Event):
+    while not stop.wait(1.0):
+        mb = rss_mb(pid, children=False)
+        if mb:
+            out.append((time.monotonic() - t0, mb))
+
+
+def window(ex: Exchange, db: Path, pid: int, seconds: float) -> dict[str, float]:
+    """Stored trades/s, produced trades/s and the server's CPU share over `seconds`."""
+    t, s, p, c = time.monotonic(), stored_live(db), ex.count(), cpu_s(pid)
+    time.sleep(seconds)
+    dt = time.monotonic() - t
+    s2, p2, c2 = stored_live(db), ex.count(), cpu_s(pid)
+    return {
+        "stored": (s2 - s) / dt,
+        "produced": (p2 - p) / dt,
+        "cpu": (c2 - c) / dt,
+        "behind": p2 - s2,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from quanttui.server.client import RemoteEngine, probe
+    from quanttui.server.sessions import socket_path
+
+    quick = args.quick
+    views_s = 60.0 if quick else max(args.minutes * 60 - 60, 60)
+    base_s = 12.0 if quick else 60.0
+    live = int(args.rate * (views_s + base_s + 120))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    run_dir = tmp / "run"
+    run_dir.mkdir(mode=0o700)
+    ctl = tmp / "ctl"
+    ctl.mkdir()
+    os.environ["XDG_RUNTIME_DIR"] = str(run_dir)
+    env = dict(os.environ)
+    db = tmp / "serve.db"
+    print(
+        f"{len(PAIRS)} pairs over {len(SYMBOLS)} symbols, {args.rate:,.0f} trades/s in total, "
+        f"W=300 1s bars; views for {views_s:.0f} s"
+        + (" (--quick)" if quick else f" (--minutes {args.minutes:g})"),
+        flush=True,
+    )
+    t_gen = time.monotonic()
+    ex = Exchange(db, args.rate, live)
+    print(f"  exchange ready ({time.monotonic() - t_gen:.1f} s to generate)", flush=True)
+    server = None
+    procs: list[subprocess.Popen] = []
+    pty: PtyView | None = None
+    rss: list[tuple[float, float]] = []
+    stop_rss = threading.Event()
+    ok: dict[str, bool] = {}
+    try:
+        err = open(tmp / "serve.log", "wb")  # noqa: SIM115
+        words = [f"{x}/{y}" for x, y in PAIRS]
+        server = subprocess.Popen(
+            [sys.executable, "-m", "quanttui", "serve", *words, "--db", str(db)]
+            + [*net_args(ex.port), "--timeframe", "1s", "--window", "300"],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+            preexec_fn=batch if args.server_batch else None,
+        )
+        err.close()
+        t_server = time.monotonic()
+        path = socket_path(db)
+        while probe(path) is None:
+            assert server.poll() is None, (tmp / "serve.log").read_text()
+            assert time.monotonic() - t_server < 60, "the server never answered"
+            time.sleep(0.1)
+        threading.Thread(
+            target=sample_rss, args=(server.pid, t_server, rss, stop_rss), daemon=True
+        ).start()
+        print(f"  server pid {server.pid} answering after {time.monotonic() - t_server:.1f} s")
+        # wait for the live stream to be flowing into the database
+        while stored_live(db) < args.rate * 3:
+            assert time.monotonic() - t_server < 90, "no trade stored"
+            time.sleep(0.5)
+        time.sleep(3.0)
+        zero = window(ex, db, server.pid, base_s)
+        print(
+            f"  zero views, {base_s:.0f} s: stored {zero['stored']:,.0f}/s (produced "
+            f"{zero['produced']:,.0f}/s), server CPU {zero['cpu'] * 100:.0f}%",
+            flush=True,
+        )
+
+        # the three views
+        view_out = {"app": tmp / "app.json", "remote": tmp / "remote.json"}
+        pty = PtyView(
+            [
+                sys.executable,
+                __file__,
+                "--app-view",
+                str(db),
+                "--ctl",
+                str(ctl),
+                "--out",
+                str(view_out["app"]),
+            ],
+            env,
+        )
+        t_title = pty.app.pump(30, b"WATCHLIST")
+        pty.drain_in_background()
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--view",
+                    str(path),
+                    "--ctl",
+                    str(ctl),
+                    "--out",
+                    str(view_out["remote"]),
+                ],
+                cwd=ROOT,
+                env=env,
+            )
+        )
+        headless_out = open(tmp / "headless.out", "wb")  # noqa: SIM115
+        headless = subprocess.Popen(
+            [sys.executable, "-m", "quanttui", "attach", "--headless", "--db", str(db)],
+            cwd=ROOT,
+            env=env,
+            stdout=headless_out,
+            stderr=subprocess.STDOUT,
+        )
+        procs.append(headless)
+        headless_out.close()
+        deadline = time.monotonic() + 60
+        while (w := probe(path)) is not None and w.get("viewers", 0) < 3:
+            assert time.monotonic() < deadline, f"views never attached: {w}"
+            time.sleep(0.2)
+        time.sleep(5.0)  # the app's first loads and frames
+        (ctl / "go").touch()
+        t_go = time.monotonic()
+        print(
+            f"  3 views attached (app title on the pty {t_title * 1000:.0f} ms after launch); "
+            "measuring",
+            flush=True,
+        )
+        three = window(ex, db, server.pid, base_s)
+        print(
+            f"  three views, {base_s:.0f} s: stored {three['stored']:,.0f}/s (produced "
+            f"{three['produced']:,.0f}/s), server CPU {three['cpu'] * 100:.0f}%",
+            flush=True,
+        )
+
+        # five attaches spread over the rest of the run
+        attach: list[float] = []
+        rest = views_s - (time.monotonic() - t_go)
+        gap = max(rest / 6, 1.0)
+        for k in range(5):
+            time.sleep(gap)
+            from quanttui.engine.events import SnapshotEvent
+            from quanttui.engine.mailbox import Mailbox
+
+            box = Mailbox()
+            latest: dict = {}
+            t0 = time.perf_counter()
+            remote = RemoteEngine(path, box).connect().start()
+            took = float("nan")
+            while time.perf_counter() - t0 < 10:
+                box.wait(0.005)
+                _events, snaps = box.drain()
+                for ev in snaps:
+                    if isinstance(ev, SnapshotEvent):
+                        latest[ev.pair] = ev.snapshot
+                if all((s := latest.get(q)) is not None and s.zscore is not None for q in KEYS):
+                    took = time.perf_counter() - t0
+                    break
+            remote.stop()
+            attach.append(took)
+            print(f"  attach {k + 1}: {took * 1000:.0f} ms", flush=True)
+        while time.monotonic() - t_go < views_s:
+            time.sleep(0.5)
+        alive = {
+            "headless": headless.poll() is None,
+            "remote": procs[0].poll() is None,
+            "app": pty.app.proc.poll() is None,
+        }
+        (ctl / "stop").touch()
+        stop_rss.set()
+        deadline = time.monotonic() + 15
+        while not all(p.exists() for p in view_out.values()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        term_bytes = pty.bytes
+        pty.quit()
+        headless.send_signal(signal.SIGINT)
+        for p in procs:
+            p.wait(15)
+        results = {k: json.loads(p.read_text()) for k, p in view_out.items() if p.exists()}
+
+        # the ledger
+        ex.ask("stop")
+        produced = ex.ids(tmp / "ids.json")
+        deadline = time.monotonic() + 30
+        while stored_live(db) < len(produced) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(1.0)
+        server.send_signal(signal.SIGTERM)
+        t_term = time.monotonic()
+        code = server.wait(15)
+        exit_s = time.monotonic() - t_term
+        first_live = FIRST_ID + HISTORY_S * HISTORY_PER_SYMBOL_S
+        with sqlite3.connect(db) as c:
+            rows = c.execute(
+                "SELECT symbol, trade_id FROM ticks WHERE trade_id >= ?", (first_live,)
+            ).fetchall()
+        stored = set(rows)
+        want = set(produced)
+        missing, extra = len(want - stored), len(stored - want)
+        dupes = len(rows) - len(stored) + (len(produced) - len(want))
+
+        # the cold baseline, on a copy of the final database (the exchange is quiet)
+        colds = []
+        for k in range(3):
+            copy = tmp / f"cold{k}.db"
+            shutil.copy(db, copy)
+            out = subprocess.run(
+                [sys.executable, __file__, "--cold", str(copy), "--port", str(ex.port)],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            colds.append(json.loads(out.stdout.strip().splitlines()[-1])["full_s"])
+    finally:
+        stop_rss.set()
+        if pty is not None and pty.app.proc.poll() is None:
+            pty.app.proc.kill()
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        if server is not None and server.poll() is None:
+            server.kill()
+        ex.close()
+
+    # ------------------------------------------------------------ the figures
+    print()
+    print(
+        f"storage: {len(produced):,} live trades produced, {len(rows):,} rows stored; "
+        f"missing {missing}, not produced {extra}, duplicates {dupes}; server exit {code} "
+        f"{exit_s:.1f} s after SIGTERM"
+    )
+    ok["every trade stored once"] = missing == extra == dupes == 0 and len(rows) == len(want)
+    for name in ("app", "remote"):
+        r = results.get(name)
+        if r is None:
+            print(f"{name} view: no result")
+            ok[f"{name} view stall <= 33 ms"] = False
+            continue
+        worst = ", ".join(
+            f"{w * 1000:.1f}@{t:.0f}s ({cpu * 1000:.0f}/{pc * 1000:.0f})"
+            for w, t, cpu, pc in r["worst"]
+        )
+        full = f"{r['full_s'] * 1000:.0f} ms" if r.get("full_s") is not None else "never"
+        print(
+            f"{name} view: worst stall {r['max'] * 1000:.1f} ms, p99 {r['p99'] * 1000:.1f} ms "
+            f"over {r['seconds']:.0f} s ({r['ticks']:,} ticks of 1 ms); first full frame "
+            f"{full} after {'launch' if name == 'app' else 'connect'}"
+            f"{'; snapshots ' + format(r['snapshots'], ',') if 'snapshots' in r else ''}"
+        )
+        print(f"  worst (ms @ s: CPU ms of the loop thread / of the process): {worst}")
+        ok[f"{name} view stall <= 33 ms"] = r["max"] <= STALL_TARGET
+    print(
+        f"headless view: attached to the end {alive['headless']}; terminal of the app "
+        f"{term_bytes / max(views_s, 1) / 1024:.1f} KB/s"
+    )
+    ok["all views attached to the end"] = all(alive.values())
+    am, cm = statistics.median(attach), statistics.median(colds)
+    print(
+        f"attach -> first full frame, median of 5: {am * 1000:.0f} ms (runs: "
+        f"{', '.join(f'{t * 1000:.0f}' for t in attach)}); cold embedded start "
+        f"{cm * 1000:.0f} ms (runs: {', '.join(f'{t * 1000:.0f}' for t in colds)}), "
+        f"ratio {cm / am:.1f}x"
+    )
+    ok["attach <= 300 ms"] = am <= ATTACH_TARGET
+    if quick:
+        span = [(t, m) for t, m in rss if t >= t_go - t_server]
+        half = len(span) // 2
+        a = statistics.median(m for _, m in span[:half])
+        b = statistics.median(m for _, m in span[half:])
+        how = "first half of the views' run -> second half (--quick: indicative only)"
+    else:
+        a = statistics.median(m for t, m in rss if 120 <= t < 150)
+        end = rss[-1][0]
+        b = statistics.median(m for t, m in rss if t >= end - 30)
+        how = f"minute 2 -> minute {end / 60:.1f}"
+    drift = (b - a) / a
+    curve = ", ".join(f"{m:.0f}" for t, m in rss[:: 10 if quick else 60])
+    print(
+        f"server RSS {how}: {a:.1f} -> {b:.1f} MB ({drift * 100:+.2f}%); max "
+        f"{max(m for _, m in rss):.1f} MB; every {'10 s' if quick else 'minute'}: {curve}"
+    )
+    ok["server RSS within 3%"] = abs(drift) <= RSS_TARGET
+    print(
+        f"ingest, zero views -> three: stored {zero['stored']:,.0f} -> {three['stored']:,.0f}"
+        f" trades/s (ratio {three['stored'] / zero['stored']:.3f}); server CPU "
+        f"{zero['cpu'] * 100:.0f}% -> {three['cpu'] * 100:.0f}% "
+        f"({three['cpu'] / zero['cpu']:.2f}x); behind at the end {zero['behind']:,} / "
+        f"{three['behind']:,} trades"
+    )
+    ok["ingest with 3 views >= 0.95x zero views"] = three["stored"] >= 0.95 * zero["stored"]
+    print()
+    print(f"{'target':<44} result")
+    for k, v in ok.items():
+        print(f"{k:<44} {'PASS' if v else 'FAIL'}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0 if all(ok.values()) else 1
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--quick", action="store_true", help="views for 60 s, RSS halves compared")
+    p.add_argument("--rate", type=float, default=5000.0)
+    p.add_argument(
+        "--server-batch",
+        action="store_true",
+        help="start the server under SCHED_BATCH, as the app's own engine process runs",
+    )
+    p.add_argument("--exchange", metavar="DB", help=argparse.SUPPRESS)
+    p.add_argument("--live", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--view", metavar="SOCKET", help=argparse.SUPPRESS)
+    p.add_argument("--app-view", metavar="DB", help=argparse.SUPPRESS)
+    p.add_argument("--cold", metavar="DB", help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--ctl", help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.exchange:
+        asyncio.run(exchange(Path(args.exchange), args.rate, args.live))
+    elif args.view:
+        Path(args.out).write_text(
+            json.dumps(asyncio.run(remote_view(Path(args.view), Path(args.ctl))))
+        )
+    elif args.app_view:
+        Path(args.out).write_text(json.dumps(app_view(Path(args.app_view), Path(args.ctl))))
+    elif args.cold:
+        cold(Path(args.cold), args.port)
+    else:
+        sys.exit(run(args))
+
+
+if __name__ == "__main__":
+    main()
