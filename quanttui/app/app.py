@@ -258,7 +258,7 @@ class QuantApp(App[int]):
                 wl.show_snapshot(ev.pair, ev.snapshot)
         elif isinstance(ev, E.Status):
             self.status = ev
-            shown = self.screen
+            shown = self.screen_stack[-1] if self.screen_stack else None
             if any(shown is m for m in self.monitors.values()):
                 shown.show_status(ev)
             elif self.monitor is not None and self.monitor.is_mounted:
