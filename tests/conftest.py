@@ -4,6 +4,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("quanttui", deadline=None)
+settings.load_profile("quanttui")
+"""No per-example deadline: the machines are noisy (a property test is about what the code
+does, and performance is measured by the benchmarks, never by a timed test)."""
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "tests" / "data"
