@@ -22,7 +22,11 @@ alerts, export, backtest - runs unchanged. It differs in two ways:
 
 The replayed trades are written to the session database by the usual single writer;
 in loop mode (the demo) each pass is shifted by the recording's span (plus one second)
-and its trade ids by the largest id, so the session database never sees a duplicate.
+and its trade ids by the largest id, so the session database never sees a duplicate, and
+each symbol's prices in pass k are multiplied by ``(last / first) ** k`` (its last and
+first price in the recording), so a pass starts where the one before ended: without
+that, the jump back to the first prices at every seam was one huge return on both legs,
+which swung the correlation of returns and fired false alerts once a pass.
 Rows that are not trades (price or quantity 0) are dropped by the live feed's own
 `drop_empty`, so a replay stores and exports what the live feed would have.
 
@@ -36,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import math
 import os
 import shutil
 import signal
@@ -391,8 +396,32 @@ class Replay:
             conn.close()
         return lo or 0, hi or 0, top or 0
 
-    def _batches(self, shift_ms: int, id_shift: int) -> Iterator[list[Tick]]:
-        """Trades in (ts, symbol, id) order, read in pages on a private connection."""
+    def _pass_ratios(self) -> dict[str, float]:
+        """Per symbol, its last trade price over its first (trades with price and
+        quantity above 0): the factor by which one pass of a loop moves it."""
+        conn = self._open()
+        out: dict[str, float] = {}
+        try:
+            for sym in self.symbols:
+                ends = [
+                    conn.execute(
+                        "SELECT price FROM ticks WHERE symbol = ? AND ts_ms <= ? AND price > 0 "
+                        f"AND qty > 0 ORDER BY ts_ms {order}, trade_id {order} LIMIT 1",
+                        (sym, self._latest),
+                    ).fetchone()
+                    for order in ("ASC", "DESC")
+                ]
+                if ends[0] and ends[1] and math.isfinite(ends[1][0] / ends[0][0]):
+                    out[sym] = ends[1][0] / ends[0][0]
+        finally:
+            conn.close()
+        return out
+
+    def _batches(
+        self, shift_ms: int, id_shift: int, scale: dict[str, float] | None = None
+    ) -> Iterator[list[Tick]]:
+        """Trades in (ts, symbol, id) order, read in pages on a private connection;
+        prices multiplied by `scale[symbol]` where given."""
         conn = self._open()
         marks = ",".join("?" * len(self.symbols))
         try:
@@ -407,7 +436,7 @@ class Replay:
                         s,
                         tid + id_shift if tid >= 0 else tid - id_shift,
                         ts + shift_ms,
-                        p,
+                        p * scale[s] if scale and s in scale else p,
                         q,
                         bool(m),
                     )
@@ -445,9 +474,11 @@ class Replay:
             + (f" ({skipped:,} trades stamped in the future skipped)" if skipped else ""),
         )
         span = hi - lo + 1000
+        ratios = await loop.run_in_executor(self._reader, self._pass_ratios) if self.loop else {}
         k = 0
         while True:
-            batches = self._batches(k * span, k * (top + 1))
+            scale = {sym: r**k for sym, r in ratios.items()} if k else None
+            batches = self._batches(k * span, k * (top + 1), scale)
             try:
                 await self._play(loop, batches)
             finally:

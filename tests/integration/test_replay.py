@@ -15,6 +15,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -314,8 +315,8 @@ def test_the_replay_clock_never_runs_ahead_of_delivery(
     monkeypatch.setattr(replay_mod, "BATCH", 200)
     original = Replay._batches
 
-    def slow(self: Replay, shift_ms: int, id_shift: int):
-        for page in original(self, shift_ms, id_shift):
+    def slow(self: Replay, *args):
+        for page in original(self, *args):
             time.sleep(0.05)  # in the reader thread, as a slow disk would be
             yield page
 
@@ -349,3 +350,43 @@ def test_the_replay_clock_never_runs_ahead_of_delivery(
     asyncio.run(run())
     assert seen["ticks"] > 10_000
     assert seen["late"] == 0
+
+
+def test_a_loop_has_no_seam_each_pass_starts_where_the_last_ended(
+    recording_db: Path, tmp_path: Path
+) -> None:
+    """The demo's loop: pass k's prices are the recording's times (last/first)^k per
+    symbol, so the return across a seam is that of one ordinary trade, not a jump back
+    to the first prices (which swung the correlation of returns once a pass)."""
+    delivered: list = []
+
+    async def run() -> None:
+        two_passes = asyncio.Event()
+
+        def on_ticks(ticks: list) -> None:
+            delivered.extend(ticks)
+            if len(delivered) > 19_182 * 2 + 50:
+                two_passes.set()
+
+        replay = Replay(
+            recording_db, ["BTCUSDT", "ETHUSDT"], tmp_path / "s.db", speed=0, loop=True,
+            on_ticks=on_ticks,
+        )  # fmt: skip
+        await replay.start()
+        try:
+            await asyncio.wait_for(two_passes.wait(), 60)
+        finally:
+            await replay.stop()
+
+    asyncio.run(run())
+    per_pass = 19_182
+    first, second = delivered[:per_pass], delivered[per_pass : 2 * per_pass]
+    for sym in ("BTCUSDT", "ETHUSDT"):
+        a = [t.price for t in first if t.symbol == sym]
+        b = [t.price for t in second if t.symbol == sym]
+        ratio = a[-1] / a[0]
+        assert b == pytest.approx([p * ratio for p in a], rel=1e-12)
+        assert b[0] == pytest.approx(a[-1], rel=1e-12)  # continuous at the seam
+        moves = np.abs(np.diff(np.log(a)))
+        assert abs(np.log(b[0] / a[-1])) <= moves.max()
+    assert second[0].ts_ms > first[-1].ts_ms
