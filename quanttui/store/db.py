@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 from urllib.parse import quote
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SQLITE_NOTADB = 26
 
 SCHEMA_V1 = """
@@ -104,7 +104,34 @@ symbol, replaced), so `quanttui snapshot` in another process sees the live basis
 funding rate. ``alerts.withdrawn_ms`` is set on an alert that a recompute from the
 database contradicted (`quanttui.engine.alertbook`); the row stays."""
 
-MIGRATIONS: dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2}
+SCHEMA_V3 = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id           INTEGER PRIMARY KEY,
+    alert_id     INTEGER NOT NULL REFERENCES alerts(id),
+    kind         TEXT    NOT NULL CHECK (kind IN ('alert', 'retraction')),
+    destination  TEXT    NOT NULL,
+    idem_key     TEXT    NOT NULL UNIQUE,
+    title        TEXT    NOT NULL,
+    body         TEXT    NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_try_ms  INTEGER NOT NULL,
+    last_error   TEXT,
+    state        TEXT    NOT NULL DEFAULT 'pending'
+                 CHECK (state IN ('pending', 'sending', 'delivered', 'failed')),
+    created_ms   INTEGER NOT NULL,
+    delivered_ms INTEGER,
+    summary_key  TEXT,
+    UNIQUE (alert_id, kind, destination)
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, destination, next_try_ms);
+"""
+"""Version 3 adds the notification outbox (issue 30): one row per alert (or retraction)
+and destination, inserted in the same transaction as the alert row. `destination` is
+the URL with its secrets masked plus a hash of the whole URL (never the URL itself);
+`idem_key` identifies the delivery to the receiving service; `summary_key` is the
+`idem_key` of the summary message that carried a row sent in a rate-limited batch."""
+
+MIGRATIONS: dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2, 3: SCHEMA_V3}
 
 
 class StoreError(Exception):

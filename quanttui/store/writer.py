@@ -131,6 +131,23 @@ def _caller_error(exc: sqlite3.Error) -> bool:
     return isinstance(exc, _CALLER_ERRORS) or (isinstance(code, int) and code & 0xFF == 1)
 
 
+def _execute_group(conn: sqlite3.Connection, s: Statement) -> None:
+    """`s` and its `then` statements inside the open transaction, all or none."""
+    if not conn.in_transaction:
+        conn.execute("BEGIN")
+    conn.execute("SAVEPOINT quanttui_group")
+    try:
+        rowid = conn.execute(s.sql, s.params).lastrowid
+        for sql, params in s.then:
+            conn.execute(sql, tuple(rowid if p is LASTROWID else p for p in params))
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK TO quanttui_group")
+            conn.execute("RELEASE quanttui_group")
+        raise
+    conn.execute("RELEASE quanttui_group")
+
+
 def describe(exc: BaseException) -> tuple[str, str]:
     """(short reason for a status line, SQLite's own message) of a failed write."""
     if isinstance(exc, DatabaseMoved):
@@ -173,13 +190,22 @@ UPSERT_INTERVAL = (
 file: its last settlement); older information never replaces newer."""
 
 
+LASTROWID = object()
+"""In the parameters of a `Statement.then` statement: the rowid the statement inserted."""
+
+
 @dataclass(frozen=True, slots=True)
 class Statement:
-    """A non-tick write (alert, gap, kline batch) that rides the same transaction stream."""
+    """A non-tick write (alert, gap, kline batch) that rides the same transaction stream.
+
+    `then` holds statements (sql, params) run right after it, all or none (a savepoint):
+    an alert and its outbox rows (`quanttui.notify.outbox`). `LASTROWID` among their
+    parameters stands for the rowid this statement inserted."""
 
     sql: str
     params: tuple | list[tuple]
     many: bool = False
+    then: tuple[tuple[str, tuple], ...] = ()
 
     @property
     def rows(self) -> int:
@@ -440,8 +466,14 @@ class TickWriter:
         for i in range(0, len(batch), step):
             await self.queue.put(batch[i : i + step] if len(batch) > step else batch)
 
-    async def execute(self, sql: str, params: tuple | list[tuple] = (), many: bool = False) -> None:
-        await self.queue.put(Statement(sql, params, many))
+    async def execute(
+        self,
+        sql: str,
+        params: tuple | list[tuple] = (),
+        many: bool = False,
+        then: tuple[tuple[str, tuple], ...] = (),
+    ) -> None:
+        await self.queue.put(Statement(sql, params, many, then))
 
     async def flush(self) -> bool:
         """Wait until everything queued before this call has been attempted: True when it
@@ -534,7 +566,9 @@ class TickWriter:
             rejected = 0
             for s in stmts:
                 try:
-                    if s.many:
+                    if s.then:
+                        _execute_group(conn, s)
+                    elif s.many:
                         conn.executemany(s.sql, s.params)
                     else:
                         conn.execute(s.sql, s.params)

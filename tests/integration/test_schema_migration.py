@@ -48,15 +48,17 @@ def test_v1_file_is_what_it_claims() -> None:
     assert tables == set(V1_TABLES)
 
 
-def test_v1_migrates_to_v2_keeping_every_row(v1_copy: Path) -> None:
+def test_v1_migrates_to_the_current_version_keeping_every_row(v1_copy: Path) -> None:
     digest = hashlib.sha256(V1.read_bytes()).hexdigest()
     before = dump(v1_copy)
     conn = connect(v1_copy)
     try:
-        assert SCHEMA_VERSION == 2
+        assert SCHEMA_VERSION == 3
         assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == (
-            "2",
+            "3",
         )
+        # v3 adds the notification outbox, empty
+        assert conn.execute("SELECT count(*) FROM outbox").fetchone() == (0,)
         for t in ("ticks", "klines", "gaps"):
             assert rows(conn, t) == before[t], t
             assert len(rows(conn, t)) == V1_COUNTS[t]
@@ -78,7 +80,7 @@ def test_v1_migrates_to_v2_keeping_every_row(v1_copy: Path) -> None:
         conn.commit()
     finally:
         conn.close()
-    # opening again is a no-op: still v2, every row still there
+    # opening again is a no-op: still the current version, every row still there
     conn = connect(v1_copy)
     assert {t: rows(conn, t) for t in ("ticks", "klines", "gaps")} == {
         t: before[t] for t in ("ticks", "klines", "gaps")
@@ -115,8 +117,8 @@ def test_snapshot_cli_reads_a_v1_file_without_migrating_it(v1_copy: Path) -> Non
 def test_a_newer_schema_is_refused(v1_copy: Path) -> None:
     connect(v1_copy).close()
     conn = sqlite3.connect(v1_copy)
-    conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     conn.commit()
     conn.close()
-    with pytest.raises(StoreError, match="schema version 3 is newer"):
+    with pytest.raises(StoreError, match="schema version 4 is newer"):
         connect(v1_copy)

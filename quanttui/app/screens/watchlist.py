@@ -40,7 +40,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input, Label, Static
 
 from quanttui.app.screens.confirm import ConfirmScreen
-from quanttui.app.widgets.loglines import LogLines
+from quanttui.app.widgets.loglines import DELIVERED_MARK, LogLines
 from quanttui.app.widgets.watchtable import TableColumn, WatchTable
 from quanttui.config import parse_watchlist_pair
 from quanttui.engine.events import describes
@@ -311,6 +311,11 @@ class WatchlistScreen(Screen[None]):
         row.snapshot = snap
         row.dirty = True
 
+    def show_delivered(self, a: Alert) -> None:
+        """The alert reached every notification destination: its log row says so."""
+        if self.is_mounted:
+            self.query_one("#wl-log", LogLines).mark(_log_key(a), DELIVERED_MARK)
+
     def show_alert(self, key: str | None, ev: AlertEvent | AlertWithdrawn) -> None:
         """One line in the log naming the pair; the row's last alert."""
         a = ev.alert
@@ -331,7 +336,7 @@ class WatchlistScreen(Screen[None]):
         if not self.is_mounted:
             return
         log = self.query_one("#wl-log", LogLines)
-        rk = f"{a.ts_ms} {a.pair} {a.rule} {a.value:.17g}"
+        rk = _log_key(a)
         when, pair = (iso_utc(a.ts_ms)[11:19], ""), (label, "")
         if _withdrawn(ev):
             cell = (printable(f"WITHDRAWN {_alert_text(a)}"), "strike dim")
@@ -592,6 +597,10 @@ def _same_alert(a: Alert, b: Alert) -> bool:
     return (a.ts_ms, a.pair, a.rule) == (b.ts_ms, b.pair, b.rule) and math.isclose(
         a.value, b.value, rel_tol=1e-9, abs_tol=1e-12
     )
+
+
+def _log_key(a: Alert) -> str:
+    return f"{a.ts_ms} {a.pair} {a.rule} {a.value:.17g}"
 
 
 def _withdrawn(ev: object) -> bool:

@@ -27,6 +27,9 @@ from textual.strip import Strip
 
 from quanttui.app.widgets.watchtable import Cell, fit
 
+DELIVERED_MARK = " ✓ sent"
+"""After an alert's text in a log once push notifications delivered it everywhere."""
+
 
 class LogLines(ScrollView, can_focus=False):
     DEFAULT_CSS = """
@@ -65,6 +68,18 @@ class LogLines(ScrollView, can_focus=False):
             if self.rows[i][0] == key:
                 self.rows[i] = self._row(key, cells)
                 self.refresh()
+                return True
+        return False
+
+    def mark(self, key: str, suffix: str) -> bool:
+        """The newest row with `key` gets `suffix` after its last cell's text (once);
+        False when there is none."""
+        for i in range(len(self.rows) - 1, -1, -1):
+            row = self.rows[i]
+            if row[0] == key:
+                if not row[-2].endswith(suffix):
+                    self.rows[i] = (*row[:-2], row[-2] + suffix, row[-1])
+                    self.refresh()
                 return True
         return False
 
