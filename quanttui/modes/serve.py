@@ -8,9 +8,14 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from quanttui.config import Config
 from quanttui.errors import UserError
+
+if TYPE_CHECKING:
+    from quanttui.feed.replay import ReplaySpec
+    from quanttui.web import WebSpec
 
 SYSTEMD_UNIT = """\
 # ~/.config/systemd/user/quanttui.service
@@ -52,10 +57,34 @@ def serve(
     pairs: Sequence[tuple[str, str]],
     rules: Sequence[str],
     watchlist: str | None,
+    *,
+    web: WebSpec | None = None,
+    config_path: str | None = None,
+    replay: ReplaySpec | None = None,
 ) -> int:
-    from quanttui.server.server import Server
+    """Run the server until SIGTERM/SIGINT; with `web`, its browser view too
+    (`quanttui.web`): bound before the engine starts, started once the server answers,
+    told to end with the server's stop and ended (with every tab) before this returns."""
+    from quanttui.server.server import Server, log
 
-    return Server(load, pairs, rules=rules, watchlist=watchlist).run()
+    server = Server(load, pairs, rules=rules, watchlist=watchlist, replay=replay)
+    if web is None:
+        return server.run()
+    from quanttui.web.launch import WebFront, tab_command
+
+    title = "quanttui " + " ".join(f"{x}/{y}" for x, y in pairs)
+    front = WebFront(web, tab_command(server.cfg.db_path, config_path), title)
+
+    def start() -> None:
+        front.start()
+        log(front.describe())
+
+    server.on_start.append(start)
+    server.on_stop.append(front.stop)
+    try:
+        return server.run()
+    finally:
+        front.close()
 
 
 def server_for(cfg: Config) -> Path | None:

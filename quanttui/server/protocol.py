@@ -17,7 +17,9 @@ Handshake
 ---------
 The client's first frame is ``{"hello": "quanttui", "version": V, "history": B}``
 (B: whether to send the alerts fired before it attached; default true). The server answers
-``{"welcome": PROTOCOL_VERSION, "pid": ..., "db": ..., "pairs": [...], "started": ...}``
+``{"welcome": PROTOCOL_VERSION, "pid": ..., "db": ..., "pairs": [...], "started": ...,
+"viewers": n, "label": "LIVE" | "DEMO" | ...}`` (`label`, what a view's header says, was
+added within version 1: a view reads it with a default)
 when ``V == PROTOCOL_VERSION``, and otherwise ``{"error": "<one line>"}`` and closes.
 ``{"hello": "quanttui", "version": V, "query": "info"}`` asks for the welcome alone (for
 `quanttui sessions`), then the server closes.
@@ -225,7 +227,10 @@ COMMANDS: dict[str, tuple[tuple[tuple[type, ...], ...], dict[str, tuple[type, ..
     "add_rule": ((_STR, _OPT_STR), {"key": _OPT_STR}),
     "remove_rule": ((_STR, _OPT_STR), {"key": _OPT_STR}),
     "set_meta": ((_STR, _STR), {}),
-    "export": ((tuple, list, type(None)), {"out_dir": _OPT_STR, "watchlist": (bool, type(None))}),
+    "export": (
+        ((tuple, list, type(None)),),
+        {"out_dir": _OPT_STR, "watchlist": (bool, type(None))},
+    ),
     "backtest": ((_STR, (dict, object)), {}),
 }
 """Each command a view may send: the types of its positional arguments (a trailing one may

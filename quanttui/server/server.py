@@ -129,7 +129,7 @@ class View:
                 if frame is None or frame == ["detach"]:
                     break
                 cid, method, args, kwargs = P.check_call(frame)
-            except P.ProtocolError as exc:
+            except (P.ProtocolError, TypeError, ValueError) as exc:  # never a traceback
                 log(f"view pid {self.pid}: {exc}; connection closed")
                 with contextlib.suppress(OSError, P.ProtocolError):
                     self.conn.sendall(P.encode(["error", str(exc)]))
@@ -148,12 +148,20 @@ class Server:
         *,
         rules: Sequence[str] = (),
         watchlist: str | None = None,
+        replay: Any = None,
     ) -> None:
         self.load_config = config_loader
         self.cfg = config_loader()
         self.pairs = [tuple(p) for p in pairs]
         self.rules = list(rules)
         self.watchlist = watchlist
+        self.replay = replay
+        """A `quanttui.feed.replay.ReplaySpec` (`quanttui web --demo`), else the exchange."""
+        self.on_start: list[Callable[[], None]] = []
+        """Called once the socket answers and the engine runs (the browser view starts)."""
+        self.on_stop: list[Callable[[], None]] = []
+        """Called (in the signal handler: they must not block) when SIGTERM or SIGINT
+        asks the server to stop; the browser view ends its tabs meanwhile."""
         self.views: list[View] = []
         self.views_lock = threading.Lock()
         self.finished: Finished | None = None
@@ -201,6 +209,7 @@ class Server:
             "pairs": pairs,
             "started": self.started,
             "viewers": viewers,
+            "label": self.replay.label if self.replay is not None else "LIVE",
         }
 
     def _accept(self) -> None:
@@ -291,6 +300,8 @@ class Server:
         if not self._stopping.is_set():
             self._stopping.set()
             log("stopping: committing what was received")
+            for hook in self.on_stop:
+                hook()
             if self.runner is not None:
                 self.runner.call_soon("stop")
 
@@ -332,7 +343,7 @@ class Server:
 
         guard_logging()
         self.bind()
-        engine = Engine(self.cfg, self.pairs, rules=self.rules)
+        engine = Engine(self.cfg, self.pairs, rules=self.rules, replay=self.replay)
         self.runner = EngineThread(engine).start()
         write_info(
             self.cfg.db_path,
@@ -352,6 +363,8 @@ class Server:
             f"(pid {os.getpid()}, db {self.cfg.db_path})"
         )
         try:
+            for hook in self.on_start:
+                hook()
             while not self.runner.done.wait(0.5):
                 pass
         finally:
