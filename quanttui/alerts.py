@@ -80,8 +80,15 @@ _OP = re.compile(r"\s*(>=|<=|>|<)")
 _VALUE = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|entry_z|exit_z)\s*$")
 
 
-def parse_rule(text: str, *, entry_z: float = 2.0, exit_z: float = 0.0) -> Rule:
-    """Parse one rule; raise `RuleError` naming the rule and the column of the fault."""
+def parse_rule(
+    text: str,
+    *,
+    entry_z: float = 2.0,
+    exit_z: float = 0.0,
+    names: tuple[str, ...] = METRIC_NAMES,
+) -> Rule:
+    """Parse one rule; raise `RuleError` naming the rule and the column of the fault.
+    `names` are the metrics it may name (a basket's are `BASKET_METRIC_NAMES`)."""
     src = text
 
     def fail(pos: int, what: str) -> RuleError:
@@ -91,9 +98,9 @@ def parse_rule(text: str, *, entry_z: float = 2.0, exit_z: float = 0.0) -> Rule:
     if not m:
         raise fail(len(text) - len(text.lstrip()), "expected a metric name or abs(metric)")
     metric = m.group(2) or m.group(3)
-    if metric not in METRIC_NAMES:
+    if metric not in names:
         col = m.start(2) if m.group(2) else m.start(3)
-        raise fail(col, f"unknown metric {metric!r} (known: {', '.join(METRIC_NAMES)})")
+        raise fail(col, f"unknown metric {metric!r} (known: {', '.join(names)})")
     pos = m.end()
     o = _OP.match(text, pos)
     if not o:
@@ -179,6 +186,7 @@ def build_engine(
     hysteresis: float,
     cooldown_s: float,
     default: bool = True,
+    names: tuple[str, ...] = METRIC_NAMES,
 ) -> AlertEngine:
     """The default rule ``abs(zscore) >= entry_z`` (unless `default` is false) plus
     `texts`; raises `RuleError`."""
@@ -186,5 +194,5 @@ def build_engine(
     if default:
         eng.add(parse_rule(f"abs(zscore) >= {entry_z:g}"))
     for t in texts:
-        eng.add(parse_rule(t, entry_z=entry_z, exit_z=exit_z))
+        eng.add(parse_rule(t, entry_z=entry_z, exit_z=exit_z, names=names))
     return eng

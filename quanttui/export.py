@@ -22,6 +22,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +33,9 @@ from quanttui.analytics.snapshot import last_stationarity, run_bars
 from quanttui.model import FUNDING_METRIC_NAMES, Alert, Snapshot, iso_utc
 from quanttui.plausible import latest_ms
 from quanttui.store.queries import load_funding_series, load_settled_bars
+
+if TYPE_CHECKING:
+    from quanttui.analytics.basket import BasketBacktestReport, BasketParams
 
 ANALYTICS_COLUMNS = (
     "alpha beta r2 beta_se spread spread_mean zscore corr return_beta return_r2 "
@@ -195,6 +199,157 @@ def export_pair(
         ),
     }
     return _write_all(out, f"{sx}_{sy}_{tf}_{stamp}", plan)
+
+
+BASKET_LEG_COLUMNS = ("close", "weight", "notional")
+BASKET_COLUMNS = (
+    "spread spread_mean zscore half_life_bars rank trace_stat trace_cv95 max_eig_stat "
+    "max_eig_cv95 eig1"
+).split()
+"""The basket analytics CSV: `time`, per leg ``<SYMBOL>_close``, ``<SYMBOL>_weight`` (the
+bar's own normalised first eigenvector) and ``<SYMBOL>_notional`` (of one unit), then
+these (``trace_stat``, ``max_eig_stat`` and their 95 % values are the r = 0 rows)."""
+
+
+def export_basket(
+    conn: sqlite3.Connection,
+    params: BasketParams,
+    out_dir: str | Path,
+    *,
+    now: datetime | None = None,
+    settled_end_ms: int | None = None,
+    now_ms: int | None = None,
+) -> dict[str, tuple[Path, int]]:
+    """A basket's four CSVs (`export_pair`'s, with one column group per leg): ticks, bars
+    (settled bars, then the stored buckets after them marked ``settled = 0``), analytics
+    per settled bar (weights and spread of each bar as computed at that bar) and alerts.
+    Returns ``{kind: (path, rows)}``; raises `ExportError`."""
+    from quanttui.analytics.basket import run_basket_bars
+    from quanttui.store.queries import load_settled_basket_bars
+
+    out = _out_dir(out_dir)
+    stamp = _stamp(now)
+    syms = list(params.symbols)
+    bars, unsettled = load_settled_basket_bars(
+        conn,
+        syms,
+        params.timeframe,
+        end_ms=settled_end_ms,
+        now_ms=now_ms,
+        max_gap_bars=params.max_gap_bars,
+    )
+    engine = params.analytics(history=max(len(bars), 1))
+    run_basket_bars(engine, bars)
+    m_legs = len(syms)
+
+    def ticks() -> Iterable[Sequence[object]]:
+        marks = ",".join("?" * m_legs)
+        cur = conn.execute(
+            "SELECT ts_ms, symbol, trade_id, price, qty, is_buyer_maker FROM ticks "
+            f"WHERE symbol IN ({marks}) AND ts_ms <= ? ORDER BY ts_ms, symbol, trade_id",
+            (*syms, latest_ms()),
+        )
+        for ts, sym, tid, pr, q, mk in cur:
+            yield (iso_utc(ts), sym, tid, pr, q, mk)
+
+    def bar_rows() -> Iterable[Sequence[object]]:
+        for part, settled in ((bars, True), (unsettled, False)):
+            for i in range(len(part)):
+                b = part.basket_bar(i)
+                cells: list[object] = [iso_utc(b.ts_ms)]
+                for leg in b.legs:
+                    cells += [leg.open, leg.high, leg.low, leg.close, leg.volume, leg.trades]
+                    cells.append(leg.filled)
+                cells.append(settled)
+                yield cells
+
+    def analytics_rows() -> Iterable[Sequence[object]]:
+        none = (None,) * m_legs
+        for m in engine.history:
+            cells: list[object] = [iso_utc(m.ts_ms)]
+            for i in range(m_legs):
+                cells += [m.closes[i], (m.weights or none)[i], (m.notional or none)[i]]
+            if m.trace:
+                tests = (m.rank, m.trace[0], m.trace_cv[0][1], m.max_eig[0], m.max_cv[0][1])
+                tests += (m.eig[0],)
+            else:
+                tests = (None,) * 6
+            yield (*cells, m.spread, m.spread_mean, m.zscore, m.half_life_bars, *tests)
+
+    def alert_rows() -> Iterable[Sequence[object]]:
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(alerts)")}
+        withdrawn = "withdrawn_ms" if "withdrawn_ms" in cols else "NULL"
+        cur = conn.execute(
+            f"SELECT ts_ms, pair, rule, metric, value, threshold, {withdrawn} FROM alerts "
+            "WHERE pair = ? ORDER BY ts_ms, id",
+            (params.key,),
+        )
+        for ts, pair, rule, metric, value, thr, gone in cur:
+            yield (iso_utc(ts), pair, rule, metric, value, thr, iso_utc(gone) if gone else None)
+
+    leg = ("open", "high", "low", "close", "volume", "trades", "filled")
+    plan = {
+        "ticks": (("time", "symbol", "trade_id", "price", "qty", "is_buyer_maker"), ticks()),
+        "bars": (("time", *(f"{s}_{c}" for s in syms for c in leg), "settled"), bar_rows()),
+        "analytics": (
+            ("time", *(f"{s}_{c}" for s in syms for c in BASKET_LEG_COLUMNS), *BASKET_COLUMNS),
+            analytics_rows(),
+        ),
+        "alerts": (
+            ("time", "pair", "rule", "metric", "value", "threshold", "withdrawn"),
+            alert_rows(),
+        ),
+    }
+    return _write_all(out, f"{'_'.join(syms)}_{params.timeframe}_{stamp}", plan)
+
+
+def export_basket_backtest(
+    report: BasketBacktestReport, out_dir: str | Path, *, now: datetime | None = None
+) -> dict[str, tuple[Path, int]]:
+    """`backtest --out` for a basket: ``…_backtest_trades.csv`` (one row per trade, per-leg
+    entry/exit prices, weights and quantities as ``<SYMBOL>_<field>`` columns) and
+    ``…_backtest_equity.csv`` (``time, bar_pnl, equity``)."""
+    out = _out_dir(out_dir)
+    syms = report.symbols
+    r = report.result
+    per_leg = ("entry_price", "exit_price", "weight", "qty")
+
+    def trades() -> Iterable[Sequence[object]]:
+        for t in r.trades:
+            cells: list[object] = [
+                iso_utc(t.entry_time),
+                iso_utc(t.exit_time) if t.exit_time is not None else None,
+                t.side,
+            ]
+            exits = t.exit_prices or (None,) * len(syms)
+            for i in range(len(syms)):
+                cells += [t.entry_prices[i], exits[i], t.weights[i], t.qty[i]]
+            cells += [t.pnl, t.bars_held, t.funding if r.funding is not None else None]
+            yield cells
+
+    def equity() -> Iterable[Sequence[object]]:
+        for ts, pnl, eq in zip(
+            r.ts_ms.tolist(), r.bar_pnl.tolist(), r.equity.tolist(), strict=True
+        ):
+            yield (iso_utc(ts), pnl, eq)
+
+    plan = {
+        "backtest_trades": (
+            (
+                "entry_time",
+                "exit_time",
+                "side",
+                *(f"{s}_{c}" for s in syms for c in per_leg),
+                "pnl",
+                "bars_held",
+                "funding",
+            ),
+            trades(),
+        ),
+        "backtest_equity": (("time", "bar_pnl", "equity"), equity()),
+    }
+    tf = report.params["timeframe"]
+    return _write_all(out, f"{'_'.join(syms)}_{tf}_{_stamp(now)}", plan)
 
 
 WATCHLIST_COLUMNS = (

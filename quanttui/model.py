@@ -332,3 +332,103 @@ METRIC_NAMES: tuple[str, ...] = (
     "bars",
     *FUNDING_METRIC_NAMES,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class BasketSnapshot:
+    """A basket's metrics at its last closed bar (`quanttui.analytics.basket`), plus the
+    z-score and spread series for a chart (arrays, as `Series`, oldest first).
+
+    Per-leg tuples follow `symbols`; the Johansen tuples have one entry per row r =
+    0..m-1 (critical values as (90 %, 95 %, 99 %)); they are empty, and the numbers None,
+    while undefined."""
+
+    key: str
+    symbols: tuple[str, ...]
+    timeframe: str
+    window: int
+    det_order: int
+    k_ar_diff: int
+    log_prices: bool
+    bars: int = 0
+    time_ms: int | None = None
+    closes: tuple[float, ...] = ()
+    trace: tuple[float, ...] = ()
+    trace_cv: tuple[tuple[float, float, float], ...] = ()
+    max_eig: tuple[float, ...] = ()
+    max_cv: tuple[tuple[float, float, float], ...] = ()
+    eig: tuple[float, ...] = ()
+    rank: int | None = None
+    weights: tuple[float, ...] = ()
+    notional: tuple[float, ...] = ()
+    spread: float | None = None
+    spread_mean: float | None = None
+    zscore: float | None = None
+    half_life_bars: float | None = None
+    half_life_s: float | None = None
+    series_ts: array[int] = field(default_factory=_times)
+    series_zscore: array[float] = field(default_factory=_floats)
+    series_spread: array[float] = field(default_factory=_floats)
+
+    def as_json(self) -> dict[str, object]:
+        """`quanttui snapshot A B C --json` (and headless mode's last line per basket):
+        per-leg values as objects keyed by symbol, undefined numbers null."""
+
+        def per_leg(vals: tuple[float, ...]) -> dict[str, float | None] | None:
+            if not vals:
+                return None
+            return {
+                s: (v if math.isfinite(v) else None)
+                for s, v in zip(self.symbols, vals, strict=True)
+            }
+
+        def rows(vals: tuple) -> list | None:
+            return [list(v) if isinstance(v, tuple) else v for v in vals] or None
+
+        return {
+            "basket": self.key,
+            "symbols": list(self.symbols),
+            "timeframe": self.timeframe,
+            "window": self.window,
+            "det_order": self.det_order,
+            "k_ar_diff": self.k_ar_diff,
+            "log_prices": self.log_prices,
+            "bars": self.bars,
+            "time": iso_utc(self.time_ms) if self.time_ms is not None else None,
+            "closes": per_leg(self.closes),
+            "rank": self.rank,
+            "trace_stat": rows(self.trace),
+            "trace_cv": rows(self.trace_cv),
+            "max_eig_stat": rows(self.max_eig),
+            "max_eig_cv": rows(self.max_cv),
+            "eigenvalues": rows(self.eig),
+            "weights": per_leg(self.weights),
+            "notional": per_leg(self.notional),
+            "spread": self.spread,
+            "spread_mean": self.spread_mean,
+            "zscore": self.zscore,
+            "half_life_bars": self.half_life_bars,
+            "half_life_s": self.half_life_s,
+        }
+
+
+BASKET_METRIC_NAMES: tuple[str, ...] = (
+    "zscore",
+    "spread",
+    "spread_mean",
+    "half_life_bars",
+    "half_life_s",
+    "rank",
+    "trace_stat",
+    "trace_cv95",
+    "trace_margin",
+    "max_eig_stat",
+    "max_eig_cv95",
+    "max_eig_margin",
+    "eig1",
+    "bars",
+)
+"""What a basket's alert rules may name (`quanttui.analytics.basket.basket_metrics`):
+the r = 0 rows of the Johansen test (``trace_stat``, ``max_eig_stat``, their 95 %
+critical values and the margins stat - cv95), the rank, the largest eigenvalue, and the
+spread's z-score, mean and half-life."""

@@ -338,3 +338,40 @@ def backtest_day(report: BacktestReport) -> str | None:
         t["exit_time"][:10] for t in trades if t["exit_time"]
     }
     return next(iter(days)) if len(days) == 1 else None
+
+
+def basket_rows(doc: dict) -> list[tuple[str, str, str, str, str]]:
+    """The basket table (`quanttui snapshot A B C`, the basket screen) from
+    `quanttui.analytics.basket.metrics_json`: (metric, value, 90 %, 95 %, 99 %), the
+    critical values on the Johansen rows only; "—" where undefined."""
+    blank = ("", "", "")
+    rows: list[tuple[str, str, str, str, str]] = [
+        ("bars", f"{doc.get('bars', 0):,}", *blank),
+        ("time", str(doc.get("time") or "—"), *blank),
+    ]
+    trace, tcv = doc.get("trace_stat"), doc.get("trace_cv")
+    eig, ecv = doc.get("max_eig_stat"), doc.get("max_eig_cv")
+    legs = doc.get("symbols") or []
+    if trace and tcv and eig and ecv:
+        for r, (v, cv) in enumerate(zip(trace, tcv, strict=True)):
+            rows.append((f"trace r<={r}", _num(v, ".3f"), *(f"{c:.3f}" for c in cv)))
+        for r, (v, cv) in enumerate(zip(eig, ecv, strict=True)):
+            rows.append((f"max-eig r={r}", _num(v, ".3f"), *(f"{c:.3f}" for c in cv)))
+    rank = doc.get("rank")
+    rows.append(("rank (trace, 95%)", "—" if rank is None else str(rank), *blank))
+    weights, notional, closes = doc.get("weights"), doc.get("notional"), doc.get("closes")
+    for s in legs:
+        rows.append((f"weight {s}", _num(weights.get(s)) if weights else "—", *blank))
+    for s in legs:
+        rows.append((f"notional {s}", _num(notional.get(s), ",.2f") if notional else "—", *blank))
+    for s in legs:
+        rows.append((f"close {s}", price_text(closes.get(s)) if closes else "—", *blank))
+    rows += [
+        ("spread", _num(doc.get("spread")), *blank),
+        ("spread mean", _num(doc.get("spread_mean")), *blank),
+        ("z-score", zscore_text(doc.get("zscore")), *blank),
+    ]
+    hl_b, hl_s = doc.get("half_life_bars"), doc.get("half_life_s")
+    hl = "—" if hl_b is None or hl_s is None else f"{hl_b:.1f} bars ({duration_text(hl_s)})"
+    rows.append(("half-life", hl, *blank))
+    return rows

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from quanttui.analytics.scan import PairStats
+from quanttui.analytics.scan import BasketScan, PairStats
 from quanttui.export import _out_dir, _stamp, _write_all
 from quanttui.model import iso_utc
 
@@ -129,3 +129,85 @@ def fmt_half_life(bars: float, bar_ms: int) -> str:
     if minutes < 2880:
         return f"{minutes / 60:.1f}h"
     return f"{minutes / 1440:.1f}d"
+
+
+BASKET_COLUMNS = (
+    "rank",
+    "basket",
+    "p_holm",
+    "pvalue",
+    "trace_stat",
+    "trace_cv95",
+    "margin",
+    "max_eig_stat",
+    "coint_rank",
+    "weights",
+    "half_life_bars",
+    "half_life_min",
+    "zscore",
+)
+
+
+def basket_correction(scan: BasketScan) -> str:
+    """The multiple-testing statement printed with every basket ranking."""
+    return (
+        f"Holm over the {scan.tests} baskets tested (built from the {scan.pairs} most "
+        f"cointegrated pairs of the pair scan): p_holm < 0.05 keeps the family-wise error "
+        f"rate at 5 %; pvalue is the trace test's (r = 0), from a Gamma fit to "
+        f"{scan.draws} simulated null statistics at this sample length"
+    )
+
+
+def basket_values(rank: int, b, bar_ms: int) -> tuple:
+    """One basket row in `BASKET_COLUMNS` order (weights as ``SYM:w`` joined by spaces)."""
+    hl = _num(b.half_life)
+    return (
+        rank,
+        "+".join(b.symbols),
+        _num(b.p_holm),
+        _num(b.pvalue),
+        _num(b.trace_stat),
+        _num(b.trace_cv95),
+        _num(b.margin),
+        _num(b.max_eig_stat),
+        b.rank,
+        " ".join(f"{s}:{w:.6g}" for s, w in zip(b.symbols, b.weights, strict=True)),
+        hl,
+        None if hl is None else hl * bar_ms / 60_000,
+        _num(b.zscore),
+    )
+
+
+def basket_json(meta: ScanMeta, scan: BasketScan) -> dict:
+    """``quanttui scan --basket K --json``."""
+    rows = []
+    for k, b in enumerate(scan.baskets, 1):
+        row = dict(zip(BASKET_COLUMNS, basket_values(k, b, meta.bar_ms), strict=True))
+        row["symbols"] = list(b.symbols)
+        row["weights"] = dict(zip(b.symbols, b.weights, strict=True))
+        rows.append(row)
+    return {
+        "timeframe": meta.timeframe,
+        "start": iso_utc(meta.start_ms),
+        "end": iso_utc(meta.end_ms),
+        "bars": meta.bars,
+        "symbols": list(meta.symbols),
+        "skipped": [{"symbol": s, "reason": why} for s, why in meta.skipped],
+        "basket_size": scan.size,
+        "pairs_used": scan.pairs,
+        "tests": scan.tests,
+        "null_draws": scan.draws,
+        "correction": basket_correction(scan),
+        "baskets": rows,
+    }
+
+
+def export_baskets(
+    meta: ScanMeta, scan: BasketScan, out_dir: str | Path, *, now: datetime | None = None
+) -> tuple[Path, int]:
+    """``scan_<tf>_<UTC stamp>_baskets.csv`` (header `BASKET_COLUMNS`), atomically."""
+    out = _out_dir(out_dir)
+    body = (basket_values(k, b, meta.bar_ms) for k, b in enumerate(scan.baskets, 1))
+    name = f"scan_{meta.timeframe}_{_stamp(now)}"
+    written = _write_all(out, name, {"baskets": (BASKET_COLUMNS, body)})
+    return written["baskets"]

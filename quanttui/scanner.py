@@ -94,6 +94,8 @@ class ScanRequest:
 class ScanOutcome:
     meta: ScanMeta
     result: ScanResult
+    logp: np.ndarray | None = None
+    """The log closes scanned (bars x `meta.symbols`), for the basket scan."""
 
 
 async def refresh(
@@ -188,7 +190,7 @@ def compute(req: ScanRequest, universe: Universe, now_ms: int) -> ScanOutcome:
         tests=result.tests,
         skipped=tuple(skipped),
     )
-    return ScanOutcome(meta, result)
+    return ScanOutcome(meta, result, np.log(panel.close))
 
 
 async def live(

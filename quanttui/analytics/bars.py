@@ -19,6 +19,8 @@ it to the database, so none of them reports a bar the alerts have not been run o
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -304,10 +306,23 @@ def align(
     if x.ts_ms.size == 0 or y.ts_ms.size == 0:
         empty = LegBars.empty()
         return PairBars(empty.ts_ms, empty, empty, np.empty(0, bool), np.empty(0, bool))
+    grid = _grid((x, y), timeframe_ms, end_ms, max_gap_bars)
+    gx, fx = _on_grid(x, grid)
+    gy, fy = _on_grid(y, grid)
+    return PairBars(grid, gx, gy, fx, fy)
+
+
+def _grid(
+    legs: Sequence[LegBars], timeframe_ms: int, end_ms: int | None, max_gap_bars: int | None
+) -> np.ndarray:
+    """The shared grid of legs that have all traded: from the first bucket every leg has
+    traded in, through the last traded bucket or up to (excluding) the bucket of
+    `end_ms`, with silences of every leg longer than `max_gap_bars` buckets left out."""
     tf = timeframe_ms
-    start = max(int(x.ts_ms[0]), int(y.ts_ms[0]))
-    stop = max(int(x.ts_ms[-1]), int(y.ts_ms[-1])) + tf if end_ms is None else end_ms - end_ms % tf
-    traded = np.union1d(x.ts_ms, y.ts_ms)
+    start = max(int(leg.ts_ms[0]) for leg in legs)
+    last = max(int(leg.ts_ms[-1]) for leg in legs)
+    stop = last + tf if end_ms is None else end_ms - end_ms % tf
+    traded = functools.reduce(np.union1d, [leg.ts_ms for leg in legs])
     traded = traded[(traded >= start) & (traded < stop)]
     if traded.size == 0:
         grid = np.arange(start, max(stop, start), tf, dtype=np.int64)[:0]
@@ -320,9 +335,7 @@ def align(
             np.cumsum(runs) - runs, runs
         )
         grid = np.repeat(traded, runs) + offsets * tf
-    gx, fx = _on_grid(x, grid)
-    gy, fy = _on_grid(y, grid)
-    return PairBars(grid, gx, gy, fx, fy)
+    return grid
 
 
 def pair_bars(
@@ -337,3 +350,165 @@ def pair_bars(
     return align(
         leg_bars(*x, timeframe_ms), leg_bars(*y, timeframe_ms), timeframe_ms, end_ms, max_gap_bars
     )
+
+
+@dataclass(frozen=True, slots=True)
+class BasketBar:
+    """Every leg's bar for one bucket of a basket's shared grid, in leg order."""
+
+    ts_ms: int
+    legs: tuple[Bar, ...]
+
+    @property
+    def closes(self) -> tuple[float, ...]:
+        return tuple(b.close for b in self.legs)
+
+
+@dataclass(frozen=True, slots=True)
+class BasketBars:
+    """m legs on one shared grid (the pair's `PairBars` for any number of legs): `legs[i]`
+    holds arrays as long as `ts_ms`, `filled[i]` flags the buckets in which leg i did not
+    trade (its previous close carried forward)."""
+
+    ts_ms: np.ndarray
+    legs: tuple[LegBars, ...]
+    filled: tuple[np.ndarray, ...]
+
+    def __len__(self) -> int:
+        return int(self.ts_ms.size)
+
+    def closes(self) -> np.ndarray:
+        """Closes as a bars x legs array."""
+        if not self.legs:
+            return np.empty((len(self), 0))
+        return np.column_stack([leg.close for leg in self.legs])
+
+    def slice(self, lo: int, hi: int) -> BasketBars:
+        def cut(leg: LegBars) -> LegBars:
+            return LegBars(*(getattr(leg, f)[lo:hi] for f in LegBars.__dataclass_fields__))
+
+        return BasketBars(
+            self.ts_ms[lo:hi],
+            tuple(cut(leg) for leg in self.legs),
+            tuple(f[lo:hi] for f in self.filled),
+        )
+
+    def basket_bar(self, i: int) -> BasketBar:
+        return BasketBar(
+            int(self.ts_ms[i]),
+            tuple(
+                Bar(
+                    int(leg.ts_ms[i]),
+                    float(leg.open[i]),
+                    float(leg.high[i]),
+                    float(leg.low[i]),
+                    float(leg.close[i]),
+                    float(leg.volume[i]),
+                    int(leg.trades[i]),
+                    bool(f[i]),
+                )
+                for leg, f in zip(self.legs, self.filled, strict=True)
+            ),
+        )
+
+
+def align_legs(
+    legs: Sequence[LegBars],
+    timeframe_ms: int,
+    end_ms: int | None = None,
+    max_gap_bars: int | None = None,
+) -> BasketBars:
+    """`align` for any number of legs: the grid starts at the first bucket in which every
+    leg has traded, a leg without a trade in a bucket repeats its previous close (flagged
+    filled), and a silence of every leg longer than `max_gap_bars` buckets is skipped.
+    With two legs the grid and the bars are those of `align`."""
+    if not legs or any(leg.ts_ms.size == 0 for leg in legs):
+        empty = LegBars.empty()
+        return BasketBars(
+            empty.ts_ms, tuple(empty for _ in legs), tuple(np.empty(0, bool) for _ in legs)
+        )
+    grid = _grid(legs, timeframe_ms, end_ms, max_gap_bars)
+    on = [_on_grid(leg, grid) for leg in legs]
+    return BasketBars(grid, tuple(g for g, _ in on), tuple(f for _, f in on))
+
+
+class BasketBuilder:
+    """`BarBuilder` for m legs: trades in with `add`, the clock with `advance`, closed
+    `BasketBar`s out. Same rules: a late trade is counted in `late` and not applied, the
+    grid starts when every leg has traded, and a silence of every leg longer than
+    `max_gap_bars` buckets is skipped (the filled bars a clock closed before knowing are
+    counted in `retracted`)."""
+
+    def __init__(
+        self, symbols: Sequence[str], timeframe_ms: int, max_gap_bars: int | None = None
+    ) -> None:
+        if timeframe_ms <= 0:
+            raise ValueError(f"timeframe_ms must be > 0, got {timeframe_ms}")
+        if len(set(symbols)) != len(symbols) or len(symbols) < 2:
+            raise ValueError(f"need two or more distinct symbols, got {list(symbols)}")
+        self.symbols = tuple(symbols)
+        self.tf = timeframe_ms
+        self.max_gap_bars = max_gap_bars
+        self.current: int | None = None
+        self.last_traded: int | None = None
+        self.late = 0
+        self.ignored = 0
+        self.skipped = 0
+        self.retracted = 0
+        self._silent = 0
+        self._legs = [_Leg() for _ in symbols]
+        self._index = {s: i for i, s in enumerate(symbols)}
+
+    def seed(self, last_bar: BasketBar) -> None:
+        """Continue after stored history: the next bucket follows `last_bar`."""
+        for leg, bar in zip(self._legs, last_bar.legs, strict=True):
+            leg.last_close = bar.close
+        self.current = last_bar.ts_ms + self.tf
+        self.last_traded = last_bar.ts_ms
+
+    def add(self, tick: Tick) -> list[BasketBar]:
+        i = self._index.get(tick.symbol)
+        if i is None or not (tick.price > 0 and tick.qty > 0):
+            self.ignored += 1
+            return []
+        bucket = tick.ts_ms - tick.ts_ms % self.tf
+        closed: list[BasketBar] = []
+        if self.current is None:
+            self.current = bucket
+        elif bucket < self.current:
+            self.late += 1
+            return closed
+        elif bucket > self.current:
+            closed = self._close_until(bucket)
+        self._legs[i].add(tick.price, tick.qty)
+        self.last_traded = bucket
+        return closed
+
+    def advance(self, now_ms: int) -> list[BasketBar]:
+        """Close every bucket that ends at or before `now_ms`."""
+        if self.current is None:
+            return []
+        return self._close_until(now_ms - now_ms % self.tf)
+
+    def _close_until(self, bucket: int) -> list[BasketBar]:
+        out: list[BasketBar] = []
+        while self.current is not None and self.current < bucket:
+            t = self.current
+            silent = all(leg.trades == 0 for leg in self._legs)
+            if (
+                self.max_gap_bars is not None
+                and silent
+                and self.last_traded is not None
+                and (bucket - self.last_traded) // self.tf - 1 > self.max_gap_bars
+            ):
+                self.skipped += (bucket - t) // self.tf
+                self.retracted += self._silent
+                self._silent = 0
+                self.current = bucket
+                break
+            bars = [leg.close_bar(t) for leg in self._legs]
+            if all(b is not None for b in bars):
+                out.append(BasketBar(t, tuple(b for b in bars if b is not None)))
+                self._silent = self._silent + 1 if silent else 0
+            self.current = t + self.tf
+        return out

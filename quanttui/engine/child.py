@@ -1,6 +1,6 @@
 """The engine's side of `EngineProcess`: `python -m quanttui.engine.child`.
 
-Reads the spec (config, pairs, rules, replay) from stdin, runs the `Engine` on an
+Reads the spec (config, pairs, rules, replay, baskets) from stdin, runs the `Engine` on an
 `EngineThread`, and then serves the link described in `quanttui.engine.process`: this
 thread reads calls from stdin, a sender thread writes the mailbox's events and the
 replies to stdout. Only `EngineProcess` starts it.
@@ -99,7 +99,7 @@ def main() -> int:
     spec = read_frame(in_fd)
     if spec is None:
         return 0
-    config, pairs, rules, replay = spec
+    config, pairs, rules, replay, baskets = spec
 
     from quanttui.engine import Engine, EngineThread, Mailbox
     from quanttui.textsafe import guard_logging
@@ -108,7 +108,7 @@ def main() -> int:
     box = Mailbox()
     link = Link(out_fd, box)
     try:
-        engine = Engine(config, pairs, rules=rules, replay=replay)
+        engine = Engine(config, pairs, rules=rules, replay=replay, baskets=baskets)
     except Exception as exc:  # noqa: BLE001 - reported as the engine's end
         link.send(("done", Finished(1, f"{exc.__class__.__name__}: {exc}")))
         return 1

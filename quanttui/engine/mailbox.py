@@ -19,7 +19,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from quanttui.engine.events import Event, SnapshotEvent, Status
+from quanttui.engine.events import BasketSnapshotEvent, Event, SnapshotEvent, Status
 
 MAX_EVENTS = 10_000
 """Ordered events a mailbox holds for a view that does not drain it (a few MB at most);
@@ -33,7 +33,7 @@ class Mailbox:
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self._events: deque[Event] = deque()
-        self._snapshots: dict[str, SnapshotEvent | Status] = {}
+        self._snapshots: dict[str, SnapshotEvent | BasketSnapshotEvent | Status] = {}
         self._max = max_events
         self._armed = True
         self._poked = False
@@ -42,7 +42,7 @@ class Mailbox:
 
     def put(self, event: Event) -> None:
         with self._lock:
-            if isinstance(event, SnapshotEvent):
+            if isinstance(event, SnapshotEvent | BasketSnapshotEvent):
                 self._snapshots[event.pair] = event
             elif isinstance(event, Status):
                 self._snapshots[""] = event
@@ -57,7 +57,7 @@ class Mailbox:
         if wake and self.notify is not None:
             self.notify()
 
-    def drain(self) -> tuple[list[Event], list[SnapshotEvent | Status]]:
+    def drain(self) -> tuple[list[Event], list[SnapshotEvent | BasketSnapshotEvent | Status]]:
         """Everything queued: the ordered events, then the latest snapshot per pair and
         the latest status."""
         with self._lock:

@@ -19,8 +19,8 @@ from quanttui.analytics.snapshot import build_snapshot
 from quanttui.analytics.stationarity import Stationarity
 from quanttui.config import TIMEFRAMES
 from quanttui.engine.alertbook import AlertBook
-from quanttui.engine.events import PairInfo
-from quanttui.model import Alert, Snapshot, Tick
+from quanttui.engine.events import PairInfo, SnapshotEvent
+from quanttui.model import METRIC_NAMES, Alert, Snapshot, Tick
 
 RESYNC_DELAY_S = 1.0
 """Trades that arrive after their bar closed (the REST backfill of trades missed during a
@@ -173,6 +173,12 @@ class PairMonitor:
     def info(self) -> PairInfo:
         p = self.params
         return PairInfo(self.key, p.symbol_x, p.symbol_y, p.timeframe, p.window, p.hedge)
+
+    metric_names = METRIC_NAMES
+    """What this pair's rules may name (a basket's are `BASKET_METRIC_NAMES`)."""
+
+    def snapshot_event(self, snap: Snapshot) -> SnapshotEvent:
+        return SnapshotEvent(self.key, snap)
 
     def buffer(self, ticks: list[Tick]) -> None:
         self.pending.extend(ticks)

@@ -101,8 +101,15 @@ class EngineProcess:
         *,
         rules: Sequence[str] = (),
         replay: ReplaySpec | None = None,
+        baskets: Sequence[Sequence[str]] = (),
     ) -> None:
-        self.spec = (config, [tuple(p) for p in pairs], list(rules), replay)
+        self.spec = (
+            config,
+            [tuple(p) for p in pairs],
+            list(rules),
+            replay,
+            [tuple(b) for b in baskets],
+        )
         self.box = box
         self.done = threading.Event()
         self.ready = threading.Event()

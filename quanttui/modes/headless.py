@@ -35,6 +35,8 @@ from quanttui.engine.events import (
     AlertEvent,
     AlertWithdrawn,
     BackfillEvent,
+    BasketInfo,
+    BasketSnapshotEvent,
     FeedState,
     Finished,
     Notice,
@@ -43,7 +45,7 @@ from quanttui.engine.events import (
 )
 from quanttui.errors import UserError
 from quanttui.feed.replay import ReplaySpec
-from quanttui.model import Snapshot, iso_utc
+from quanttui.model import BasketSnapshot, Snapshot, iso_utc
 from quanttui.terminal import relayed_stderr, watch_hangup, watch_reader
 from quanttui.textsafe import printable
 
@@ -86,12 +88,14 @@ def run(
     extra_rules: Sequence[str] = (),
     replay: ReplaySpec | None = None,
     cleanup: Callable[[], object] | None = None,
+    baskets: Sequence[Sequence[str]] = (),
 ) -> int:
     """`cleanup` runs before a forced exit (`ShutdownGuard`), e.g. removing a replay's
     scratch directory. Meanwhile stderr is relayed (`relayed_stderr`): the engine's log
-    records never wait for it."""
+    records never wait for it. `baskets` (3+ legs each) run beside the pairs; their
+    alerts' `pair` is ``A+B+C`` and their last line `BasketSnapshot.as_json`."""
     with relayed_stderr():
-        return _run(cfg, pairs, extra_rules, replay, cleanup)
+        return _run(cfg, pairs, extra_rules, replay, cleanup, baskets)
 
 
 def _run(
@@ -100,8 +104,9 @@ def _run(
     extra_rules: Sequence[str],
     replay: ReplaySpec | None,
     cleanup: Callable[[], object] | None,
+    baskets: Sequence[Sequence[str]] = (),
 ) -> int:
-    engine = Engine(cfg, pairs, rules=extra_rules, replay=replay)
+    engine = Engine(cfg, pairs, rules=extra_rules, replay=replay, baskets=baskets)
     wake = threading.Event()
     box = engine.subscribe(Mailbox(wake.set))
     return _view(EngineThread(engine), box, wake, replay, cleanup)
@@ -154,7 +159,7 @@ def _view(
     guard = ShutdownGuard(runner, request_exit, cleanup=cleanup).install()
     runner.start()
     fired = dropped = 0
-    last: dict[str, Snapshot] = {}
+    last: dict[str, Snapshot | BasketSnapshot] = {}
     finished: Finished | None = None
     stopping = False
     try:
@@ -179,7 +184,7 @@ def _view(
                 runner.call_soon("stop")
             events, latest = box.drain()
             for ev in latest:
-                if isinstance(ev, SnapshotEvent):
+                if isinstance(ev, SnapshotEvent | BasketSnapshotEvent):
                     last[ev.pair] = ev.snapshot
             if box.dropped > dropped:
                 out({"dropped": box.dropped - dropped})
@@ -212,9 +217,13 @@ def _view(
                         _err(f"recomputed from the database ({recomputes})")
                     else:
                         i = ev.info
+                        what = (
+                            f"{i.key} {i.timeframe} W={i.window} johansen"
+                            if isinstance(i, BasketInfo)
+                            else f"{i.symbol_x}/{i.symbol_y} {i.timeframe} W={i.window} {i.hedge}"
+                        )
                         _err(
-                            f"headless {i.symbol_x}/{i.symbol_y} {i.timeframe} W={i.window} "
-                            f"{i.hedge}: {ev.bars} bars loaded"
+                            f"headless {what}: {ev.bars} bars loaded"
                             + (
                                 ", replaying"
                                 if replay is not None
@@ -238,7 +247,7 @@ def _view(
         raise UserError(finished.error, 2)
     _, latest = box.drain()
     for ev in latest:
-        if isinstance(ev, SnapshotEvent):
+        if isinstance(ev, SnapshotEvent | BasketSnapshotEvent):
             last[ev.pair] = ev.snapshot
     for key, snap in last.items():
         _out({"snapshot": {"pair": key, **snap.as_json()}})

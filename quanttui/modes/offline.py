@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -26,6 +27,9 @@ from quanttui.store.queries import (
     load_settled_bars,
 )
 from quanttui.textsafe import printable
+
+if TYPE_CHECKING:
+    from quanttui.analytics.basket import BasketParams
 
 
 def _open(cfg: Config):
@@ -236,3 +240,140 @@ def _open_writable(cfg: Config):
         raise UserError(str(exc)) from None
     conn.execute("PRAGMA busy_timeout = 5000")
     return conn
+
+
+def basket_params(cfg: Config, symbols: list[str]) -> BasketParams:
+    """The basket of `symbols` with the config's `[analytics]` timeframe and window and
+    `[basket]` keys; a bad combination is a usage error (exit 2)."""
+    from quanttui.analytics.basket import BasketParams
+
+    a, b = cfg.analytics, cfg.basket
+    try:
+        return BasketParams(
+            tuple(symbols), a.timeframe, a.window, b.det_order, b.k_ar_diff, b.log_prices
+        )
+    except ValueError as exc:
+        raise UserError(f"basket {'+'.join(symbols)}: {exc}", 2) from None
+
+
+def _check_legs(conn: sqlite3.Connection, symbols: list[str]) -> None:
+    """A leg with nothing stored (a typo, a symbol never recorded) is exit 2."""
+    from quanttui.store.queries import newest_data_ms
+
+    missing = [s for s in symbols if newest_data_ms(conn, [s], "1m") is None]
+    if missing:
+        raise UserError(f"no data stored for {', '.join(missing)} in the database", 2)
+
+
+def basket_snapshot(cfg: Config, symbols: list[str], *, as_json: bool) -> int:
+    """`quanttui snapshot A B C`: the basket's metrics at its last settled bar."""
+    from quanttui.analytics.basket import build_basket_snapshot, run_basket_bars
+    from quanttui.store.queries import load_settled_basket_bars
+
+    params = basket_params(cfg, symbols)
+    with _reading(cfg) as conn:
+        _check_legs(conn, symbols)
+        bars, _open = load_settled_basket_bars(
+            conn, symbols, params.timeframe, max_gap_bars=params.max_gap_bars
+        )
+    if len(bars) < params.window:
+        raise UserError(
+            f"too little data for {params.key} at {params.timeframe}: {len(bars)} settled "
+            f"bars stored, the window needs {params.window} (z-score needs "
+            f"{2 * params.window - 1})"
+        )
+    engine = params.analytics(history=1)
+    run_basket_bars(engine, bars)
+    doc = build_basket_snapshot(engine, series=0).as_json()
+    if as_json:
+        sys.stdout.write(orjson.dumps(doc).decode() + "\n")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from quanttui.report import basket_rows
+
+    table = Table(
+        title=f"{params.key}  {params.timeframe}  W={params.window}  "
+        f"det_order={params.det_order} k_ar_diff={params.k_ar_diff}  "
+        f"{'log prices' if params.log_prices else 'prices'}"
+    )
+    table.add_column("metric")
+    for s in ("value", "90%", "95%", "99%"):
+        table.add_column(s, justify="right")
+    for row in basket_rows(doc):
+        table.add_row(*(Text(c) for c in row))
+    Console().print(table)
+    return 0
+
+
+def basket_export(cfg: Config, symbols: list[str], out: str) -> int:
+    from quanttui.export import ExportError, export_basket
+
+    params = basket_params(cfg, symbols)
+    with _reading(cfg) as conn:
+        _check_legs(conn, symbols)
+        try:
+            written = export_basket(conn, params, out)
+        except ExportError as exc:
+            raise UserError(str(exc)) from None
+    for path, rows in written.values():
+        print(f"{path}  ({rows:,} rows)")
+    return 0
+
+
+def basket_backtest(cfg: Config, symbols: list[str], args) -> int:
+    from quanttui.analytics.backtest import BacktestParams
+    from quanttui.analytics.basket import backtest_basket
+    from quanttui.export import ExportError, export_basket_backtest
+    from quanttui.model import parse_iso_ms
+    from quanttui.store.queries import load_basket_bars
+
+    a, b = cfg.analytics, cfg.backtest
+    try:
+        lo = parse_iso_ms(args.from_) if args.from_ else None
+        hi = parse_iso_ms(args.to) if args.to else None
+    except ValueError as exc:
+        raise UserError(f"bad --from/--to time: {exc}", 2) from None
+    params = basket_params(cfg, symbols)
+    with _reading(cfg) as conn:
+        _check_legs(conn, symbols)
+        bars = load_basket_bars(conn, symbols, a.timeframe, max_gap_bars=params.max_gap_bars)
+        series = load_funding_series(conn, symbols)
+    bt = BacktestParams(a.entry_z, a.exit_z, b.stop_z or None, b.fee_bps, params.log_prices)
+    try:
+        report = backtest_basket(bars, params, bt, lo, hi, [series[s] for s in symbols])
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if args.out:
+        try:
+            written = export_basket_backtest(report, args.out)
+        except ExportError as exc:
+            raise UserError(str(exc)) from None
+        for path, rows in written.values():
+            print(f"{path}  ({rows:,} rows)", file=sys.stderr)
+    doc = report.as_json()
+    if args.json:
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
+        return 0
+
+    def num(v: float | None, fmt: str) -> str:
+        return "—" if v is None else format(v, fmt)
+
+    r = report.result
+    print(
+        f"backtest {params.key} {params.timeframe} W={params.window}: {report.bars:,} bars, "
+        f"{len(r.trades)} trades, pnl {num(r.total_pnl, ',.4f')} (fees {num(r.fees, ',.4f')}), "
+        f"return on notional {num(r.return_on_notional, '.4%')}, sharpe {num(r.sharpe, '.2f')}, "
+        f"max drawdown {num(r.max_drawdown, ',.4f')}, win rate {num(r.win_rate, '.0%')}, "
+        f"exposure {r.exposure:.0%}"
+    )
+    f = r.funding
+    if f is not None and f.expected:
+        print(
+            f"funding {f.total:+,.4f}; pnl after funding {r.pnl_after_funding:,.4f}; coverage "
+            f"{f.coverage:.0%}: {f.missing} of {f.expected} settlements missing, "
+            f"{f.missing_in_position} while in a position (not counted)"
+        )
+    return 0

@@ -69,7 +69,15 @@ def progress_printer() -> tuple[Callable[[SyncProgress], None], Callable[[], Non
     return update, finish
 
 
-def run(cfg: Config, req: ScanRequest, *, as_json: bool, out_dir: str | None) -> int:
+def run(
+    cfg: Config,
+    req: ScanRequest,
+    *,
+    as_json: bool,
+    out_dir: str | None,
+    basket: int = 0,
+    basket_pairs: int = 30,
+) -> int:
     from quanttui.store.db import StoreError, prepare
 
     try:
@@ -87,6 +95,8 @@ def run(cfg: Config, req: ScanRequest, *, as_json: bool, out_dir: str | None) ->
         raise UserError(str(exc), exc.code) from None
     finally:
         finish()
+    if basket:
+        return _baskets(cfg, req, universe, now, basket, basket_pairs, as_json, out_dir)
     if not as_json and out_dir is None:
         if len(universe.symbols) < 2:
             raise UserError(f"fewer than 2 symbols to scan ({', '.join(universe.symbols)})", 2)
@@ -127,4 +137,84 @@ def run(cfg: Config, req: ScanRequest, *, as_json: bool, out_dir: str | None) ->
         from quanttui.scan_report import scan_json
 
         sys.stdout.write(orjson.dumps(scan_json(outcome.meta, rows)).decode() + "\n")
+    return 0
+
+
+def _baskets(
+    cfg: Config,
+    req: ScanRequest,
+    universe,
+    now: int,
+    size: int,
+    pairs: int,
+    as_json: bool,
+    out_dir: str | None,
+) -> int:
+    """`scan --basket K`: the pair scan, then Johansen on baskets of K legs built from its
+    most cointegrated pairs (`quanttui.analytics.scan.scan_baskets`); JSON, CSV or a text
+    table, always with the multiple-testing statement."""
+    from quanttui.analytics.scan import scan_baskets
+    from quanttui.scan_report import basket_correction, basket_json, basket_values, fmt, fmt_p
+
+    try:
+        outcome = compute(req, universe, now)
+    except ScanError as exc:
+        raise UserError(str(exc), exc.code) from None
+    meta = outcome.meta
+    for sym, why in meta.skipped[len(universe.skipped) :]:
+        warn(f"skipping {sym}: {why}")
+    if len(meta.symbols) < size:
+        raise UserError(
+            f"a basket of {size} legs needs {size} symbols with enough history, "
+            f"got {len(meta.symbols)}",
+            2,
+        )
+    b = cfg.basket
+    assert outcome.logp is not None
+    result = scan_baskets(
+        outcome.logp,
+        meta.symbols,
+        outcome.result.pvalue,
+        size=size,
+        pairs=pairs,
+        det_order=b.det_order,
+        k_ar_diff=b.k_ar_diff,
+    )
+    note = basket_correction(result)
+    print(f"baskets: {note}", file=sys.stderr)
+    if out_dir is not None:
+        from quanttui.export import ExportError
+        from quanttui.scan_report import export_baskets
+
+        try:
+            path, n = export_baskets(meta, result, out_dir)
+        except ExportError as exc:
+            raise UserError(str(exc)) from None
+        print(f"{path}  ({n:,} rows)", file=sys.stderr)
+    if as_json:
+        sys.stdout.write(orjson.dumps(basket_json(meta, result)).decode() + "\n")
+        return 0
+    if out_dir is not None:
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"baskets of {size}, {meta.timeframe}, {meta.bars:,} bars", caption=note)
+    for c in ("#", "basket", "p_holm", "p", "trace", "cv95", "rank", "weights", "half-life", "z"):
+        table.add_column(c, justify="left" if c in ("basket", "weights") else "right")
+    for k, row in enumerate(result.baskets[:50], 1):
+        v = basket_values(k, row, meta.bar_ms)
+        table.add_row(
+            str(k),
+            v[1],
+            fmt_p(row.p_holm),
+            fmt_p(row.pvalue),
+            fmt(row.trace_stat, ".2f"),
+            fmt(row.trace_cv95, ".2f"),
+            str(row.rank),
+            v[9],
+            fmt(row.half_life, ".1f"),
+            fmt(row.zscore, "+.2f"),
+        )
+    Console().print(table)
     return 0

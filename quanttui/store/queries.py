@@ -16,7 +16,15 @@ import sqlite3
 
 import numpy as np
 
-from quanttui.analytics.bars import LegBars, PairBars, align, leg_bars, settled_end
+from quanttui.analytics.bars import (
+    BasketBars,
+    LegBars,
+    PairBars,
+    align,
+    align_legs,
+    leg_bars,
+    settled_end,
+)
 from quanttui.analytics.funding import FundingSeries
 from quanttui.analytics.live import CLOSE_GRACE_MS
 from quanttui.config import TIMEFRAMES
@@ -259,6 +267,43 @@ def load_settled_bars(
     if end_ms is None:
         return full, full.slice(len(full), len(full))
     settled = align(x, y, tf, end_ms, max_gap_bars)
+    cut = int(np.searchsorted(full.ts_ms, end_ms, side="left"))
+    return settled, full.slice(cut, len(full))
+
+
+def load_basket_bars(
+    conn: sqlite3.Connection,
+    symbols: list[str],
+    timeframe: str,
+    end_ms: int | None = None,
+    start_ms: int | None = None,
+    max_gap_bars: int | None = None,
+) -> BasketBars:
+    """`load_pair_bars` for a basket: every leg on the shared grid (`align_legs`)."""
+    legs = [leg_history(conn, s, timeframe, start_ms) for s in symbols]
+    return align_legs(legs, TIMEFRAMES[timeframe], end_ms, max_gap_bars)
+
+
+def load_settled_basket_bars(
+    conn: sqlite3.Connection,
+    symbols: list[str],
+    timeframe: str,
+    *,
+    end_ms: int | None = None,
+    now_ms: int | None = None,
+    max_gap_bars: int | None = None,
+) -> tuple[BasketBars, BasketBars]:
+    """`load_settled_bars` for a basket: ``(settled, unsettled)``, split at `end_ms` when
+    given, else where the stored data of every leg settles (a trade of any leg at or
+    after a bar's end settles it)."""
+    tf = TIMEFRAMES[timeframe]
+    legs = [leg_history(conn, s, timeframe) for s in symbols]
+    if end_ms is None:
+        end_ms = settled_end(tf, newest_data_ms(conn, symbols, timeframe), now_ms, CLOSE_GRACE_MS)
+    full = align_legs(legs, tf, None, max_gap_bars)
+    if end_ms is None:
+        return full, full.slice(len(full), len(full))
+    settled = align_legs(legs, tf, end_ms, max_gap_bars)
     cut = int(np.searchsorted(full.ts_ms, end_ms, side="left"))
     return settled, full.slice(cut, len(full))
 
