@@ -599,7 +599,10 @@ def run(args: argparse.Namespace) -> int:
                 text=True,
                 timeout=120,
             )
-            colds.append(json.loads(out.stdout.strip().splitlines()[-1])["full_s"])
+            lines = out.stdout.strip().splitlines()
+            if not lines:
+                raise RuntimeError(f"the cold start failed: {out.stderr.strip()[-2000:]}")
+            colds.append(json.loads(lines[-1])["full_s"])
     finally:
         stop_rss.set()
         if pty is not None and pty.app.proc.poll() is None:

@@ -65,6 +65,46 @@ def _add_net(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_notify(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--notify",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="also push alerts to this apprise URL, e.g. ntfys://topic (repeatable)",
+    )
+
+
+def _add_web(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    p.add_argument(
+        "--web",
+        default=default,
+        metavar="[HOST:]PORT",
+        help="serve the app to browsers here; HOST defaults to 127.0.0.1 (this machine only); "
+        "PORT 0 = any free port" + (f" (default {default})" if default else ""),
+    )
+    p.add_argument(
+        "--web-token",
+        metavar="TOKEN",
+        help="token a browser must present (?token=TOKEN once; then a cookie); needed for a "
+        "HOST other than 127.0.0.1/localhost/::1, generated and printed when not given "
+        "(or set QUANTTUI_WEB_TOKEN)",
+    )
+
+
+def _web_spec(args: argparse.Namespace) -> Any:
+    """The `WebSpec` of `--web` and `--web-token` (and $QUANTTUI_WEB_TOKEN), or None."""
+    import os
+
+    from quanttui.web import TOKEN_ENV, web_spec
+
+    if args.web is None:
+        if args.web_token is not None:
+            raise UsageError("--web-token needs --web [HOST:]PORT")
+        return None
+    return web_spec(args.web, args.web_token, os.environ.get(TOKEN_ENV))
+
+
 def _add_analytics(p: argparse.ArgumentParser, *, z: bool = True) -> None:
     p.add_argument("--timeframe", choices=list(TIMEFRAMES), help="bar size")
     p.add_argument("--window", type=int, metavar="W", help="rolling window in bars")
@@ -74,9 +114,37 @@ def _add_analytics(p: argparse.ArgumentParser, *, z: bool = True) -> None:
         p.add_argument("--exit-z", type=float, metavar="Z", help="exit |z| threshold")
 
 
-def _add_pair(p: argparse.ArgumentParser) -> None:
-    p.add_argument("symbol_x", metavar="SYMBOL_X", help="reference leg X, e.g. BTCUSDT")
-    p.add_argument("symbol_y", metavar="SYMBOL_Y", help="traded leg Y, regressed on X")
+def _add_legs(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "symbols",
+        nargs="+",
+        metavar="SYMBOL",
+        help="SYMBOL_X SYMBOL_Y (a pair, y regressed on x), or 3 to 12 symbols (a basket)",
+    )
+
+
+MAX_BASKET_LEGS = 12
+
+
+def legs(words: Sequence[str]) -> tuple[str, ...]:
+    """Two symbols (a pair `X Y`) or 3 to 12 distinct ones (a basket), validated."""
+    syms = tuple(symbol(w) for w in words)
+    if len(syms) < 2:
+        raise UsageError(
+            f"expected SYMBOL_X SYMBOL_Y (a pair) or 3 to {MAX_BASKET_LEGS} symbols (a basket), "
+            f"got {len(syms)}"
+        )
+    if len(syms) > MAX_BASKET_LEGS:
+        raise UsageError(
+            f"a basket has at most {MAX_BASKET_LEGS} legs (the Johansen critical-value "
+            f"tables stop there), got {len(syms)}"
+        )
+    dup = sorted({s for s in syms if syms.count(s) > 1})
+    if len(syms) == 2 and dup:
+        raise UsageError(f"the two symbols must differ (got {dup[0]} twice)")
+    if dup:
+        raise UsageError(f"each leg of a basket may be given once (got {', '.join(dup)} twice)")
+    return syms
 
 
 def parse_pairs(words: Sequence[str]) -> list[tuple[str, str]]:
@@ -109,15 +177,15 @@ def _live_parser() -> argparse.ArgumentParser:
             "Live pairs-trading monitor for Binance USD-M futures. "
             "SYMBOL_Y is regressed on SYMBOL_X: y = a + b*x."
         ),
-        epilog="subcommands: quanttui {demo,record,snapshot,export,backtest,import,scan,doctor,serve,attach,sessions} --help",
+        epilog="subcommands: quanttui {demo,record,snapshot,export,backtest,import,scan,doctor,serve,attach,sessions,web,notify} --help",
     )
     p.add_argument("--version", action="version", version=f"quanttui {__version__}")
     p.add_argument(
         "pairs",
         nargs="*",
         metavar="PAIR",
-        help="SYMBOL_X SYMBOL_Y (y regressed on x), or pairs X/Y X/Y ... (two or more open "
-        "the watchlist); none: the last watchlist used",
+        help="SYMBOL_X SYMBOL_Y (y regressed on x), pairs X/Y X/Y ... (two or more open "
+        "the watchlist), or 3 to 12 symbols (a basket, Johansen); none: the last watchlist used",
     )
     p.add_argument(
         "--watchlist",
@@ -137,6 +205,7 @@ def _live_parser() -> argparse.ArgumentParser:
         metavar="RULE",
         help="extra alert rule, e.g. 'corr < 0.6' (repeatable)",
     )
+    _add_notify(p)
     p.add_argument(
         "--replay",
         action="append",
@@ -222,7 +291,7 @@ def _snapshot_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="quanttui snapshot", description="Compute the pair's metrics from stored data."
     )
-    _add_pair(p)
+    _add_legs(p)
     _add_config(p)
     _add_db(p)
     _add_analytics(p, z=False)
@@ -232,7 +301,7 @@ def _snapshot_parser() -> argparse.ArgumentParser:
 
 def _export_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="quanttui export", description="Write the pair's CSVs from stored data.")
-    _add_pair(p)
+    _add_legs(p)
     _add_config(p)
     _add_db(p)
     _add_analytics(p, z=False)
@@ -241,18 +310,20 @@ def _export_parser() -> argparse.ArgumentParser:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    sx, sy = pair(args.symbol_x, args.symbol_y)
+    syms = legs(args.symbols)
     cfg = _build_config(args)
     from quanttui.modes import offline
 
-    return offline.export(cfg, sx, sy, args.out or cfg.export.dir)
+    if len(syms) > 2:
+        return offline.basket_export(cfg, list(syms), args.out or cfg.export.dir)
+    return offline.export(cfg, *syms, args.out or cfg.export.dir)
 
 
 def _backtest_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="quanttui backtest", description="Backtest the z-score strategy on stored data."
     )
-    _add_pair(p)
+    _add_legs(p)
     _add_config(p)
     _add_db(p)
     _add_analytics(p)
@@ -280,11 +351,22 @@ def _build_config(args: argparse.Namespace) -> Config:
         ("feed", "ws_url"): get("ws_url"),
         ("feed", "rest_url"): get("rest_url"),
         ("feed", "backfill"): get("backfill"),
+        ("notify", "urls"): get("notify"),
     }
-    return load_config(get("config"), overrides)
+    cfg = load_config(get("config"), overrides)
+    if cfg.notify.enabled:
+        from quanttui.notify.urls import NotifyUrlError, routing
+
+        try:
+            routing(cfg)
+        except NotifyUrlError as exc:
+            raise ConfigError(f"[notify]: {exc}") from None
+    return cfg
 
 
 def _run_live(args: argparse.Namespace) -> int:
+    if len(args.pairs) >= 3 and not any("/" in w for w in args.pairs):
+        return _run_basket(args)
     if args.pairs:
         parse_pairs(args.pairs)  # a usage error before the config is read
     cfg = _build_config(args)
@@ -305,6 +387,26 @@ def _run_live(args: argparse.Namespace) -> int:
         "REPLAY",
         watchlist=listed,
         watchlist_name=name,
+    )
+
+
+def _run_basket(args: argparse.Namespace) -> int:
+    """`quanttui A B C ...`: a basket of 3 to 12 legs (`quanttui.analytics.basket`), live
+    or replayed, on the screen or `--headless`."""
+    syms = legs(args.pairs)
+    if args.watchlist:
+        raise UsageError("--watchlist takes pairs X/Y, not a basket")
+    cfg = _build_config(args)
+    from quanttui.modes.offline import basket_params
+
+    basket_params(cfg, list(syms))
+    _check_rules(cfg, args.alert, basket=True)
+    if args.speed is not None and not args.replay:
+        raise UsageError("--speed needs --replay SOURCE")
+    sources = [Path(p).expanduser() for p in args.replay]
+    speed = 1.0 if args.speed is None else args.speed
+    return _run_pair(
+        cfg, [], args.alert, args.headless, sources, speed, False, "REPLAY", baskets=[syms]
     )
 
 
@@ -357,11 +459,13 @@ def _run_pair(
     *,
     watchlist: bool = False,
     watchlist_name: str | None = None,
+    baskets: Sequence[Sequence[str]] = (),
 ) -> int:
     """Live from the exchange, or (with `sources`) a replay into a temporary session
     database that is deleted afterwards (see `quanttui.feed.replay.scratch_dir`); the
     sources are never written. A looping replay (the demo) first checks that one pass of
-    the recording can fill the window."""
+    the recording can fill the window. `baskets` run on their own engine (a running
+    `quanttui serve` is not attached to)."""
     import contextlib
     import dataclasses
     import shutil
@@ -388,7 +492,7 @@ def _run_pair(
             spec = replay.ReplaySpec(src, speed, loop, label, prefill_ms, name)
             storage = dataclasses.replace(cfg.storage, db=str(tmp / "session.db"))
             cfg = dataclasses.replace(cfg, storage=storage)
-        if spec is None:
+        if spec is None and not baskets:
             from quanttui.modes import serve
 
             served = serve.server_for(cfg)
@@ -408,7 +512,24 @@ def _run_pair(
                 extra_rules=rules,
                 replay=spec,
                 cleanup=lambda: tmp and shutil.rmtree(tmp, ignore_errors=True),
+                baskets=baskets,
             )
+        if baskets:
+            from quanttui.app.basket_app import BasketApp
+            from quanttui.terminal import watch_hangup
+
+            (legs_,) = baskets
+            basket_app = BasketApp(
+                cfg,
+                legs_,
+                extra_rules=rules,
+                replay=spec,
+                engine_process=True,
+                cleanup=lambda: tmp and shutil.rmtree(tmp, ignore_errors=True),
+            )
+            with watch_hangup(lambda: basket_app.call_from_thread(basket_app.exit, 0)):
+                basket_app.run()
+            return basket_app.return_code or 0
         from quanttui.app.app import QuantApp
         from quanttui.terminal import watch_hangup
 
@@ -450,16 +571,28 @@ def _remember_watchlist(cfg: Config, name: str | None, pairs: list[tuple[str, st
         raise UserError(f"{cfg.db_path}: cannot save the watchlist ({exc})", 2) from None
 
 
-def _check_rules(cfg: Config, extra: list[str]) -> None:
+def _check_rules(cfg: Config, extra: list[str], *, basket: bool = False) -> None:
+    """Every rule must parse: a rule written `A+B+C: rule` against the basket metrics
+    (`BASKET_METRIC_NAMES`), `X/Y: rule` against the pair metrics; a plain one against
+    the metrics of what runs: a basket's for the command line of a basket (`basket`), a
+    pair's otherwise, where a basket leaves out the config's pair rules."""
     if not cfg.alerts.rules and not extra:
         return  # (the engine is not imported for nothing: see QuantApp's defer_engine)
     from quanttui.alerts import RuleError, parse_rule
     from quanttui.engine.core import split_rule
+    from quanttui.model import BASKET_METRIC_NAMES, METRIC_NAMES
 
     for text in [*cfg.alerts.rules, *extra]:
+        target, rule = split_rule(text)
+        if target is not None:
+            names = BASKET_METRIC_NAMES if "+" in target else METRIC_NAMES
+        elif basket:
+            names = BASKET_METRIC_NAMES if text in extra else METRIC_NAMES + BASKET_METRIC_NAMES
+        else:
+            names = METRIC_NAMES
         try:
             parse_rule(
-                split_rule(text)[1], entry_z=cfg.analytics.entry_z, exit_z=cfg.analytics.exit_z
+                rule, entry_z=cfg.analytics.entry_z, exit_z=cfg.analytics.exit_z, names=names
             )
         except RuleError as exc:
             raise UsageError(str(exc)) from None
@@ -493,19 +626,23 @@ def _run_record(args: argparse.Namespace) -> int:
 
 
 def _run_snapshot(args: argparse.Namespace) -> int:
-    sx, sy = pair(args.symbol_x, args.symbol_y)
+    syms = legs(args.symbols)
     cfg = _build_config(args)
     from quanttui.modes import offline
 
-    return offline.snapshot(cfg, sx, sy, as_json=args.json)
+    if len(syms) > 2:
+        return offline.basket_snapshot(cfg, list(syms), as_json=args.json)
+    return offline.snapshot(cfg, *syms, as_json=args.json)
 
 
 def _run_backtest(args: argparse.Namespace) -> int:
-    sx, sy = pair(args.symbol_x, args.symbol_y)
+    syms = legs(args.symbols)
     cfg = _build_config(args)
     from quanttui.modes import offline
 
-    return offline.backtest(cfg, sx, sy, args)
+    if len(syms) > 2:
+        return offline.basket_backtest(cfg, list(syms), args)
+    return offline.backtest(cfg, *syms, args)
 
 
 def _import_parser() -> argparse.ArgumentParser:
@@ -558,6 +695,20 @@ def _scan_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--lookback", default="1d", metavar="SPAN", help="e.g. 12h, 1d (default)")
     p.add_argument("--adf-lags", type=int, default=1, metavar="L", help="ADF lags (default 1)")
+    p.add_argument(
+        "--basket",
+        type=int,
+        default=0,
+        metavar="K",
+        help="rank baskets of K legs (3-12) with Johansen, built from the top pairs",
+    )
+    p.add_argument(
+        "--basket-pairs",
+        type=int,
+        default=30,
+        metavar="N",
+        help="build the baskets from the N most cointegrated pairs (default 30)",
+    )
     p.add_argument("--json", action="store_true", help="print the ranking as JSON")
     p.add_argument("--out", metavar="DIR", help="write the ranking CSV here")
     _add_config(p)
@@ -583,6 +734,10 @@ def _run_scan(args: argparse.Namespace) -> int:
         raise UsageError(f"--top must be between 2 and 1000, got {args.top}")
     if not 0 <= args.adf_lags <= 20:
         raise UsageError(f"--adf-lags must be between 0 and 20, got {args.adf_lags}")
+    if args.basket and not 3 <= args.basket <= MAX_BASKET_LEGS:
+        raise UsageError(f"--basket must be between 3 and {MAX_BASKET_LEGS}, got {args.basket}")
+    if not 1 <= args.basket_pairs <= 10_000:
+        raise UsageError(f"--basket-pairs must be between 1 and 10000, got {args.basket_pairs}")
     try:
         lookback = parse_lookback(args.lookback)
     except ValueError as exc:
@@ -598,7 +753,14 @@ def _run_scan(args: argparse.Namespace) -> int:
         lookback_ms=lookback,
         adf_lags=args.adf_lags,
     )
-    return scan.run(cfg, req, as_json=args.json, out_dir=args.out)
+    return scan.run(
+        cfg,
+        req,
+        as_json=args.json,
+        out_dir=args.out,
+        basket=args.basket,
+        basket_pairs=args.basket_pairs,
+    )
 
 
 def _doctor_parser() -> argparse.ArgumentParser:
@@ -652,6 +814,8 @@ def _serve_parser() -> argparse.ArgumentParser:
     _add_analytics(p)
     p.add_argument("--export-dir", metavar="DIR", help="directory for CSV exports")
     p.add_argument("--alert", action="append", default=[], metavar="RULE", help="extra alert rule")
+    _add_notify(p)
+    _add_web(p)
     p.add_argument(
         "--print-systemd-unit",
         action="store_true",
@@ -663,6 +827,7 @@ def _serve_parser() -> argparse.ArgumentParser:
 def _run_serve(args: argparse.Namespace) -> int:
     if args.pairs:
         parse_pairs(args.pairs)
+    web = _web_spec(args)
     cfg = _build_config(args)
     pairs, _listed, name = live_pairs(cfg, args.pairs, args.watchlist)
     _check_rules(cfg, args.alert)
@@ -672,7 +837,9 @@ def _run_serve(args: argparse.Namespace) -> int:
         print(serve.systemd_unit(sys.argv[2:] if len(sys.argv) > 2 else [], pairs), end="")
         return 0
     _prepare_db(cfg)
-    return serve.serve(lambda: _build_config(args), pairs, args.alert, name)
+    return serve.serve(
+        lambda: _build_config(args), pairs, args.alert, name, web=web, config_path=args.config
+    )
 
 
 def _attach_parser() -> argparse.ArgumentParser:
@@ -722,6 +889,7 @@ def _attach_app(cfg: Config, path: Path, pairs: list[tuple[str, str]]) -> int:
         engine_process=True,
         guard=True,
         attach=path,
+        label=printable(str(welcome.get("label") or "LIVE"), 12, one_line=True),
     )
     try:
         with watch_hangup(app.hangup):
@@ -732,6 +900,92 @@ def _attach_app(cfg: Config, path: Path, pairs: list[tuple[str, str]]) -> int:
     return app.return_code or 0
 
 
+def _web_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="quanttui web",
+        description=(
+            "The app in a browser: every tab is one more view of the engine, with the same "
+            "screens and keys. Serves the running server for the database ('quanttui "
+            "serve'), or becomes that server (with PAIRS, --watchlist, or the saved "
+            "watchlist); --demo serves the demo recording."
+        ),
+    )
+    p.add_argument(
+        "pairs",
+        nargs="*",
+        metavar="PAIR",
+        help="SYMBOL_X SYMBOL_Y, or pairs X/Y X/Y ...; none: the server's, or the last "
+        "watchlist used",
+    )
+    p.add_argument("--watchlist", metavar="NAME", help="the config's watchlist NAME")
+    p.add_argument(
+        "--demo", action="store_true", help="serve the bundled demo recording ('quanttui demo')"
+    )
+    p.add_argument("--speed", type=_speed, metavar="N", help="--demo speed (default 5)")
+    _add_web(p, default=f"127.0.0.1:{WEB_PORT}")
+    _add_config(p)
+    _add_db(p)
+    _add_net(p)
+    _add_analytics(p)
+    p.add_argument("--export-dir", metavar="DIR", help="directory for CSV exports")
+    p.add_argument("--alert", action="append", default=[], metavar="RULE", help="extra alert rule")
+    _add_notify(p)
+    return p
+
+
+WEB_PORT = 8000
+
+
+def _run_web(args: argparse.Namespace) -> int:
+    from quanttui.modes import serve, web
+
+    spec = _web_spec(args)
+    if args.demo:
+        if args.pairs or args.watchlist:
+            raise UsageError("--demo serves the demo pair: give no pairs and no --watchlist")
+        from importlib import resources
+
+        args.window = 60 if args.window is None else args.window
+        args.timeframe = args.timeframe or "1s"
+        cfg = _build_config(args)
+        _check_rules(cfg, args.alert)
+
+        def run(session: Config, pairs: list[tuple[str, str]], replay: Any) -> int:
+            _prepare_db(session)
+            return serve.serve(
+                lambda: session,
+                pairs,
+                args.alert,
+                None,
+                web=spec,
+                config_path=args.config,
+                replay=replay,
+            )
+
+        speed = 5.0 if args.speed is None else args.speed
+        demo = resources.files("quanttui").joinpath("data", DEMO_FILE)
+        with resources.as_file(demo) as path:
+            return web.demo(cfg, speed, spec, args.config, path, run)
+    if args.speed is not None:
+        raise UsageError("--speed needs --demo")
+    given = parse_pairs(args.pairs) if args.pairs else []
+    cfg = _build_config(args)
+    served = serve.server_for(cfg)
+    if served is not None:
+        if args.watchlist:
+            raise UsageError(
+                f"a server is running for {cfg.db_path}: --watchlist is for a new one "
+                "(give pairs to open instead)"
+            )
+        return web.front_only(spec, served, cfg, args.config, given)
+    pairs, _listed, name = live_pairs(cfg, args.pairs, args.watchlist)
+    _check_rules(cfg, args.alert)
+    _prepare_db(cfg)
+    return serve.serve(
+        lambda: _build_config(args), pairs, args.alert, name, web=spec, config_path=args.config
+    )
+
+
 def _sessions_parser() -> argparse.ArgumentParser:
     return _Parser(prog="quanttui sessions", description="List the running quanttui servers.")
 
@@ -740,6 +994,85 @@ def _run_sessions(_args: argparse.Namespace) -> int:
     from quanttui.modes import serve
 
     return serve.sessions()
+
+
+def _notify_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="quanttui notify",
+        description="Push notifications: send a test message, or list the outbox's "
+        "pending and failed deliveries.",
+    )
+    sub = p.add_subparsers(dest="action", required=True, metavar="{test,status}")
+    t = sub.add_parser("test", help="send one test message and print the outcome")
+    t.add_argument(
+        "url", nargs="?", metavar="URL", help="apprise URL (default: every configured one)"
+    )
+    _add_config(t)
+    _add_notify(t)
+    s = sub.add_parser("status", help="list pending and failed deliveries")
+    _add_config(s)
+    _add_db(s)
+    _add_notify(s)
+    return p
+
+
+def _run_notify(args: argparse.Namespace) -> int:
+    from quanttui.notify.urls import Scrubber, routing
+
+    cfg = _build_config(args)
+    scrub = Scrubber(routing(cfg).all) if cfg.notify.enabled else Scrubber()
+    if args.action == "test":
+        from quanttui.notify.worker import send_test
+
+        urls = (
+            [args.url]
+            if args.url
+            else list(
+                dict.fromkeys([*cfg.notify.urls, *(u for _, us in cfg.notify.routes for u in us)])
+            )
+        )
+        if not urls:
+            raise UsageError(
+                "no notification URL: give one (quanttui notify test URL), set [notify] urls "
+                "or QUANTTUI_NOTIFY_URLS"
+            )
+        if args.url:
+            from quanttui.notify.urls import NotifyUrlError, destination
+
+            try:
+                destination(args.url)
+            except NotifyUrlError as exc:
+                raise UsageError(str(exc)) from None
+        failed = 0
+        for u in urls:
+            ok, line = send_test(u, cfg.notify.timeout_s)
+            failed += not ok
+            print(("ok: " if ok else "FAILED: ") + scrub(line, 500))
+        return 1 if failed else 0
+    from quanttui.model import iso_utc
+    from quanttui.notify.outbox import read_status
+    from quanttui.store.db import StoreError
+
+    if not cfg.db_path.exists():
+        print(f"no database at {cfg.db_path}: nothing to deliver")
+        return 0
+    try:
+        c, pending = read_status(cfg.db_path)
+    except StoreError as exc:
+        raise UserError(str(exc), 2) from None
+    known = {d.key for d in routing(cfg).all} if cfg.notify.enabled else set()
+    print(f"outbox: {c.pending} pending, {c.failed} failed, {c.delivered} delivered")
+    for r in pending:
+        where = "" if r.destination in known else " (destination not configured now)"
+        err = f"; last error: {scrub(r.last_error, 200)}" if r.last_error else ""
+        print(
+            scrub(
+                f"{r.state:9} alert {r.alert_id} {r.kind} to {r.dest_name}{where}: "
+                f"{r.title}; {r.attempts} attempts, next {iso_utc(r.next_try_ms)}{err}",
+                1000,
+            )
+        )
+    return 0
 
 
 _SUBCOMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..., int]]] = {
@@ -754,12 +1087,19 @@ _SUBCOMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..
     "serve": (_serve_parser, _run_serve),
     "attach": (_attach_parser, _run_attach),
     "sessions": (_sessions_parser, _run_sessions),
+    "web": (_web_parser, _run_web),
+    "notify": (_notify_parser, _run_notify),
 }
 
 
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@", re.I)
+
+
 def _error(prefix: str, exc: Exception) -> None:
-    """One line on stderr; the message may quote the exchange, a file or the user."""
-    print(f"quanttui: {prefix}: {printable(exc, 1000, one_line=True)}", file=sys.stderr)
+    """One line on stderr; the message may quote the exchange, a file or the user (a
+    URL's password, such as a notification URL's, is masked)."""
+    text = _URL_PASSWORD.sub(r"\1****@", printable(exc, 1000, one_line=True))
+    print(f"quanttui: {prefix}: {text}", file=sys.stderr)
 
 
 def _check_command(word: str) -> None:

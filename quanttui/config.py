@@ -84,6 +84,104 @@ class ExportConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BasketConfig:
+    """`[basket]`: the Johansen test of a basket of three or more legs
+    (`quanttui.analytics.basket`): statsmodels' `det_order` (-1 none, 0 constant, 1
+    linear trend) and `k_ar_diff` (lagged differences), on log prices or prices."""
+
+    det_order: int = 0
+    k_ar_diff: int = 1
+    log_prices: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyConfig:
+    """`[notify]`: push-notification destinations (apprise URLs) and delivery policy.
+    `urls` are the file's, then `QUANTTUI_NOTIFY_URLS`'s, then `--notify`'s; `routes`
+    maps a rule's text to the URLs that rule goes to instead (`quanttui.notify`)."""
+
+    urls: tuple[str, ...] = ()
+    timeout_s: float = 10.0
+    max_attempts: int = 10
+    backoff_base_s: float = 2.0
+    backoff_max_s: float = 300.0
+    rate_per_min: float = 12.0
+    burst: int = 5
+    drain_s: float = 5.0
+    routes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.urls) or any(urls for _, urls in self.routes)
+
+
+NOTIFY_ENV = "QUANTTUI_NOTIFY_URLS"
+_TOKEN_SCHEMES = frozenset(
+    "tgram discord slack pover pushover gotify gotifys msteams matrix matrixs pbul join "
+    "ifttt mailgun sendgrid twilio pushed pjet pjets opsgenie pagerduty signal signals "
+    "lametric rocket rockets mattermost mmost mmosts zulip spush".split()
+)
+_SECRET_QUERY = re.compile(
+    r"(?:^|[?&])(?:token|key|apikey|api_key|pass|password|secret|auth)=", re.I
+)
+
+
+def url_has_credentials(url: str) -> bool:
+    """Whether an apprise URL holds a secret: a user or password, a token-like query
+    argument, or a scheme whose URL embeds a token (Telegram, Discord, Slack, ...)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return False
+    if scheme.lower() in _TOKEN_SCHEMES:
+        return True
+    netloc = rest.split("/", 1)[0].split("?", 1)[0]
+    return "@" in netloc or bool(_SECRET_QUERY.search(url))
+
+
+def split_urls(text: str) -> list[str]:
+    """URLs separated by whitespace or commas (`QUANTTUI_NOTIFY_URLS`)."""
+    return [u for u in re.split(r"[\s,]+", text) if u]
+
+
+def _notify_url(where: str, url: str) -> str:
+    if not isinstance(url, str) or "://" not in url or any(c.isspace() for c in url):
+        raise ConfigError(f"{where}: expected an apprise URL such as ntfys://topic")
+    if _CONTROL.search(url):
+        raise ConfigError(f"{where}: a URL contains control characters")
+    return url
+
+
+def _notify_routes(source: str, table: Any) -> dict[str, tuple[str, ...]]:
+    """`[notify.routes]`: rule text -> array of URLs."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [notify.routes] must be a table")
+    out: dict[str, tuple[str, ...]] = {}
+    for rule, urls in table.items():
+        where = f"{source}: [notify.routes] {rule!r}"
+        if not isinstance(urls, list):
+            raise ConfigError(f"{where}: expected an array of URLs")
+        out[rule.strip()] = tuple(_notify_url(where, u) for u in urls)
+    return out
+
+
+def _check_secret_file(path: Path, urls: list[str]) -> None:
+    """Refuse a config file readable by group or others that holds a URL with
+    credentials (POSIX permissions only)."""
+    if os.name != "posix" or not any(url_has_credentials(u) for u in urls):
+        return
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & 0o044:
+        raise ConfigError(
+            f"{path}: holds a notification URL with credentials but is readable by group or "
+            f"others (mode {mode & 0o777:o}); run 'chmod 600 {path}' or move the URL to "
+            f"the environment variable {NOTIFY_ENV}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     feed: FeedConfig
     storage: StorageConfig
@@ -91,6 +189,8 @@ class Config:
     alerts: AlertsConfig
     backtest: BacktestConfig
     export: ExportConfig
+    notify: NotifyConfig = field(default=NotifyConfig())
+    basket: BasketConfig = field(default=BasketConfig())
     sources: tuple[str, ...] = field(default=())
     watchlists: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = field(default=())
     """`[watchlists]`: (name, pairs (x, y)) in file order."""
@@ -111,6 +211,8 @@ _SECTIONS = {
     "alerts": AlertsConfig,
     "backtest": BacktestConfig,
     "export": ExportConfig,
+    "notify": NotifyConfig,
+    "basket": BasketConfig,
 }
 
 
@@ -197,6 +299,15 @@ _CHECKS = {
     ("alerts", "hysteresis"): _Range(0, 1e9),
     ("backtest", "fee_bps"): _Range(0, 1000),
     ("backtest", "stop_z"): _Range(0, 100),
+    ("notify", "timeout_s"): _Range(0.1, 600),
+    ("notify", "max_attempts"): _Range(1, 1000),
+    ("notify", "backoff_base_s"): _Range(0.01, 3600),
+    ("notify", "backoff_max_s"): _Range(0.01, 86400),
+    ("notify", "rate_per_min"): _Range(0, 60_000, lo_open=True),
+    ("notify", "burst"): _Range(1, 1000),
+    ("notify", "drain_s"): _Range(0, 600),
+    ("basket", "det_order"): _Range(-1, 1),
+    ("basket", "k_ar_diff"): _Range(0, 10),
 }
 """Every numeric key has a stated range (README, Configuration); floats must also be
 finite, so ``inf`` and ``nan`` (which TOML and ``float()`` both accept) never pass."""
@@ -345,14 +456,34 @@ def load_config(
     """
     values: dict[str, dict[str, Any]] = tomllib.loads(builtin_defaults_text())
     lists = _watchlists("built-in defaults", values.pop("watchlists", {}))
+    routes: dict[str, tuple[str, ...]] = {}
     sources = ["built-in defaults"]
     user = Path(path).expanduser() if path else default_config_path()
     if path or (use_user_file and user.is_file()):
         layer = _read_toml(user)
         lists.update(_watchlists(str(user), layer.pop("watchlists", {})))
+        notify = layer.get("notify")
+        if isinstance(notify, dict) and "routes" in notify:
+            routes = _notify_routes(str(user), notify.pop("routes"))
         _merge(str(user), values, layer)
+        for u in values["notify"]["urls"]:
+            _notify_url(f"{user}: [notify] urls", u)
+        _check_secret_file(
+            user, [*values["notify"]["urls"], *(u for v in routes.values() for u in v)]
+        )
         sources.append(str(user))
-    for (section, key), value in (overrides or {}).items():
+    overrides = dict(overrides or {})
+    extra_urls = list(overrides.pop(("notify", "urls"), None) or [])
+    env_urls = split_urls(os.environ.get(NOTIFY_ENV, ""))
+    for u in env_urls:
+        _notify_url(f"environment: {NOTIFY_ENV}", u)
+    for u in extra_urls:
+        _notify_url("command line: --notify", u)
+    urls = values["notify"]["urls"]
+    for u in [*env_urls, *extra_urls]:
+        if u not in urls:
+            urls.append(u)
+    for (section, key), value in overrides.items():
         if value is not None:
             _merge("command line", values, {section: {key: value}})
     if values["feed"]["reconnect_base_s"] > values["feed"]["reconnect_max_s"]:
@@ -370,5 +501,8 @@ def load_config(
         section = dict(values[name])
         if name == "alerts":
             section["rules"] = tuple(section["rules"])
+        if name == "notify":
+            section["urls"] = tuple(section["urls"])
+            section["routes"] = tuple(routes.items())
         built[name] = cls(**section)
     return Config(**built, sources=tuple(sources), watchlists=tuple(lists.items()))

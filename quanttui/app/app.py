@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from quanttui.engine import Engine, EngineThread, Mailbox, ShutdownGuard
     from quanttui.engine.events import (
         AlertEvent,
+        AlertsDelivered,
         AlertWithdrawn,
         Finished,
         PairInfo,
@@ -96,6 +97,7 @@ class QuantApp(App[int]):
         guard: bool = False,
         cleanup: Callable[[], object] | None = None,
         attach: Path | None = None,
+        label: str | None = None,
     ) -> None:
         """One pair (`symbol_x`, `symbol_y`, or one in `pairs`) opens its monitor; two or
         more (or `watchlist=True`) open the watchlist. With no pair at all the engine
@@ -107,11 +109,12 @@ class QuantApp(App[int]):
         `guard`: install `guard(cleanup)` as soon as the engine exists (the CLI does it
         itself otherwise).
         `attach`: the socket of a running server (`quanttui serve`): this app is one of its
-        views (`RemoteEngine`); the pairs given that the server lacks are added to it."""
+        views (`RemoteEngine`); the pairs given that the server lacks are added to it.
+        `label`: the header's mode (an attached view gets the server's: LIVE, DEMO)."""
         super().__init__()
         self.config = config
         self.replay = replay
-        self.mode_label = replay.label if replay else "LIVE"
+        self.mode_label = label or (replay.label if replay else "LIVE")
         self.extra_rules = list(extra_rules)
         legs = list(pairs) or ([(symbol_x, symbol_y)] if symbol_x and symbol_y else [])
         self.engine: Engine | None = None
@@ -135,7 +138,7 @@ class QuantApp(App[int]):
         self.backtest_screen: BacktestScreen | None = None
         self.finished: Finished | None = None
         self.feed_state = "connecting"
-        self.alerts: list[AlertEvent | AlertWithdrawn] = []
+        self.alerts: list[AlertEvent | AlertWithdrawn | AlertsDelivered] = []
         self.gc_pacer = GcPacer()
         self._quitting = False
         self._want_guard, self._cleanup = guard, cleanup
@@ -285,6 +288,11 @@ class QuantApp(App[int]):
                     )
                 if self.config.alerts.bell:
                     self.bell()
+        elif isinstance(ev, E.AlertsDelivered):
+            self.alerts.append(ev)
+            del self.alerts[:-1000]
+            for a in ev.alerts:
+                self._show_delivered(a, wl)
         elif isinstance(ev, E.FeedState):
             self.feed_state = ev.state
         elif isinstance(ev, E.Recomputed):
@@ -341,6 +349,10 @@ class QuantApp(App[int]):
         assert self.runner is not None
         fut = self.runner.call_method(name, *args, **kwargs)
         fut.add_done_callback(self._command_done)
+        if name == "export" and self.is_web:
+            from quanttui.app.web import offer_export
+
+            fut.add_done_callback(lambda done: offer_export(self, done))
         return fut
 
     def _command_done(self, fut: concurrent.futures.Future) -> None:
@@ -546,7 +558,11 @@ class QuantApp(App[int]):
         def shown(_result: object = None) -> None:
             if first:
                 for ev in self.alerts:
-                    if self.alert_pair(ev.alert) == key:
+                    if isinstance(ev, _events().AlertsDelivered):
+                        for a in ev.alerts:
+                            if self.alert_pair(a) == key:
+                                mon.show_delivered(a)
+                    elif self.alert_pair(ev.alert) == key:
                         mon.show_alert(ev)
             mon.show_status(self.status)
 
@@ -567,6 +583,14 @@ class QuantApp(App[int]):
         return (
             self.watchlist_screen is not None and bool(stack) and stack[-1] is self.watchlist_screen
         )
+
+    def _show_delivered(self, a, wl) -> None:
+        key = self.alert_pair(a)
+        mon = self.monitors.get(key) if key is not None else None
+        if mon is not None and mon.is_mounted:
+            mon.show_delivered(a)
+        if wl is not None:
+            wl.show_delivered(a)
 
     def alert_pair(self, alert) -> str | None:
         """The engine pair an alert belongs to: the one whose legs it names (a swapped

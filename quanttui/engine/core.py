@@ -36,8 +36,10 @@ from quanttui.analytics.live import LivePair, PairParams
 from quanttui.analytics.stationarity import stationarity, warm_up
 from quanttui.config import Config
 from quanttui.engine.alertbook import AlertBook
+from quanttui.engine.basket import BasketMonitor, basket_book
 from quanttui.engine.events import (
     AlertEvent,
+    AlertsDelivered,
     AlertWithdrawn,
     BackfillEvent,
     BacktestDone,
@@ -49,7 +51,6 @@ from quanttui.engine.events import (
     PairsChanged,
     Recomputed,
     RulesChanged,
-    SnapshotEvent,
     Status,
 )
 from quanttui.engine.mailbox import Mailbox
@@ -58,7 +59,15 @@ from quanttui.feed.backfill import BackfillProgress
 from quanttui.feed.binance import SymbolError, now_ms
 from quanttui.feed.ingest import Ingestion
 from quanttui.feed.replay import Replay, ReplaySpec, open_feed
-from quanttui.model import FUNDING_METRIC_NAMES, Alert, MarkPrice, Snapshot, Tick
+from quanttui.model import (
+    BASKET_METRIC_NAMES,
+    FUNDING_METRIC_NAMES,
+    Alert,
+    BasketSnapshot,
+    MarkPrice,
+    Snapshot,
+    Tick,
+)
 from quanttui.store.db import StoreError, connect
 from quanttui.store.queries import tick_counts
 from quanttui.store.writer import INSERT_ALERT, WriterStatus, db_event_line, loss_line
@@ -101,17 +110,23 @@ class Engine:
         rules: Sequence[str] = (),
         replay: ReplaySpec | None = None,
         analyse: bool = True,
+        baskets: Sequence[Sequence[str]] = (),
     ) -> None:
         self.cfg = cfg
         self.replay = replay
         self.extra_rules = list(rules)
         self.analyse = analyse
-        self.pairs: dict[str, PairMonitor] = {}
+        self.pairs: dict[str, PairMonitor | BasketMonitor] = {}
+        """Pairs and baskets (`BasketMonitor`, key ``A+B+C``) by key."""
         self._subscribers: list[Mailbox] = []
-        self.recent_alerts: deque[AlertEvent | AlertWithdrawn] = deque(maxlen=RECENT_ALERTS)
+        self.recent_alerts: deque[AlertEvent | AlertWithdrawn | AlertsDelivered] = deque(
+            maxlen=RECENT_ALERTS
+        )
         """The last alerts and withdrawals published, for a view that attaches late."""
         for x, y in pairs:
             self._new_pair(x, y)
+        for legs in baskets:
+            self._new_basket(legs)
         self.extra_symbols = [s for s in symbols if s not in self._pair_symbols()]
         self.feed: Ingestion | Replay = open_feed(
             cfg,
@@ -140,6 +155,15 @@ class Engine:
         self._stat_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stationarity")
         self.loop: asyncio.AbstractEventLoop | None = None
         self.finished: Finished | None = None
+        self.notify_routing = None
+        """`quanttui.notify.urls.Routing` when `[notify]` has destinations."""
+        self.notifier = None
+        """The running `quanttui.notify.worker.Notifier`; its counts ride the status, and
+        each delivery is published as `AlertsDelivered`."""
+        if cfg.notify.enabled:
+            from quanttui.notify.urls import routing
+
+            self.notify_routing = routing(cfg)
 
     # ----------------------------------------------------------------- pairs and rules
     def _pair_symbols(self) -> list[str]:
@@ -194,6 +218,35 @@ class Engine:
         self.pairs[key] = mon
         return mon
 
+    def _new_basket(self, symbols: Sequence[str]) -> BasketMonitor:
+        """A basket of 3+ legs with the config's timeframe, window and `[basket]` keys.
+        Its rules: `abs(zscore) >= entry_z`, plus those of `[alerts] rules` and the
+        command line that name basket metrics (`BASKET_METRIC_NAMES`), for every
+        basket or, written `A+B+C: rule`, for that basket only."""
+        from quanttui.analytics.basket import BasketParams
+
+        a, b = self.cfg.analytics, self.cfg.basket
+        try:
+            params = BasketParams(
+                tuple(symbols), a.timeframe, a.window, b.det_order, b.k_ar_diff, b.log_prices
+            )
+        except ValueError as exc:
+            raise EngineError(f"basket {'+'.join(symbols)}: {exc}") from None
+        key = params.key
+        if key in self.pairs:
+            raise EngineError(f"basket {key} is already watched")
+        texts = []
+        for text in self.default_rules(key):
+            try:
+                parse_rule(text, entry_z=a.entry_z, exit_z=a.exit_z, names=BASKET_METRIC_NAMES)
+            except RuleError:
+                continue
+            texts.append(text)
+        book = basket_book(texts, key, self._rule_args(), HISTORY)
+        mon = BasketMonitor(key, params, book, [r.text for r in book.rules.rules])
+        self.pairs[key] = mon
+        return mon
+
     def pair_infos(self) -> tuple:
         return tuple(p.info for p in self.pairs.values())
 
@@ -207,7 +260,7 @@ class Engine:
             self._subscribers.remove(box)
 
     def publish(self, event: Event) -> None:
-        if isinstance(event, AlertEvent | AlertWithdrawn):
+        if isinstance(event, AlertEvent | AlertWithdrawn | AlertsDelivered):
             self.recent_alerts.append(event)
         for box in self._subscribers:
             box.put(event)
@@ -220,9 +273,9 @@ class Engine:
         state without a warm-up. Returns the pairs and each pair's rules."""
         for ev in self.recent_alerts if history else ():
             box.put(ev)
-        for key, mon in self.pairs.items():
+        for mon in self.pairs.values():
             if mon.snapshot is not None:
-                box.put(SnapshotEvent(key, mon.snapshot))
+                box.put(mon.snapshot_event(mon.snapshot))
         self._subscribers.append(box)
         self._publish_status()
         infos = self.pair_infos()
@@ -298,6 +351,7 @@ class Engine:
                     await self.feed.start()
                 except StoreError as exc:
                     return await self._finish(2, str(exc))
+            await self._start_notifier()
             self._spawn(self._clock())
             await self._stop.wait()
         except Exception as exc:  # noqa: BLE001 - a view must always get Finished
@@ -318,6 +372,8 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         await self._close_feed()
+        if self.notifier is not None:
+            await self.notifier.stop()
         self._stat_pool.shutdown(wait=False, cancel_futures=True)
         stats = {
             "ticks": self.ticks,
@@ -336,6 +392,25 @@ class Engine:
         self.finished = Finished(code, error, stats, loss)
         self.publish(self.finished)
         return self.finished
+
+    async def _start_notifier(self) -> None:
+        """Deliver the outbox (this run's alerts and any a previous run left pending)."""
+        if self.notify_routing is None:
+            return
+        from quanttui.notify.worker import Notifier
+
+        self.notifier = Notifier(
+            self.feed.writer.path,
+            self.cfg.notify,
+            self.notify_routing,
+            on_change=lambda _st: self._publish_status(),
+            on_delivered=lambda alerts: self.publish(AlertsDelivered(alerts)),
+        )
+        try:
+            await self.notifier.start()
+        except Exception as exc:  # noqa: BLE001 - notifications must not stop the engine
+            self.notifier = None
+            self.publish(Notice(f"notifications off: {exc}", "Notifications", "error"))
 
     async def _close_feed(self) -> None:
         if self._stopped:
@@ -410,13 +485,13 @@ class Engine:
         for sym in by_symbol:
             self.last_rx[sym] = now
         for mon in self.pairs.values():
-            x, y = mon.symbols
-            if x not in by_symbol and y not in by_symbol:
+            legs = mon.symbols
+            if not any(s in by_symbol for s in legs):
                 continue
             sel = (
                 ticks
-                if len(by_symbol) <= 2 and set(by_symbol) <= {x, y}
-                else [t for t in ticks if t.symbol == x or t.symbol == y]
+                if len(by_symbol) <= len(legs) and set(by_symbol) <= set(legs)
+                else [t for t in ticks if t.symbol in legs]
             )
             if mon.live is None:
                 mon.buffer(sel)
@@ -513,8 +588,19 @@ class Engine:
                 reconnects=getattr(st, "reconnects", 0),
                 alerts=self.alerts_fired,
                 dropped_events=sum(b.dropped for b in self._subscribers),
+                **self._notify_counts(),
             )
         )
+
+    def _notify_counts(self) -> dict[str, object]:
+        if self.notify_routing is None:
+            return {}
+        st = self.notifier.status() if self.notifier is not None else None
+        return {
+            "notify": True,
+            "notify_pending": st.pending if st else 0,
+            "notify_failed": st.failed if st else 0,
+        }
 
     # ----------------------------------------------------------------- analytics
     def _bars_closed(self, mon: PairMonitor, closed: list) -> None:
@@ -527,16 +613,18 @@ class Engine:
             self._fire(mon, fired)
         self._maybe_stationarity(mon)
         snap = self._publish_snapshot(mon)
-        if snap is not None and snap.funding is not None and snap.time_ms is not None:
+        if isinstance(snap, Snapshot) and snap.funding is not None and snap.time_ms is not None:
             values = {k: v for k, v in snap.metrics().items() if k in FUNDING_METRIC_NAMES}
             fired = mon.book.on_extra(snap.time_ms, values)
             if fired:
                 self._fire(mon, fired)
 
-    def _publish_snapshot(self, mon: PairMonitor) -> Snapshot | None:
+    def _publish_snapshot(
+        self, mon: PairMonitor | BasketMonitor
+    ) -> Snapshot | BasketSnapshot | None:
         snap = mon.build_snapshot(self.now())
         if snap is not None:
-            self.publish(SnapshotEvent(mon.key, snap))
+            self.publish(mon.snapshot_event(snap))
         return snap
 
     # ----------------------------------------------------------------- funding
@@ -650,18 +738,43 @@ class Engine:
         for a in alerts:
             self.alerts_fired += 1
             self.publish(AlertEvent(a, revised))
+            then = ()
+            if self.notify_routing is not None:
+                from quanttui.notify.outbox import alert_rows
+
+                last = mon.live.engine.last if mon.live is not None else None
+                hedge = getattr(last, "beta", None) if last is not None else None
+                if hedge is None and mon.snapshot is not None:
+                    hedge = getattr(mon.snapshot, "beta", None)
+                weights = getattr(last, "weights", None)
+                legs = tuple(zip(mon.symbols, weights, strict=True)) if weights else None
+                dests = self.notify_routing.for_alert(a.pair, a.rule)
+                then = alert_rows(a, dests, hedge, mon.params.hedge, revised=revised, legs=legs)
+            row = (a.ts_ms, a.pair, a.rule, a.metric, a.value, a.threshold)
             self._spawn(
-                writer.execute(
-                    INSERT_ALERT, (a.ts_ms, a.pair, a.rule, a.metric, a.value, a.threshold)
-                )
+                writer.execute(INSERT_ALERT, row, then=then)
+                if then
+                else writer.execute(INSERT_ALERT, row)
             )
 
     def _withdraw(self, alerts: list[Alert]) -> None:
         t = now_ms()
+        reason = "a recompute from the database changed its bar"
         for a in alerts:
             self.alerts_withdrawn += 1
-            self.publish(AlertWithdrawn(a, t, "a recompute from the database changed its bar"))
-            self._spawn(self.feed.writer.execute(WITHDRAW_ALERT, (t, a.ts_ms, a.pair, a.rule)))
+            self.publish(AlertWithdrawn(a, t, reason))
+            then = ()
+            if self.notify_routing is not None:
+                from quanttui.notify.outbox import retraction_rows
+
+                then = retraction_rows(a, t, reason)
+            args = (t, a.ts_ms, a.pair, a.rule)
+            w = self.feed.writer
+            self._spawn(
+                w.execute(WITHDRAW_ALERT, args, then=then)
+                if then
+                else w.execute(WITHDRAW_ALERT, args)
+            )
 
     # ----------------------------------------------------------------- recompute
     async def commit_received(self) -> None:
@@ -727,13 +840,21 @@ class Engine:
         self._maybe_stationarity(mon)
         self._publish_snapshot(mon)
 
-    def _load(self, params: PairParams, end: int) -> tuple[LivePair, set[tuple[str, int]], int]:
+    def _load(self, params, end: int) -> tuple[LivePair, set[tuple[str, int]], int]:
+        """`LivePair.resume` (or `LiveBasket.resume` for a basket's `BasketParams`)."""
+        from quanttui.analytics.basket import BasketParams, LiveBasket
+
         conn = connect(
             self.cfg.db_path if self.replay is None else self.feed.writer.path, readonly=True
         )
         try:
-            live, seen = LivePair.resume(conn, params, end, HISTORY)
-            stored = sum(tick_counts(conn, [params.symbol_x, params.symbol_y]).values())
+            if isinstance(params, BasketParams):
+                live, seen = LiveBasket.resume(conn, params, end, HISTORY)
+                legs = list(params.symbols)
+            else:
+                live, seen = LivePair.resume(conn, params, end, HISTORY)
+                legs = [params.symbol_x, params.symbol_y]
+            stored = sum(tick_counts(conn, legs).values())
         finally:
             conn.close()
         return live, seen, stored
@@ -749,6 +870,8 @@ class Engine:
         """Change a pair's timeframe, window, hedge or legs (`swap=True`) and recompute
         it from the database. Its rules start afresh on the new bars."""
         mon = self._pair(key)
+        if isinstance(mon, BasketMonitor):
+            raise EngineError(f"basket {key}: its parameters come from the config")
         if changes.pop("swap", False):
             changes["symbol_x"], changes["symbol_y"] = mon.params.symbol_y, mon.params.symbol_x
         mon.params = dataclasses.replace(mon.params, **changes)
@@ -806,13 +929,18 @@ class Engine:
         """Add a rule to one pair (or every pair); returns its normalised text. Raises
         `EngineError` for a rule that does not parse or is already there."""
         a = self.cfg.analytics
+        targets = [self._pair(key)] if key else list(self.pairs.values())
+        names = tuple(dict.fromkeys(n for m in targets for n in m.metric_names))
         try:
-            rule = parse_rule(text, entry_z=a.entry_z, exit_z=a.exit_z)
+            rule = parse_rule(
+                text, entry_z=a.entry_z, exit_z=a.exit_z, **({"names": names} if names else {})
+            )
         except RuleError as exc:
             raise EngineError(str(exc)) from None
-        targets = [self._pair(key)] if key else list(self.pairs.values())
         added = False
         for mon in targets:
+            if rule.metric not in mon.metric_names:
+                continue
             if mon.book.rules.add(rule):
                 mon.rule_texts.append(rule.text)
                 added = True
@@ -845,10 +973,12 @@ class Engine:
         One pair: its files in `out_dir`; several (or `watchlist=True`): one timestamped
         directory with every pair's files (named per pair) and a `watchlist.csv` summary
         (`quanttui.export.export_watchlist`)."""
-        from quanttui.export import ExportError, export_pair, export_watchlist
+        from quanttui.export import ExportError, export_basket, export_pair, export_watchlist
 
         await self.commit_received()
-        mons = [self._pair(k) for k in keys] if keys else list(self.pairs.values())
+        every = [self._pair(k) for k in keys] if keys else list(self.pairs.values())
+        baskets = [m for m in every if isinstance(m, BasketMonitor)]
+        mons = [m for m in every if not isinstance(m, BasketMonitor)]
         target = out_dir or self.cfg.export.dir
         db = self.feed.writer.path
         many = len(mons) > 1 if watchlist is None else watchlist
@@ -856,18 +986,26 @@ class Engine:
             (m.params, m.snapshot, m.book.emitted[-1] if m.book.emitted else None) for m in mons
         ]
         # the analytics end where each pair's live bars do: at the bar of its snapshot
-        ends = {m.params.pair: m.settled_end() for m in mons}
+        ends = {m.params.pair: m.settled_end() for m in every}
         clock = self.now() or None
 
         def write() -> list[str]:
             conn = connect(db, readonly=True)
             try:
+                done_baskets: list[str] = []
+                for b in baskets:
+                    files = export_basket(
+                        conn, b.params, target, settled_end_ms=ends[b.key], now_ms=clock
+                    )
+                    done_baskets += [f"{p} ({n:,} rows)" for p, n in files.values()]
+                if not mons:
+                    return done_baskets
                 if many:
                     folder, n = export_watchlist(
                         conn, rows, target, settled_ends=ends, now_ms=clock
                     )
-                    return [f"{folder} ({len(rows)} pairs, {n} CSV files)"]
-                out: list[str] = []
+                    return [f"{folder} ({len(rows)} pairs, {n} CSV files)", *done_baskets]
+                out: list[str] = done_baskets
                 for mon in mons:
                     done = export_pair(
                         conn,
@@ -898,6 +1036,8 @@ class Engine:
         pair = mon.params
         await self.commit_received()
         db = self.feed.writer.path
+        if isinstance(mon, BasketMonitor):
+            return await self._backtest_basket(mon, params)
 
         def run():
             conn = connect(db, readonly=True)
@@ -922,10 +1062,39 @@ class Engine:
         self.publish(ev)
         return ev
 
+    async def _backtest_basket(self, mon: BasketMonitor, params) -> BacktestDone:
+        """`backtest` of a basket (`quanttui.analytics.basket.backtest_basket`)."""
+        from quanttui.analytics.basket import backtest_basket
+        from quanttui.store.queries import load_basket_bars, load_funding_series
+
+        b = mon.params
+        db = self.feed.writer.path
+
+        def run():
+            conn = connect(db, readonly=True)
+            try:
+                bars = load_basket_bars(
+                    conn, list(b.symbols), b.timeframe, max_gap_bars=b.max_gap_bars
+                )
+                series = load_funding_series(conn, list(b.symbols))
+            finally:
+                conn.close()
+            return backtest_basket(bars, b, params, funding=[series[s] for s in b.symbols])
+
+        try:
+            ev = BacktestDone(mon.key, await asyncio.to_thread(run))
+        except ValueError as exc:
+            ev = BacktestDone(mon.key, None, str(exc))
+        self.publish(ev)
+        return ev
+
 
 def split_rule(text: str) -> tuple[str | None, str]:
-    """`X/Y: rule` -> ("X/Y", "rule"); a plain rule -> (None, rule)."""
+    """`X/Y: rule` -> ("X/Y", "rule"); `A+B+C: rule` -> ("A+B+C", "rule"), a basket's
+    rule; a plain rule -> (None, rule)."""
     head, sep, rest = text.partition(":")
+    if sep and "+" in head and all(p.strip().isalnum() for p in head.split("+")):
+        return "+".join(p.strip().upper() for p in head.split("+")), rest.strip()
     if sep and "/" in head and all(p.strip().isalnum() for p in head.split("/")):
         x, y = (p.strip().upper() for p in head.split("/"))
         return pair_key(x, y), rest.strip()

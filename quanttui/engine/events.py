@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from quanttui.model import Alert, Snapshot
+from quanttui.model import Alert, BasketSnapshot, Snapshot
 
 
 class PairLegs(Protocol):
@@ -58,6 +58,25 @@ class SnapshotEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class BasketInfo:
+    """A basket the engine runs (`Engine(baskets=...)`): `key` is ``A+B+C``."""
+
+    key: str
+    symbols: tuple[str, ...]
+    timeframe: str
+    window: int
+
+
+@dataclass(frozen=True, slots=True)
+class BasketSnapshotEvent:
+    """A basket's metrics at its last closed bar (or after a recompute); coalesced per
+    basket in a mailbox like `SnapshotEvent`."""
+
+    pair: str
+    snapshot: BasketSnapshot
+
+
+@dataclass(frozen=True, slots=True)
 class AlertEvent:
     """A rule fired on a settled bar. `revised` marks an alert that a recompute from the
     database added after the live bars had missed it (late trades)."""
@@ -74,6 +93,14 @@ class AlertWithdrawn:
     alert: Alert
     withdrawn_ms: int
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsDelivered:
+    """These alerts reached every notification destination they were routed to
+    (`quanttui.notify`): an alert log marks them."""
+
+    alerts: tuple[Alert, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +140,10 @@ class Status:
     reconnects: int = 0
     alerts: int = 0
     dropped_events: int = 0
+    notify: bool = False
+    """Whether push notifications are on; then the outbox's counts follow."""
+    notify_pending: int = 0
+    notify_failed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +162,7 @@ class Recomputed:
     """A pair was rebuilt from the database (start-up, a parameter change, a resync)."""
 
     pair: str
-    info: PairInfo
+    info: PairInfo | BasketInfo
     bars: int
     stored_ticks: int
     resync: bool
@@ -200,8 +231,10 @@ class Finished:
 
 Event = (
     SnapshotEvent
+    | BasketSnapshotEvent
     | AlertEvent
     | AlertWithdrawn
+    | AlertsDelivered
     | FeedState
     | Status
     | BackfillEvent

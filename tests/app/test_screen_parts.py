@@ -140,6 +140,36 @@ def test_status_line_keeps_state_reason_and_fill_first_when_narrow() -> None:
     assert "no trades yet" in silent and "BTCUSDT" not in silent  # one part for both legs
 
 
+def test_status_line_says_when_the_first_z_comes_after_the_window_fills() -> None:
+    st = status(leg_age={"BTCUSDT": 0.4, "ETHUSDT": 0.5}, ticks=10, rate=95.0)
+    legs = ("BTCUSDT", "ETHUSDT")
+    assert "first z in 59 bars" in status_line(st, legs, (60, 60), 120, 59).plain
+    assert "first z in 1 bar " in status_line(st, legs, (60, 60), 120, 1).plain + " "
+    assert "first z" not in status_line(st, legs, (60, 60), 120, None).plain
+    filling = status_line(st, legs, (30, 60), 120, None).plain
+    assert "filling window 30/60" in filling and "first z" not in filling
+
+
+def test_watchlist_status_says_no_trades_only_when_there_are_none() -> None:
+    """The watchlist's line names no legs: `no trades yet` beside a live rate was wrong."""
+    busy = status(ticks=5000, rate=95.0, leg_age={"BTCUSDT": 0.1})
+    assert "no trades yet" not in status_line(busy, (), (1, 1), 120).plain
+    assert "no trades yet" in status_line(status(), (), (1, 1), 120).plain
+
+
+def test_status_line_shows_the_notifications_delivery_state() -> None:
+    legs = ("BTCUSDT", "ETHUSDT")
+    off = status(ticks=10, leg_age={"BTCUSDT": 0.1, "ETHUSDT": 0.1})
+    assert "notify" not in status_line(off, legs, (60, 60), 200).plain
+    sent = dataclasses.replace(off, notify=True)
+    assert "notify: all sent" in status_line(sent, legs, (60, 60), 200).plain
+    pending = dataclasses.replace(sent, notify_pending=3)
+    assert "notify: 3 pending" in status_line(pending, legs, (60, 60), 200).plain
+    failed = dataclasses.replace(pending, notify_failed=1)
+    line = status_line(failed, legs, (60, 60), 80).plain
+    assert "notify: 1 failed, 3 pending" in line and len(line) <= 80
+
+
 def test_compact_rows_fit_the_two_column_table_and_carry_every_metric() -> None:
     rng = np.random.default_rng(5)
     eng = PairAnalytics(60)

@@ -20,6 +20,8 @@ PURE = (
     "quanttui.textsafe",
     "quanttui.scanner",
     "quanttui.scan_report",
+    "quanttui.notify",
+    "quanttui.web",
 )
 
 
@@ -58,6 +60,7 @@ LAYERS = {
     "config": 1,
     "feed": 2,
     "store": 2,
+    "notify": 2,
     "analytics": 2,
     "alerts": 2,
     "export": 2,
@@ -67,6 +70,7 @@ LAYERS = {
     "engine": 3,
     "terminal": 3,
     "server": 3.5,
+    "web": 3.5,  # the browser view's front: serves tabs that attach to the server
     "modes": 4,
     "app": 4,
     "cli": 5,
@@ -132,6 +136,7 @@ def test_the_first_frame_imports_neither_numpy_nor_the_engine() -> None:
         "import sys\n"
         "import quanttui.cli, quanttui.app.app\n"
         "import quanttui.app.screens.monitor, quanttui.app.screens.watchlist\n"
+        "import quanttui.app.basket_app, quanttui.app.screens.basket\n"
         "import quanttui.engine, quanttui.engine.events\n"
         "heavy = ('numpy', 'pandas', 'httpx', 'websockets', 'plotext', 'statsmodels')\n"
         "bad = sorted(k for k in sys.modules if k.split('.')[0] in heavy)\n"

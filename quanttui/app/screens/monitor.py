@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import math
 from collections import Counter
 
 from rich.text import Text
@@ -35,7 +36,7 @@ from textual.widgets import DataTable, Static
 from quanttui.alerts import RuleError, parse_rule
 from quanttui.app.widgets.charts import LOWER_TITLES, LOWER_VIEWS, Chart, ChartFrame, warm_up
 from quanttui.app.widgets.keys import KeyBar
-from quanttui.app.widgets.loglines import LogLines
+from quanttui.app.widgets.loglines import DELIVERED_MARK, LogLines
 from quanttui.app.widgets.status import status_line
 from quanttui.app.widgets.table import Table
 from quanttui.config import HEDGES, TIMEFRAMES
@@ -64,6 +65,14 @@ ZOOM_KEYS = Binding.Group("Zoom")
 CURSOR_KEYS = Binding.Group("Cursor")
 END_KEYS = Binding.Group("Ends")
 PAGE_KEYS = Binding.Group("Page")
+
+
+def _finite(v: float | None) -> bool:
+    return v is not None and math.isfinite(v)
+
+
+def _alert_key(a: Alert) -> str:
+    return f"{a.ts_ms} {a.rule} {a.value:.17g}"
 
 
 def alert_text(a: Alert) -> str:
@@ -273,10 +282,15 @@ class MonitorScreen(Screen[None]):
         w = self.info.window
         bars = snap.bars if snap is not None else self.loaded_bars
         fill = None if bars is None else (min(bars, w), w)
+        z_in = None
+        if bars is not None and bars >= w and not _finite(snap.zscore if snap else None):
+            need = w if self.info.hedge == "kalman" else 2 * w - 1
+            z_in = max(1, need - bars)
         width = self.app.size.width or 80
         legs = (self.info.symbol_x, self.info.symbol_y)
         try:
-            self.query_one("#status", Static).update(status_line(st, legs, fill, width))
+            line = status_line(st, legs, fill, width, z_in)
+            self.query_one("#status", Static).update(line)
         except NoMatches:
             return
         if st is not None:
@@ -284,10 +298,14 @@ class MonitorScreen(Screen[None]):
             self._set_metric(table, "ticks", "ticks", f"{st.stored:,}")
             self._set_metric(table, "gaps", "gaps", f"{st.gaps_open} open {st.gaps_filled} fill")
 
+    def show_delivered(self, a: Alert) -> None:
+        """The alert reached every notification destination: its log row says so."""
+        self.query_one("#alerts", LogLines).mark(_alert_key(a), DELIVERED_MARK)
+
     def show_alert(self, ev: AlertEvent | AlertWithdrawn) -> None:
         log = self.query_one("#alerts", LogLines)
         a = ev.alert
-        rk = f"{a.ts_ms} {a.rule} {a.value:.17g}"
+        rk = _alert_key(a)
         when = (iso_utc(a.ts_ms)[11:19], "")
         if isinstance(ev, AlertWithdrawn):
             if self.marks[a.ts_ms] > 0:

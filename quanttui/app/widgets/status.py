@@ -31,16 +31,31 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
+def notify_text(st: Status) -> Text:
+    """Push notifications' delivery state: failed and pending counts, or all sent."""
+    if st.notify_failed:
+        text = f"notify: {st.notify_failed:,} failed"
+        if st.notify_pending:
+            text += f", {st.notify_pending:,} pending"
+        return Text(text, style="bold red")
+    if st.notify_pending:
+        return Text(f"notify: {st.notify_pending:,} pending", style="yellow")
+    return Text("notify: all sent", style="dim")
+
+
 def status_line(
     st: Status | None,
     legs: tuple[str, ...],
     fill: tuple[int, int] | None,
     width: int = 200,
+    z_in: int | None = None,
 ) -> Text:
-    """`fill` is (bars, window) of the shown pair, or None while it loads.
+    """`fill` is (bars, window) of the shown pair, or None while it loads; `z_in` the
+    bars still to close before its first z-score, once the window is full (a z needs
+    2W − 1 bars: W residuals, each from a full window).
 
     Parts, most important first: the state with its reason, a database error, the
-    window fill, the backfill, legs without recent trades, the replay clock, ticks/s,
+    window fill, the backfill and the notifications' delivery state, legs without recent trades, the replay clock, ticks/s,
     the other legs' ages, the database size. The line keeps as many as fit in `width`,
     in that order of importance, and shows them in reading order."""
     if st is None:
@@ -69,6 +84,8 @@ def status_line(
         parts.append((2, Text("loading history…")))
     elif fill[0] < fill[1]:
         parts.append((2, Text(f"filling window {fill[0]}/{fill[1]}", style="bold")))
+    elif z_in:
+        parts.append((2, Text(f"first z in {z_in} bar{'s' if z_in > 1 else ''}", style="bold")))
     if st.backfill == "running":
         parts.append(
             (3, Text(f"backfilling {st.backfill_done:,}/{st.backfill_total:,} bars", style="bold"))
@@ -79,7 +96,7 @@ def status_line(
         speed = f"{st.speed:g}x" if st.speed else "max"
         clock = iso_utc(st.replay_ms)[:19].replace("T", " ")
         parts.append((5, Text(f"{speed} {clock}Z", style="bold cyan")))
-    silent = all(st.leg_age.get(sym) is None for sym in legs)
+    silent = all(st.leg_age.get(sym) is None for sym in legs) if legs else st.ticks == 0
     if silent:
         parts.append((4, Text("no trades yet", style="yellow")))
     for sym in [] if silent else legs:
@@ -90,6 +107,8 @@ def status_line(
             parts.append((4, Text(f"{sym} {age:.0f}s STALE", style="bold yellow")))
         else:
             parts.append((7, Text(f"{sym} {age:.1f}s")))
+    if st.notify:
+        parts.append((3, notify_text(st)))
     parts.append((6, Text(f"{st.rate:,.0f} ticks/s")))
     parts.append((8, Text(f"DB {human_bytes(st.db_bytes)}")))
     keep: set[int] = set()
