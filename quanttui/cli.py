@@ -1,9 +1,10 @@
 """Command line: parse arguments and config, pick a mode, map failures to exit codes.
 
-The plain form `quanttui SYMBOL_X SYMBOL_Y [options]` starts the live app on one pair;
-`quanttui X/Y X/Y ...` (two or more pairs), `--watchlist NAME` (a `[watchlists]` entry of
-the config) and `quanttui` alone (the last watchlist used, kept in the database) open
-the watchlist. A first word that names a subcommand (`record`, `snapshot`, ...) selects
+The plain form `quanttui SYMBOL_X SYMBOL_Y [options]` starts the live app on one pair,
+`quanttui A B C ...` (3 to 12 bare symbols) the basket monitor; `quanttui X/Y X/Y ...`
+(two or more pairs, or any basket written `A+B+C`), `--watchlist NAME` (a `[watchlists]`
+entry of the config) and `quanttui` alone (the last watchlist used, kept in the database)
+open the watchlist. A first word that names a subcommand (`record`, `snapshot`, ...) selects
 that mode instead. Usage
 errors exit 2 with one line on stderr; runtime failures the user can fix (bad database,
 unknown symbol, too little data) exit 1 or 2 with one line, never a traceback.
@@ -20,7 +21,17 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from quanttui import __version__
-from quanttui.config import HEDGES, TIMEFRAMES, Config, ConfigError, load_config
+from quanttui.config import (
+    HEDGES,
+    MAX_BASKET_LEGS,
+    TIMEFRAMES,
+    Config,
+    ConfigError,
+    basket_legs_problem,
+    entry_key,
+    load_config,
+    parse_basket,
+)
 from quanttui.errors import UsageError, UserError
 from quanttui.textsafe import guard_logging, printable
 
@@ -123,9 +134,6 @@ def _add_legs(p: argparse.ArgumentParser) -> None:
     )
 
 
-MAX_BASKET_LEGS = 12
-
-
 def legs(words: Sequence[str]) -> tuple[str, ...]:
     """Two symbols (a pair `X Y`) or 3 to 12 distinct ones (a basket), validated."""
     syms = tuple(symbol(w) for w in words)
@@ -134,16 +142,13 @@ def legs(words: Sequence[str]) -> tuple[str, ...]:
             f"expected SYMBOL_X SYMBOL_Y (a pair) or 3 to {MAX_BASKET_LEGS} symbols (a basket), "
             f"got {len(syms)}"
         )
-    if len(syms) > MAX_BASKET_LEGS:
-        raise UsageError(
-            f"a basket has at most {MAX_BASKET_LEGS} legs (the Johansen critical-value "
-            f"tables stop there), got {len(syms)}"
-        )
-    dup = sorted({s for s in syms if syms.count(s) > 1})
-    if len(syms) == 2 and dup:
-        raise UsageError(f"the two symbols must differ (got {dup[0]} twice)")
-    if dup:
-        raise UsageError(f"each leg of a basket may be given once (got {', '.join(dup)} twice)")
+    if len(syms) == 2:
+        if syms[0] == syms[1]:
+            raise UsageError(f"the two symbols must differ (got {syms[0]} twice)")
+        return syms
+    problem = basket_legs_problem(syms)
+    if problem:
+        raise UsageError(problem)
     return syms
 
 
@@ -170,6 +175,42 @@ def parse_pairs(words: Sequence[str]) -> list[tuple[str, str]]:
     return out
 
 
+Entry = tuple[str, ...]
+"""A watched thing by its legs: a pair (x, y), or a basket of 3 to 12 legs."""
+
+
+def parse_entries(words: Sequence[str]) -> list[Entry]:
+    """`X Y` (one pair), or pairs `X/Y` and baskets `A+B+C[+...]` in any mix (each
+    given once)."""
+    if not any("+" in w for w in words):
+        return list(parse_pairs(words))
+    out: list[Entry] = []
+    for w in words:
+        if "+" in w and "/" not in w:
+            try:
+                e: Entry = parse_basket(w)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+        else:
+            x, sep, y = w.partition("/")
+            if not sep or "/" in y:
+                raise UsageError(
+                    f"invalid pair {w!r}: expected X/Y, e.g. BTCUSDT/ETHUSDT, or a basket "
+                    "A+B+C, e.g. BTCUSDT+ETHUSDT+SOLUSDT"
+                )
+            e = pair(x, y)
+        if e in out:
+            raise UsageError(f"{'pair' if len(e) == 2 else 'basket'} {entry_key(e)} given twice")
+        out.append(e)
+    return out
+
+
+def split_entries(entries: Sequence[Entry]) -> tuple[list[tuple[str, str]], list[Entry]]:
+    """The pairs (x, y) and the baskets among `entries`, each in order."""
+    pairs = [(e[0], e[1]) for e in entries if len(e) == 2]
+    return pairs, [tuple(e) for e in entries if len(e) > 2]
+
+
 def _live_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="quanttui",
@@ -184,8 +225,9 @@ def _live_parser() -> argparse.ArgumentParser:
         "pairs",
         nargs="*",
         metavar="PAIR",
-        help="SYMBOL_X SYMBOL_Y (y regressed on x), pairs X/Y X/Y ... (two or more open "
-        "the watchlist), or 3 to 12 symbols (a basket, Johansen); none: the last watchlist used",
+        help="SYMBOL_X SYMBOL_Y (y regressed on x), or 3 to 12 symbols (a basket, Johansen); "
+        "pairs X/Y and baskets A+B+C in any mix open the watchlist (one pair X/Y alone its "
+        "monitor); none: the last watchlist used",
     )
     p.add_argument(
         "--watchlist",
@@ -329,6 +371,12 @@ def _backtest_parser() -> argparse.ArgumentParser:
     _add_analytics(p)
     p.add_argument("--stop-z", type=float, metavar="Z", help="stop-out |z|, 0 = none ([backtest])")
     p.add_argument("--fee-bps", type=float, metavar="BPS", help="fee per leg, bps ([backtest])")
+    p.add_argument(
+        "--min-rank",
+        type=int,
+        metavar="R",
+        help="a basket enters only when its Johansen rank is >= R, 0 = off ([basket])",
+    )
     p.add_argument("--from", dest="from_", metavar="ISO", help="first bar time (UTC)")
     p.add_argument("--to", metavar="ISO", help="last bar time (UTC)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -347,6 +395,7 @@ def _build_config(args: argparse.Namespace) -> Config:
         ("storage", "db"): get("db"),
         ("backtest", "fee_bps"): get("fee_bps"),
         ("backtest", "stop_z"): get("stop_z"),
+        ("basket", "min_rank"): get("min_rank"),
         ("export", "dir"): get("export_dir"),
         ("feed", "ws_url"): get("ws_url"),
         ("feed", "rest_url"): get("rest_url"),
@@ -365,13 +414,15 @@ def _build_config(args: argparse.Namespace) -> Config:
 
 
 def _run_live(args: argparse.Namespace) -> int:
-    if len(args.pairs) >= 3 and not any("/" in w for w in args.pairs):
+    if len(args.pairs) >= 3 and not any("/" in w or "+" in w for w in args.pairs):
         return _run_basket(args)
     if args.pairs:
-        parse_pairs(args.pairs)  # a usage error before the config is read
+        parse_entries(args.pairs)  # a usage error before the config is read
     cfg = _build_config(args)
-    pairs, listed, name = live_pairs(cfg, args.pairs, args.watchlist)
-    _check_rules(cfg, args.alert)
+    entries, listed, name = live_pairs(cfg, args.pairs, args.watchlist)
+    pairs, baskets = split_entries(entries)
+    _check_baskets(cfg, baskets)
+    _check_rules(cfg, args.alert, mixed=bool(baskets))
     if args.speed is not None and not args.replay:
         raise UsageError("--speed needs --replay SOURCE")
     sources = [Path(p).expanduser() for p in args.replay]
@@ -387,7 +438,18 @@ def _run_live(args: argparse.Namespace) -> int:
         "REPLAY",
         watchlist=listed,
         watchlist_name=name,
+        baskets=baskets,
     )
+
+
+def _check_baskets(cfg: Config, baskets: Sequence[Entry]) -> None:
+    """Each basket's window must hold enough bars for its legs (`BasketParams`)."""
+    if not baskets:
+        return
+    from quanttui.modes.offline import basket_params
+
+    for b in baskets:
+        basket_params(cfg, list(b))
 
 
 def _run_basket(args: argparse.Namespace) -> int:
@@ -412,14 +474,15 @@ def _run_basket(args: argparse.Namespace) -> int:
 
 def live_pairs(
     cfg: Config, words: Sequence[str], name: str | None
-) -> tuple[list[tuple[str, str]], bool, str | None]:
-    """The pairs to run, whether they open the watchlist, and its name.
+) -> tuple[list[Entry], bool, str | None]:
+    """The pairs (x, y) and baskets (3+ legs) to run, whether they open the watchlist,
+    and its name.
 
-    * `--watchlist NAME`: the config's list NAME, then the pairs given that it lacks;
-    * pairs given: those; the watchlist when there are two or more;
+    * `--watchlist NAME`: the config's list NAME, then the entries given that it lacks;
+    * entries given: those; the watchlist when there are two or more, or a basket;
     * nothing: the last watchlist used, as saved in the database
       (`quanttui.store.state`); a usage error when there is none."""
-    given = parse_pairs(words) if words else []
+    given = parse_entries(words) if words else []
     if name is not None:
         listed = cfg.watchlist(name)
         if listed is None:
@@ -430,7 +493,7 @@ def live_pairs(
             )
         return [*listed, *(p for p in given if p not in listed)], True, name
     if given:
-        return given, len(given) > 1, None
+        return given, len(given) > 1 or any(len(e) > 2 for e in given), None
     from quanttui.store.db import StoreError
     from quanttui.store.state import load_last
 
@@ -441,7 +504,7 @@ def live_pairs(
     if saved is None or not saved.pairs:
         raise UsageError(
             f"no pairs given and no watchlist saved in {cfg.db_path}: give SYMBOL_X SYMBOL_Y, "
-            "pairs X/Y X/Y ..., or --watchlist NAME"
+            "pairs X/Y and baskets A+B+C ..., or --watchlist NAME"
         )
     return list(saved.pairs), True, saved.name
 
@@ -464,8 +527,10 @@ def _run_pair(
     """Live from the exchange, or (with `sources`) a replay into a temporary session
     database that is deleted afterwards (see `quanttui.feed.replay.scratch_dir`); the
     sources are never written. A looping replay (the demo) first checks that one pass of
-    the recording can fill the window. `baskets` run on their own engine (a running
-    `quanttui serve` is not attached to)."""
+    the recording can fill the window. `baskets` run on the same engine as the pairs: in
+    the watchlist (`watchlist`; a running `quanttui serve` for the database is attached to,
+    and what it lacks added), else one basket alone on its own screen (`BasketApp`), which
+    runs embedded whether or not a server runs."""
     import contextlib
     import dataclasses
     import shutil
@@ -492,7 +557,8 @@ def _run_pair(
             spec = replay.ReplaySpec(src, speed, loop, label, prefill_ms, name)
             storage = dataclasses.replace(cfg.storage, db=str(tmp / "session.db"))
             cfg = dataclasses.replace(cfg, storage=storage)
-        if spec is None and not baskets:
+        basket_screen = bool(baskets) and not pairs and not watchlist
+        if spec is None and not basket_screen:
             from quanttui.modes import serve
 
             served = serve.server_for(cfg)
@@ -501,7 +567,7 @@ def _run_pair(
                     from quanttui.modes import headless
 
                     return headless.attach(served)
-                return _attach_app(cfg, served, list(pairs))
+                return _attach_app(cfg, served, [*pairs, *(tuple(b) for b in baskets)])
         _prepare_db(cfg)
         if headless_mode:
             from quanttui.modes import headless
@@ -514,7 +580,7 @@ def _run_pair(
                 cleanup=lambda: tmp and shutil.rmtree(tmp, ignore_errors=True),
                 baskets=baskets,
             )
-        if baskets:
+        if basket_screen:
             from quanttui.app.basket_app import BasketApp
             from quanttui.terminal import watch_hangup
 
@@ -534,12 +600,13 @@ def _run_pair(
         from quanttui.terminal import watch_hangup
 
         if watchlist and spec is None:
-            _remember_watchlist(cfg, watchlist_name, pairs)
+            _remember_watchlist(cfg, watchlist_name, [*pairs, *baskets])
         # the engine is imported and started after the first frame; the app installs the
         # signal guard then
         app = QuantApp(
             cfg,
             pairs=pairs,
+            baskets=baskets,
             extra_rules=rules,
             replay=spec,
             watchlist=bool(watchlist),
@@ -558,7 +625,7 @@ def _run_pair(
         return app.return_code or 0
 
 
-def _remember_watchlist(cfg: Config, name: str | None, pairs: list[tuple[str, str]]) -> None:
+def _remember_watchlist(cfg: Config, name: str | None, pairs: Sequence[Sequence[str]]) -> None:
     """The watchlist opened becomes the last one used (restored by a bare `quanttui`)."""
     import sqlite3
 
@@ -571,11 +638,14 @@ def _remember_watchlist(cfg: Config, name: str | None, pairs: list[tuple[str, st
         raise UserError(f"{cfg.db_path}: cannot save the watchlist ({exc})", 2) from None
 
 
-def _check_rules(cfg: Config, extra: list[str], *, basket: bool = False) -> None:
+def _check_rules(
+    cfg: Config, extra: list[str], *, basket: bool = False, mixed: bool = False
+) -> None:
     """Every rule must parse: a rule written `A+B+C: rule` against the basket metrics
     (`BASKET_METRIC_NAMES`), `X/Y: rule` against the pair metrics; a plain one against
-    the metrics of what runs: a basket's for the command line of a basket (`basket`), a
-    pair's otherwise, where a basket leaves out the config's pair rules."""
+    the metrics of what runs: a basket's for the command line of a basket (`basket`),
+    either's for pairs and baskets together (`mixed`: each takes the rules that name its
+    metrics), a pair's otherwise, where a basket leaves out the config's pair rules."""
     if not cfg.alerts.rules and not extra:
         return  # (the engine is not imported for nothing: see QuantApp's defer_engine)
     from quanttui.alerts import RuleError, parse_rule
@@ -588,6 +658,8 @@ def _check_rules(cfg: Config, extra: list[str], *, basket: bool = False) -> None
             names = BASKET_METRIC_NAMES if "+" in target else METRIC_NAMES
         elif basket:
             names = BASKET_METRIC_NAMES if text in extra else METRIC_NAMES + BASKET_METRIC_NAMES
+        elif mixed:
+            names = tuple(dict.fromkeys(METRIC_NAMES + BASKET_METRIC_NAMES))
         else:
             names = METRIC_NAMES
         try:
@@ -805,7 +877,7 @@ def _serve_parser() -> argparse.ArgumentParser:
         "pairs",
         nargs="*",
         metavar="PAIR",
-        help="SYMBOL_X SYMBOL_Y, or pairs X/Y X/Y ...; none: the last watchlist used",
+        help="SYMBOL_X SYMBOL_Y, or pairs X/Y and baskets A+B+C ...; none: the last watchlist used",
     )
     p.add_argument("--watchlist", metavar="NAME", help="the config's watchlist NAME")
     _add_config(p)
@@ -826,19 +898,27 @@ def _serve_parser() -> argparse.ArgumentParser:
 
 def _run_serve(args: argparse.Namespace) -> int:
     if args.pairs:
-        parse_pairs(args.pairs)
+        parse_entries(args.pairs)
     web = _web_spec(args)
     cfg = _build_config(args)
-    pairs, _listed, name = live_pairs(cfg, args.pairs, args.watchlist)
-    _check_rules(cfg, args.alert)
+    entries, _listed, name = live_pairs(cfg, args.pairs, args.watchlist)
+    pairs, baskets = split_entries(entries)
+    _check_baskets(cfg, baskets)
+    _check_rules(cfg, args.alert, mixed=bool(baskets))
     from quanttui.modes import serve
 
     if args.print_systemd_unit:
-        print(serve.systemd_unit(sys.argv[2:] if len(sys.argv) > 2 else [], pairs), end="")
+        print(serve.systemd_unit(sys.argv[2:] if len(sys.argv) > 2 else [], entries), end="")
         return 0
     _prepare_db(cfg)
     return serve.serve(
-        lambda: _build_config(args), pairs, args.alert, name, web=web, config_path=args.config
+        lambda: _build_config(args),
+        pairs,
+        args.alert,
+        name,
+        web=web,
+        config_path=args.config,
+        baskets=baskets,
     )
 
 
@@ -847,7 +927,12 @@ def _attach_parser() -> argparse.ArgumentParser:
         prog="quanttui attach",
         description="Attach a view to the running server ('quanttui serve') for the database.",
     )
-    p.add_argument("pairs", nargs="*", metavar="PAIR", help="pairs to open (added if missing)")
+    p.add_argument(
+        "pairs",
+        nargs="*",
+        metavar="PAIR",
+        help="pairs X/Y and baskets A+B+C to open (added if missing)",
+    )
     _add_config(p)
     _add_db(p)
     p.add_argument("--headless", action="store_true", help="print the alerts as JSON lines")
@@ -855,7 +940,7 @@ def _attach_parser() -> argparse.ArgumentParser:
 
 
 def _run_attach(args: argparse.Namespace) -> int:
-    given = parse_pairs(args.pairs) if args.pairs else []
+    given = parse_entries(args.pairs) if args.pairs else []
     cfg = _build_config(args)
     from quanttui.modes import serve
 
@@ -869,7 +954,9 @@ def _run_attach(args: argparse.Namespace) -> int:
     return _attach_app(cfg, path, given)
 
 
-def _attach_app(cfg: Config, path: Path, pairs: list[tuple[str, str]]) -> int:
+def _attach_app(cfg: Config, path: Path, pairs: Sequence[Entry]) -> int:
+    """The app as a view of the server at `path`: on `pairs` (pairs and baskets; those
+    the server lacks are added to it), else on everything the server watches."""
     from quanttui.app.app import QuantApp
     from quanttui.server.client import probe
     from quanttui.terminal import watch_hangup
@@ -877,14 +964,20 @@ def _attach_app(cfg: Config, path: Path, pairs: list[tuple[str, str]]) -> int:
     welcome = probe(path)
     if welcome is None:
         raise UserError(f"the server at {path} does not answer")
-    served = [tuple(k.split("/", 1)) for k in welcome.get("pairs", []) if "/" in k]
-    legs = pairs or served
+    served: list[Entry] = []
+    for k in welcome.get("pairs", []):
+        if isinstance(k, str) and ("/" in k or "+" in k):
+            served.append(tuple(k.split("/", 1)) if "/" in k else tuple(k.split("+")))
+    legs = list(pairs) or served
     if not legs:
         raise UserError("the server watches no pair; give one: quanttui attach X/Y")
-    watch = len(set(legs) | set(served)) > 1 and not (len(pairs) == 1)
+    only_pair = len(pairs) == 1 and len(pairs[0]) == 2
+    watch = (len(set(legs) | set(served)) > 1 or any(len(e) > 2 for e in legs)) and not only_pair
+    legs_pairs, legs_baskets = split_entries(legs)
     app = QuantApp(
         cfg,
-        pairs=legs,
+        pairs=legs_pairs,
+        baskets=legs_baskets,
         watchlist=watch,
         engine_process=True,
         guard=True,
@@ -914,8 +1007,8 @@ def _web_parser() -> argparse.ArgumentParser:
         "pairs",
         nargs="*",
         metavar="PAIR",
-        help="SYMBOL_X SYMBOL_Y, or pairs X/Y X/Y ...; none: the server's, or the last "
-        "watchlist used",
+        help="SYMBOL_X SYMBOL_Y, or pairs X/Y and baskets A+B+C ...; none: the server's, or "
+        "the last watchlist used",
     )
     p.add_argument("--watchlist", metavar="NAME", help="the config's watchlist NAME")
     p.add_argument(
@@ -968,7 +1061,7 @@ def _run_web(args: argparse.Namespace) -> int:
             return web.demo(cfg, speed, spec, args.config, path, run)
     if args.speed is not None:
         raise UsageError("--speed needs --demo")
-    given = parse_pairs(args.pairs) if args.pairs else []
+    given = parse_entries(args.pairs) if args.pairs else []
     cfg = _build_config(args)
     served = serve.server_for(cfg)
     if served is not None:
@@ -978,11 +1071,19 @@ def _run_web(args: argparse.Namespace) -> int:
                 "(give pairs to open instead)"
             )
         return web.front_only(spec, served, cfg, args.config, given)
-    pairs, _listed, name = live_pairs(cfg, args.pairs, args.watchlist)
-    _check_rules(cfg, args.alert)
+    entries, _listed, name = live_pairs(cfg, args.pairs, args.watchlist)
+    pairs, baskets = split_entries(entries)
+    _check_baskets(cfg, baskets)
+    _check_rules(cfg, args.alert, mixed=bool(baskets))
     _prepare_db(cfg)
     return serve.serve(
-        lambda: _build_config(args), pairs, args.alert, name, web=spec, config_path=args.config
+        lambda: _build_config(args),
+        pairs,
+        args.alert,
+        name,
+        web=spec,
+        config_path=args.config,
+        baskets=baskets,
     )
 
 

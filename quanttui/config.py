@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -87,11 +88,13 @@ class ExportConfig:
 class BasketConfig:
     """`[basket]`: the Johansen test of a basket of three or more legs
     (`quanttui.analytics.basket`): statsmodels' `det_order` (-1 none, 0 constant, 1
-    linear trend) and `k_ar_diff` (lagged differences), on log prices or prices."""
+    linear trend) and `k_ar_diff` (lagged differences), on log prices or prices; the
+    backtest enters only on bars whose rank is at least `min_rank` (0: no filter)."""
 
     det_order: int = 0
     k_ar_diff: int = 1
     log_prices: bool = True
+    min_rank: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,11 +195,13 @@ class Config:
     notify: NotifyConfig = field(default=NotifyConfig())
     basket: BasketConfig = field(default=BasketConfig())
     sources: tuple[str, ...] = field(default=())
-    watchlists: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = field(default=())
-    """`[watchlists]`: (name, pairs (x, y)) in file order."""
+    watchlists: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = field(default=())
+    """`[watchlists]`: (name, entries) in file order; an entry is a pair (x, y) or a
+    basket's legs (three or more)."""
 
-    def watchlist(self, name: str) -> tuple[tuple[str, str], ...] | None:
-        """The pairs of the watchlist `name`, or None when there is none by that name."""
+    def watchlist(self, name: str) -> tuple[tuple[str, ...], ...] | None:
+        """The entries of the watchlist `name` (pairs (x, y), baskets (a, b, c, ...)), or
+        None when there is none by that name."""
         return dict(self.watchlists).get(name)
 
     @property
@@ -308,6 +313,7 @@ _CHECKS = {
     ("notify", "drain_s"): _Range(0, 600),
     ("basket", "det_order"): _Range(-1, 1),
     ("basket", "k_ar_diff"): _Range(0, 10),
+    ("basket", "min_rank"): _Range(0, 12),
 }
 """Every numeric key has a stated range (README, Configuration); floats must also be
 finite, so ``inf`` and ``nan`` (which TOML and ``float()`` both accept) never pass."""
@@ -332,30 +338,93 @@ def parse_watchlist_pair(text: str) -> tuple[str, str]:
     return x, y
 
 
-def _watchlists(source: str, table: Any) -> dict[str, tuple[tuple[str, str], ...]]:
+MIN_BASKET_LEGS, MAX_BASKET_LEGS = 3, 12
+"""A basket's legs: three or more (two are a pair), at most 12 (the Johansen critical-value
+tables stop there)."""
+
+
+def parse_basket(text: str) -> tuple[str, ...]:
+    """``"BTCUSDT+ETHUSDT+SOLUSDT"`` -> the legs in order (upper-cased): 3 to 12 distinct
+    symbols; `ValueError` naming the problem otherwise."""
+    legs = tuple(s.strip().upper() for s in text.strip().split("+"))
+    for sym in legs:
+        if not _SYMBOL.match(sym):
+            raise ValueError(
+                f"invalid symbol {sym!r} in basket {text!r}: expected 2-20 letters or digits"
+            )
+    if len(legs) < MIN_BASKET_LEGS:
+        raise ValueError(
+            f"invalid basket {text!r}: a basket has {MIN_BASKET_LEGS} to {MAX_BASKET_LEGS} "
+            f"legs A+B+C (a pair is written X/Y), got {len(legs)}"
+        )
+    problem = basket_legs_problem(legs)
+    if problem:
+        raise ValueError(f"invalid basket {text!r}: {problem}")
+    return legs
+
+
+def basket_legs_problem(legs: Sequence[str]) -> str | None:
+    """Why `legs` cannot be a basket's (3 to 12 distinct symbols), in one line, or None:
+    the one rule for the command line, the config and `BasketParams`."""
+    if len(legs) < MIN_BASKET_LEGS:
+        return f"a basket needs {MIN_BASKET_LEGS} or more legs, got {len(legs)}"
+    if len(legs) > MAX_BASKET_LEGS:
+        return (
+            f"a basket has at most {MAX_BASKET_LEGS} legs (the Johansen critical-value tables "
+            f"stop there), got {len(legs)}"
+        )
+    dup = sorted({s for s in legs if legs.count(s) > 1})
+    if dup:
+        return f"each leg may be given once (got {', '.join(dup)} twice)"
+    return None
+
+
+def parse_watchlist_entry(text: str) -> tuple[str, ...]:
+    """A watchlist entry: a pair ``"X/Y"`` -> ``(X, Y)`` or a basket ``"A+B+C"`` -> its
+    legs (`parse_basket`). The length tells them apart: two legs are a pair."""
+    if "+" in text and "/" not in text:
+        return parse_basket(text)
+    if "/" not in text:
+        raise ValueError(
+            f"invalid pair {text!r}: expected X/Y, e.g. BTCUSDT/ETHUSDT, or a basket A+B+C, "
+            "e.g. BTCUSDT+ETHUSDT+SOLUSDT"
+        )
+    return parse_watchlist_pair(text)
+
+
+def entry_key(legs: Sequence[str]) -> str:
+    """``X/Y`` for a pair, ``A+B+C`` for a basket (the engine's keys)."""
+    return "/".join(legs) if len(legs) == 2 else "+".join(legs)
+
+
+def _watchlists(source: str, table: Any) -> dict[str, tuple[tuple[str, ...], ...]]:
     """`[watchlists]`: each key a name (letters, digits, ``_``, ``-``), each value a
-    non-empty array of distinct pairs ``"X/Y"``."""
+    non-empty array of distinct pairs ``"X/Y"`` and baskets ``"A+B+C"``."""
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: [watchlists] must be a table")
-    out: dict[str, tuple[tuple[str, str], ...]] = {}
+    out: dict[str, tuple[tuple[str, ...], ...]] = {}
     for name, value in table.items():
         where = f"{source}: [watchlists] {name}"
         if not _WATCHLIST_NAME.match(name):
             raise ConfigError(f"{where}: a name is 1-40 letters, digits, '_' or '-'")
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f'{where}: expected an array of pairs such as ["BTCUSDT/ETHUSDT"]')
+            raise ConfigError(
+                f'{where}: expected an array of pairs and baskets such as ["BTCUSDT/ETHUSDT", '
+                '"BTCUSDT+ETHUSDT+SOLUSDT"]'
+            )
         if not value:
-            raise ConfigError(f"{where}: empty (give at least one pair X/Y)")
-        pairs: list[tuple[str, str]] = []
+            raise ConfigError(f"{where}: empty (give at least one pair X/Y or basket A+B+C)")
+        entries: list[tuple[str, ...]] = []
         for text in value:
             try:
-                p = parse_watchlist_pair(text)
+                e = parse_watchlist_entry(text)
             except ValueError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
-            if p in pairs:
-                raise ConfigError(f"{where}: pair {p[0]}/{p[1]} given twice")
-            pairs.append(p)
-        out[name] = tuple(pairs)
+            if e in entries:
+                kind = "pair" if len(e) == 2 else "basket"
+                raise ConfigError(f"{where}: {kind} {entry_key(e)} given twice")
+            entries.append(e)
+        out[name] = tuple(entries)
     return out
 
 

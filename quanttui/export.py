@@ -94,6 +94,46 @@ def _write(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) 
     return n
 
 
+BAR_LEG_COLUMNS = ("open", "high", "low", "close", "volume", "trades", "filled")
+"""The bars CSV's columns for each leg, after its prefix (``x_``, ``y_``, ``<SYMBOL>_``)."""
+
+Plan = tuple[Sequence[str], Iterable[Sequence[object]]]
+"""One CSV to write: its header and its rows (`_write_all`)."""
+
+
+def _ticks(conn: sqlite3.Connection, symbols: Sequence[str]) -> Plan:
+    """The ticks CSV of `symbols`: their stored trades up to the clock, oldest first."""
+
+    def rows() -> Iterable[Sequence[object]]:
+        marks = ",".join("?" * len(symbols))
+        cur = conn.execute(
+            "SELECT ts_ms, symbol, trade_id, price, qty, is_buyer_maker FROM ticks "
+            f"WHERE symbol IN ({marks}) AND ts_ms <= ? ORDER BY ts_ms, symbol, trade_id",
+            (*symbols, latest_ms()),
+        )
+        for ts, sym, tid, p, q, m in cur:
+            yield (iso_utc(ts), sym, tid, p, q, m)
+
+    return ("time", "symbol", "trade_id", "price", "qty", "is_buyer_maker"), rows()
+
+
+def _alerts(conn: sqlite3.Connection, key: str) -> Plan:
+    """The alerts CSV of the pair or basket `key` (``withdrawn`` empty before schema v2)."""
+
+    def rows() -> Iterable[Sequence[object]]:
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(alerts)")}
+        withdrawn = "withdrawn_ms" if "withdrawn_ms" in cols else "NULL"
+        cur = conn.execute(
+            f"SELECT ts_ms, pair, rule, metric, value, threshold, {withdrawn} FROM alerts "
+            "WHERE pair = ? ORDER BY ts_ms, id",
+            (key,),
+        )
+        for ts, pair, rule, metric, value, thr, gone in cur:
+            yield (iso_utc(ts), pair, rule, metric, value, thr, iso_utc(gone) if gone else None)
+
+    return ("time", "pair", "rule", "metric", "value", "threshold", "withdrawn"), rows()
+
+
 def export_pair(
     conn: sqlite3.Connection,
     params: PairParams,
@@ -129,15 +169,6 @@ def export_pair(
     stat = last_stationarity(engine)
     fund = _funding_columns(conn, params, list(engine.history))
 
-    def ticks() -> Iterable[Sequence[object]]:
-        cur = conn.execute(
-            "SELECT ts_ms, symbol, trade_id, price, qty, is_buyer_maker FROM ticks "
-            "WHERE symbol IN (?, ?) AND ts_ms <= ? ORDER BY ts_ms, symbol, trade_id",
-            (sx, sy, latest_ms()),
-        )
-        for ts, sym, tid, p, q, m in cur:
-            yield (iso_utc(ts), sym, tid, p, q, m)
-
     def bar_rows() -> Iterable[Sequence[object]]:
         for part, settled in ((bars, True), (unsettled, False)):
             for i in range(len(part)):
@@ -164,22 +195,15 @@ def export_pair(
                 *(fund[c][k] for c in FUNDING_METRIC_NAMES),
             )
 
-    def alert_rows() -> Iterable[Sequence[object]]:
-        cols = {r[1] for r in conn.execute("PRAGMA table_info(alerts)")}
-        withdrawn = "withdrawn_ms" if "withdrawn_ms" in cols else "NULL"
-        cur = conn.execute(
-            f"SELECT ts_ms, pair, rule, metric, value, threshold, {withdrawn} FROM alerts "
-            "WHERE pair = ? ORDER BY ts_ms, id",
-            (params.pair,),
-        )
-        for ts, pair, rule, metric, value, thr, gone in cur:
-            yield (iso_utc(ts), pair, rule, metric, value, thr, iso_utc(gone) if gone else None)
-
-    leg = ("open", "high", "low", "close", "volume", "trades", "filled")
     plan = {
-        "ticks": (("time", "symbol", "trade_id", "price", "qty", "is_buyer_maker"), ticks()),
+        "ticks": _ticks(conn, [sx, sy]),
         "bars": (
-            ("time", *(f"x_{c}" for c in leg), *(f"y_{c}" for c in leg), "settled"),
+            (
+                "time",
+                *(f"x_{c}" for c in BAR_LEG_COLUMNS),
+                *(f"y_{c}" for c in BAR_LEG_COLUMNS),
+                "settled",
+            ),
             bar_rows(),
         ),
         "analytics": (
@@ -193,10 +217,7 @@ def export_pair(
             ),
             analytics_rows(),
         ),
-        "alerts": (
-            ("time", "pair", "rule", "metric", "value", "threshold", "withdrawn"),
-            alert_rows(),
-        ),
+        "alerts": _alerts(conn, params.pair),
     }
     return _write_all(out, f"{sx}_{sy}_{tf}_{stamp}", plan)
 
@@ -242,16 +263,6 @@ def export_basket(
     run_basket_bars(engine, bars)
     m_legs = len(syms)
 
-    def ticks() -> Iterable[Sequence[object]]:
-        marks = ",".join("?" * m_legs)
-        cur = conn.execute(
-            "SELECT ts_ms, symbol, trade_id, price, qty, is_buyer_maker FROM ticks "
-            f"WHERE symbol IN ({marks}) AND ts_ms <= ? ORDER BY ts_ms, symbol, trade_id",
-            (*syms, latest_ms()),
-        )
-        for ts, sym, tid, pr, q, mk in cur:
-            yield (iso_utc(ts), sym, tid, pr, q, mk)
-
     def bar_rows() -> Iterable[Sequence[object]]:
         for part, settled in ((bars, True), (unsettled, False)):
             for i in range(len(part)):
@@ -276,29 +287,17 @@ def export_basket(
                 tests = (None,) * 6
             yield (*cells, m.spread, m.spread_mean, m.zscore, m.half_life_bars, *tests)
 
-    def alert_rows() -> Iterable[Sequence[object]]:
-        cols = {r[1] for r in conn.execute("PRAGMA table_info(alerts)")}
-        withdrawn = "withdrawn_ms" if "withdrawn_ms" in cols else "NULL"
-        cur = conn.execute(
-            f"SELECT ts_ms, pair, rule, metric, value, threshold, {withdrawn} FROM alerts "
-            "WHERE pair = ? ORDER BY ts_ms, id",
-            (params.key,),
-        )
-        for ts, pair, rule, metric, value, thr, gone in cur:
-            yield (iso_utc(ts), pair, rule, metric, value, thr, iso_utc(gone) if gone else None)
-
-    leg = ("open", "high", "low", "close", "volume", "trades", "filled")
     plan = {
-        "ticks": (("time", "symbol", "trade_id", "price", "qty", "is_buyer_maker"), ticks()),
-        "bars": (("time", *(f"{s}_{c}" for s in syms for c in leg), "settled"), bar_rows()),
+        "ticks": _ticks(conn, syms),
+        "bars": (
+            ("time", *(f"{s}_{c}" for s in syms for c in BAR_LEG_COLUMNS), "settled"),
+            bar_rows(),
+        ),
         "analytics": (
             ("time", *(f"{s}_{c}" for s in syms for c in BASKET_LEG_COLUMNS), *BASKET_COLUMNS),
             analytics_rows(),
         ),
-        "alerts": (
-            ("time", "pair", "rule", "metric", "value", "threshold", "withdrawn"),
-            alert_rows(),
-        ),
+        "alerts": _alerts(conn, params.key),
     }
     return _write_all(out, f"{'_'.join(syms)}_{params.timeframe}_{stamp}", plan)
 
@@ -489,9 +488,7 @@ def _out_dir(out_dir: str | Path) -> Path:
     return out
 
 
-def _write_all(
-    out: Path, name: str, plan: dict[str, tuple[Sequence[str], Iterable[Sequence[object]]]]
-) -> dict[str, tuple[Path, int]]:
+def _write_all(out: Path, name: str, plan: dict[str, Plan]) -> dict[str, tuple[Path, int]]:
     """All files under temporary names, then all renamed; on failure none is left."""
     written: dict[str, tuple[Path, int]] = {}
     temps: list[tuple[Path, Path]] = []

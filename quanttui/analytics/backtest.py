@@ -45,8 +45,9 @@ Funding (USD-M perpetuals; with the legs' stored settlements, `FundingSeries`):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -96,9 +97,15 @@ class Trade:
     funding: float = 0.0
 
 
+T = TypeVar("T")
+
+
 @dataclass(slots=True)
-class BacktestResult:
-    trades: list[Trade]
+class StrategyResult(Generic[T]):
+    """What a backtest of a pair (`BacktestResult`) or of a basket gives; `trades` are
+    that backtest's trades."""
+
+    trades: list[T]
     equity: np.ndarray
     bar_pnl: np.ndarray
     ts_ms: np.ndarray
@@ -115,6 +122,11 @@ class BacktestResult:
     @property
     def pnl_after_funding(self) -> float | None:
         return None if self.funding is None else self.total_pnl + self.funding.total
+
+
+@dataclass(slots=True)
+class BacktestResult(StrategyResult[Trade]):
+    """A pair's backtest (`run_backtest`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +149,191 @@ class FundingOutcome:
         return 1.0 if self.expected == 0 else (self.expected - self.missing) / self.expected
 
 
+class Position(Protocol):
+    """What `simulate` needs of a trade: a pair's `Trade` or a basket's."""
+
+    entry_time: int
+    side: str
+    entry_index: int
+    exit_time: int | None
+    pnl: float
+    bars_held: int
+    funding: float
+
+
+class _BarMetrics(Protocol):
+    @property
+    def ts_ms(self) -> int: ...
+
+    @property
+    def zscore(self) -> float: ...
+
+
+P = TypeVar("P", bound=Position)
+H = TypeVar("H")
+M = TypeVar("M", bound=_BarMetrics)
+
+
+class Book(Generic[P, H]):
+    """The leg arithmetic of a position, for `simulate`: a pair's (`PairBook`) or a
+    basket's (`quanttui.analytics.basket.BasketBook`). `H` is the hedge fixed at the
+    signal bar (a pair's ``b``, a basket's weights); legs are numbered as the funding
+    series are given."""
+
+    def enter(self, t: int, side: str, hedge: H) -> tuple[P, float]:
+        """Open `side` at bar t's close: the trade and the notional traded."""
+        raise NotImplementedError
+
+    def mark(self, pos: P, t: int) -> float:
+        """The position's PnL over bar t (close t-1 to close t)."""
+        raise NotImplementedError
+
+    def close(self, pos: P, t: int) -> float:
+        """Record bar t's closes as the exit prices; returns the notional an exit there
+        trades."""
+        raise NotImplementedError
+
+    def qty(self, pos: P, leg: int) -> float:
+        raise NotImplementedError
+
+    def price(self, leg: int, t: int) -> float:
+        raise NotImplementedError
+
+
+class PairBook(Book[Trade, float]):
+    """One unit of Y against ``b`` units of X (``b y / x`` with `log_hedge`); legs (X, Y)."""
+
+    def __init__(self, ts: np.ndarray, xs: list[float], ys: list[float], log_hedge: bool) -> None:
+        self.ts, self.xs, self.ys, self.log_hedge = ts, xs, ys, log_hedge
+
+    def enter(self, t: int, side: str, hedge: float) -> tuple[Trade, float]:
+        px, py = self.xs[t], self.ys[t]
+        hx = hedge * py / px if self.log_hedge else hedge
+        sign = 1.0 if side == "long" else -1.0
+        return Trade(int(self.ts[t]), side, px, py, hedge, -sign * hx, sign, t), py + abs(hx) * px
+
+    def mark(self, pos: Trade, t: int) -> float:
+        xs, ys = self.xs, self.ys
+        return pos.qy * (ys[t] - ys[t - 1]) + pos.qx * (xs[t] - xs[t - 1])
+
+    def close(self, pos: Trade, t: int) -> float:
+        pos.exit_x, pos.exit_y = self.xs[t], self.ys[t]
+        return abs(pos.qy) * pos.exit_y + abs(pos.qx) * pos.exit_x
+
+    def qty(self, pos: Trade, leg: int) -> float:
+        return pos.qy if leg else pos.qx
+
+    def price(self, leg: int, t: int) -> float:
+        return self.ys[t] if leg else self.xs[t]
+
+
+def simulate(
+    ts: np.ndarray,
+    z: list[float],
+    hedges: Sequence[H],
+    usable: np.ndarray,
+    params: BacktestParams,
+    timeframe_ms: int,
+    book: Book[P, H],
+    funding: Sequence[FundingSeries] | None = None,
+    entry_ok: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """The strategy of the module docstring over bars `ts` (int64 open times), the one
+    loop of a pair's and a basket's backtest: `usable` marks the bars whose z and hedge
+    are defined, `entry_ok` (all when None) those on which a flat book may decide to
+    enter; exits are never held back. `funding` has one series per leg of `book`.
+
+    Returns the fields of a result (`BacktestResult`) but `ts_ms` and `params`."""
+    n = len(ts)
+    fee = params.fee_bps / 1e4
+    ok = usable.tolist()
+    gate = None if entry_ok is None else entry_ok.tolist()
+    bar_pnl = np.zeros(n)
+    trades: list[P] = []
+    open_t: P | None = None
+    pending: tuple[str, H | None] | None = None
+    fees_total = gross = 0.0
+    in_market = 0
+    held: list[P | None] = [None] * n
+    for t in range(n):
+        held[t] = open_t
+        if open_t is not None and t > 0:
+            bar_pnl[t] += book.mark(open_t, t)
+        if pending is not None:
+            side, h = pending
+            pending = None
+            if side == "exit" and open_t is not None:
+                cost = fee * book.close(open_t, t)
+                bar_pnl[t] -= cost
+                fees_total += cost
+                open_t.pnl += float(bar_pnl[t])
+                open_t.exit_time = int(ts[t])
+                open_t.bars_held = t - open_t.entry_index
+                trades.append(open_t)
+                open_t = None
+            elif side in ("long", "short") and open_t is None and h is not None:
+                open_t, notional = book.enter(t, side, h)
+                cost = fee * notional
+                gross += notional
+                bar_pnl[t] -= cost
+                fees_total += cost
+                open_t.pnl = -cost
+        elif open_t is not None and t > open_t.entry_index:
+            open_t.pnl += float(bar_pnl[t])
+        if open_t is not None:
+            in_market += 1
+        if t == n - 1:
+            break
+        if not ok[t]:
+            continue
+        zt = z[t]
+        if open_t is None:
+            if gate is not None and not gate[t]:
+                continue
+            if zt >= params.entry_z:
+                pending = ("short", hedges[t])
+            elif zt <= -params.entry_z:
+                pending = ("long", hedges[t])
+        else:
+            stop = params.stop_z is not None and abs(zt) >= params.stop_z
+            if (
+                stop
+                or (open_t.side == "short" and zt <= params.exit_z)
+                or (open_t.side == "long" and zt >= -params.exit_z)
+            ):
+                pending = ("exit", None)
+    if open_t is not None:
+        book.close(open_t, n - 1)
+        open_t.exit_time = None
+        open_t.bars_held = n - 1 - open_t.entry_index
+        trades.append(open_t)
+    outcome = None
+    if funding is not None and n:
+        outcome = _funding(ts, held, timeframe_ms, funding, book)
+    equity = np.cumsum(bar_pnl)
+    total = float(equity[-1]) if n else 0.0
+    closed = [tr for tr in trades if tr.exit_time is not None]
+    sharpe = None
+    if n > 2 and bar_pnl.std(ddof=1) > 0:
+        sharpe = float(
+            bar_pnl.mean() / bar_pnl.std(ddof=1) * math.sqrt(YEAR_S * 1000 / timeframe_ms)
+        )
+    peak = np.maximum.accumulate(np.r_[0.0, equity])[1:] if n else equity
+    return {
+        "trades": trades,
+        "equity": equity,
+        "bar_pnl": bar_pnl,
+        "total_pnl": total,
+        "fees": fees_total,
+        "return_on_notional": total / gross if gross > 0 else None,
+        "sharpe": sharpe,
+        "max_drawdown": float((peak - equity).max()) if n else 0.0,
+        "win_rate": sum(tr.pnl > 0 for tr in closed) / len(closed) if closed else None,
+        "exposure": in_market / n if n else 0.0,
+        "funding": outcome,
+    }
+
+
 def run_backtest(
     ts_ms: np.ndarray,
     x: np.ndarray,
@@ -152,96 +349,11 @@ def run_backtest(
     n = len(ts_ms)
     if not (len(x) == len(y) == len(z) == len(beta) == n):
         raise ValueError("all series must have the same length")
-    fee = params.fee_bps / 1e4
-    xs, ys, zs, bs = x.tolist(), y.tolist(), z.tolist(), beta.tolist()
-    bar_pnl = np.zeros(n)
-    trades: list[Trade] = []
-    open_t: Trade | None = None
-    pending: tuple[str, float] | None = None  # ("long"/"short", beta) or ("exit", nan)
-    fees_total = 0.0
-    gross = 0.0
-    in_market = 0
-    held: list[Trade | None] = [None] * n
-    for t in range(n):
-        px, py = xs[t], ys[t]
-        held[t] = open_t
-        if open_t is not None and t > 0:
-            bar_pnl[t] += open_t.qy * (py - ys[t - 1]) + open_t.qx * (px - xs[t - 1])
-        if pending is not None:
-            kind, b = pending
-            pending = None
-            if kind == "exit" and open_t is not None:
-                cost = fee * (abs(open_t.qy) * py + abs(open_t.qx) * px)
-                bar_pnl[t] -= cost
-                fees_total += cost
-                open_t.pnl += float(bar_pnl[t])
-                open_t.exit_time, open_t.exit_x, open_t.exit_y = int(ts_ms[t]), px, py
-                open_t.bars_held = t - open_t.entry_index
-                trades.append(open_t)
-                open_t = None
-            elif kind in ("long", "short") and open_t is None:
-                hx = b * py / px if params.log_hedge else b
-                sign = 1.0 if kind == "long" else -1.0
-                open_t = Trade(int(ts_ms[t]), kind, px, py, b, -sign * hx, sign, t)
-                cost = fee * (py + abs(hx) * px)
-                gross += py + abs(hx) * px
-                bar_pnl[t] -= cost
-                fees_total += cost
-                open_t.pnl = -cost
-        elif open_t is not None and t > open_t.entry_index:
-            open_t.pnl += float(bar_pnl[t])
-        if open_t is not None:
-            in_market += 1
-        if t == n - 1:
-            break
-        zt, bt = zs[t], bs[t]
-        if not (math.isfinite(zt) and math.isfinite(bt)):
-            continue
-        if open_t is None:
-            if zt >= params.entry_z:
-                pending = ("short", bt)
-            elif zt <= -params.entry_z:
-                pending = ("long", bt)
-        else:
-            stop = params.stop_z is not None and abs(zt) >= params.stop_z
-            if (
-                stop
-                or (open_t.side == "short" and zt <= params.exit_z)
-                or (open_t.side == "long" and zt >= -params.exit_z)
-            ):
-                pending = ("exit", math.nan)
-    if open_t is not None:
-        open_t.exit_time = None
-        open_t.exit_x, open_t.exit_y = xs[-1], ys[-1]
-        open_t.bars_held = n - 1 - open_t.entry_index
-        trades.append(open_t)
-    outcome = None
-    if funding is not None and n:
-        outcome = _funding(np.asarray(ts_ms, np.int64), xs, ys, held, timeframe_ms, *funding)
-    equity = np.cumsum(bar_pnl)
-    total = float(equity[-1]) if n else 0.0
-    closed = [tr for tr in trades if tr.exit_time is not None]
-    sharpe = None
-    if n > 2 and bar_pnl.std(ddof=1) > 0:
-        sharpe = float(
-            bar_pnl.mean() / bar_pnl.std(ddof=1) * math.sqrt(YEAR_S * 1000 / timeframe_ms)
-        )
-    peak = np.maximum.accumulate(np.r_[0.0, equity])[1:] if n else equity
-    return BacktestResult(
-        trades=trades,
-        equity=equity,
-        bar_pnl=bar_pnl,
-        ts_ms=np.asarray(ts_ms),
-        total_pnl=total,
-        fees=fees_total,
-        return_on_notional=total / gross if gross > 0 else None,
-        sharpe=sharpe,
-        max_drawdown=float((peak - equity).max()) if n else 0.0,
-        win_rate=sum(tr.pnl > 0 for tr in closed) / len(closed) if closed else None,
-        exposure=in_market / n if n else 0.0,
-        params=asdict(params),
-        funding=outcome,
-    )
+    ts = np.asarray(ts_ms, np.int64)
+    book = PairBook(ts, x.tolist(), y.tolist(), params.log_hedge)
+    usable = np.isfinite(z) & np.isfinite(beta)
+    fields = simulate(ts, z.tolist(), beta.tolist(), usable, params, timeframe_ms, book, funding)
+    return BacktestResult(**fields, ts_ms=np.asarray(ts_ms), params=asdict(params))
 
 
 MINUTE_MS = 60_000
@@ -249,25 +361,24 @@ MINUTE_MS = 60_000
 
 def _funding(
     ts_ms: np.ndarray,
-    xs: list[float],
-    ys: list[float],
-    held: list[Trade | None],
+    held: Sequence[P | None],
     timeframe_ms: int,
-    fx: FundingSeries,
-    fy: FundingSeries,
+    series: Sequence[FundingSeries],
+    book: Book[P, Any],
 ) -> FundingOutcome:
-    """Settlement cash flows of the positions in `held` (the position over each bar)."""
+    """Settlement cash flows of the positions in `held` (the position over each bar), leg
+    by leg in the order of `series` (module docstring)."""
     closes_at = ts_ms + timeframe_ms
     lo, hi = int(closes_at[0]), int(closes_at[-1])
     bar = np.zeros(len(ts_ms))
     total = 0.0
     settlements = expected = missing = in_pos = proxy = 0
-    for series, closes, leg in ((fx, xs, "x"), (fy, ys, "y")):
-        nominal = (series.ts_ms + MINUTE_MS // 2) // MINUTE_MS * MINUTE_MS
+    for leg, s in enumerate(series):
+        nominal = (s.ts_ms + MINUTE_MS // 2) // MINUTE_MS * MINUTE_MS
         seen: dict[int, int] = {}
         for k in np.flatnonzero((nominal > lo) & (nominal <= hi)).tolist():
             first = seen.setdefault(int(nominal[k]), k)
-            if first != k and not np.isfinite(series.mark[first]):
+            if first != k and not np.isfinite(s.mark[first]):
                 seen[int(nominal[k])] = k  # a duplicate that has the mark price wins
         for when, k in seen.items():
             t = int(np.searchsorted(closes_at, when, side="left"))
@@ -275,17 +386,16 @@ def _funding(
             tr = held[t]
             if tr is None:
                 continue
-            mark = float(series.mark[k])
+            mark = float(s.mark[k])
             if not np.isfinite(mark):
-                mark = closes[t]
+                mark = book.price(leg, t)
                 proxy += 1
-            q = tr.qx if leg == "x" else tr.qy
-            flow = -q * mark * float(series.rate[k])
+            flow = -book.qty(tr, leg) * mark * float(s.rate[k])
             bar[t] += flow
             tr.funding += flow
             total += flow
-        want = expected_settlements(lo, hi, series.interval_h)
-        absent = want[match_settlements(series, want) < 0]
+        want = expected_settlements(lo, hi, s.interval_h)
+        absent = want[match_settlements(s, want) < 0]
         expected += want.size
         missing += absent.size
         for when in absent.tolist():
@@ -318,57 +428,89 @@ class BacktestReport:
     params: dict
 
     def trades_json(self) -> list[dict]:
-        from quanttui.model import iso_utc
-
-        out = []
-        r = self.result
-        for t in r.trades:
-            out.append(
-                {
-                    "entry_time": iso_utc(t.entry_time),
-                    "exit_time": iso_utc(t.exit_time) if t.exit_time is not None else None,
-                    "side": t.side,
-                    "entry_x": t.entry_x,
-                    "entry_y": t.entry_y,
-                    "exit_x": t.exit_x,
-                    "exit_y": t.exit_y,
-                    "beta": t.beta,
-                    "pnl": t.pnl,
-                    "bars_held": t.bars_held,
-                    "funding": t.funding if r.funding is not None else None,
-                }
-            )
-        return out
+        funded = self.result.funding is not None
+        legs = ("entry_x", "entry_y", "exit_x", "exit_y", "beta")
+        return [
+            trade_json(t, funded, **{k: getattr(t, k) for k in legs}) for t in self.result.trades
+        ]
 
     def as_json(self) -> dict:
-        r = self.result
-        return {
-            "trades": self.trades_json(),
-            "total_pnl": r.total_pnl,
-            "fees": r.fees,
-            "return_on_notional": r.return_on_notional,
-            "sharpe": r.sharpe,
-            "max_drawdown": r.max_drawdown,
-            "win_rate": r.win_rate,
-            "exposure": r.exposure,
-            "bars": self.bars,
-            "params": self.params,
-            **self.funding_json(),
-        }
+        return report_json(self.result, self.trades_json(), self.bars, self.params)
 
     def funding_json(self) -> dict:
         """The funding keys of `--json` (None throughout when no funding was loaded)."""
-        r, f = self.result, self.result.funding
-        return {
-            "funding": None if f is None else f.total,
-            "pnl_before_funding": r.total_pnl,
-            "pnl_after_funding": r.pnl_after_funding,
-            "funding_coverage": None if f is None else f.coverage,
-            "funding_settlements": None if f is None else f.settlements,
-            "funding_missing": None if f is None else f.missing,
-            "funding_missing_in_position": None if f is None else f.missing_in_position,
-            "funding_mark_from_close": None if f is None else f.mark_from_close,
-        }
+        return _funding_json(self.result)
+
+
+def trade_json(t: Position, funded: bool, **legs: object) -> dict:
+    """One trade of `backtest --json`: its times and side, the `legs` fields (prices,
+    hedge), then its PnL, bars held and funding (None when no funding was loaded)."""
+    from quanttui.model import iso_utc
+
+    return {
+        "entry_time": iso_utc(t.entry_time),
+        "exit_time": iso_utc(t.exit_time) if t.exit_time is not None else None,
+        "side": t.side,
+        **legs,
+        "pnl": t.pnl,
+        "bars_held": t.bars_held,
+        "funding": t.funding if funded else None,
+    }
+
+
+def report_json(r: StrategyResult, trades: list[dict], bars: int, params: dict) -> dict:
+    """`backtest --json` of a pair or a basket: the result's summary with `trades`."""
+    return {
+        "trades": trades,
+        "total_pnl": r.total_pnl,
+        "fees": r.fees,
+        "return_on_notional": r.return_on_notional,
+        "sharpe": r.sharpe,
+        "max_drawdown": r.max_drawdown,
+        "win_rate": r.win_rate,
+        "exposure": r.exposure,
+        "bars": bars,
+        "params": params,
+        **_funding_json(r),
+    }
+
+
+def _funding_json(r: StrategyResult) -> dict:
+    f = r.funding
+    return {
+        "funding": None if f is None else f.total,
+        "pnl_before_funding": r.total_pnl,
+        "pnl_after_funding": r.pnl_after_funding,
+        "funding_coverage": None if f is None else f.coverage,
+        "funding_settlements": None if f is None else f.settlements,
+        "funding_missing": None if f is None else f.missing,
+        "funding_missing_in_position": None if f is None else f.missing_in_position,
+        "funding_mark_from_close": None if f is None else f.mark_from_close,
+    }
+
+
+def bars_in_range(
+    history: Iterable[M],
+    start_ms: int | None,
+    end_ms: int | None,
+    name: str,
+    timeframe: str,
+    window: int,
+) -> list[M]:
+    """The metrics of `history` with ``start_ms <= ts_ms <= end_ms`` (either bound open
+    when None): the bars a backtest trades. Raises `ValueError` when they are fewer than
+    two or have no z-score."""
+    keep = [
+        m
+        for m in history
+        if (start_ms is None or m.ts_ms >= start_ms) and (end_ms is None or m.ts_ms <= end_ms)
+    ]
+    if len(keep) < 2 or not any(math.isfinite(m.zscore) for m in keep):
+        raise ValueError(
+            f"too little data for a backtest of {name} at {timeframe}: "
+            f"{len(keep)} bars in range, z-scores need {2 * window - 1} bars"
+        )
+    return keep
 
 
 def backtest_bars(
@@ -388,16 +530,7 @@ def backtest_bars(
 
     engine = pair.analytics(history=max(len(bars), 1))
     run_bars(engine, bars)
-    keep = [
-        m
-        for m in engine.history
-        if (start_ms is None or m.ts_ms >= start_ms) and (end_ms is None or m.ts_ms <= end_ms)
-    ]
-    if len(keep) < 2 or not any(math.isfinite(m.zscore) for m in keep):
-        raise ValueError(
-            f"too little data for a backtest of {pair.pair} at {pair.timeframe}: "
-            f"{len(keep)} bars in range, z-scores need {2 * pair.window - 1} bars"
-        )
+    keep = bars_in_range(engine.history, start_ms, end_ms, pair.pair, pair.timeframe, pair.window)
 
     def col(name: str) -> np.ndarray:
         return np.fromiter((getattr(m, name) for m in keep), float, len(keep))

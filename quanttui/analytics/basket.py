@@ -36,27 +36,34 @@ import dataclasses
 import math
 from array import array
 from collections import deque
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from quanttui.analytics.backtest import MINUTE_MS, YEAR_S, BacktestParams, FundingOutcome
+from quanttui.analytics.backtest import (
+    BacktestParams,
+    Book,
+    StrategyResult,
+    bars_in_range,
+    report_json,
+    simulate,
+    trade_json,
+)
 from quanttui.analytics.bars import BasketBar, BasketBars, BasketBuilder
-from quanttui.analytics.funding import FundingSeries, expected_settlements, match_settlements
+from quanttui.analytics.funding import FundingSeries
 from quanttui.analytics.johansen import RollingJohansen, check_params
-from quanttui.analytics.live import CLOSE_GRACE_MS
+from quanttui.analytics.live import LiveLegs
 from quanttui.analytics.rolling import RollingCov
-from quanttui.config import TIMEFRAMES
-from quanttui.model import BasketSnapshot, Tick
+from quanttui.config import MAX_BASKET_LEGS, MIN_BASKET_LEGS, TIMEFRAMES, basket_legs_problem
+from quanttui.model import BasketSnapshot
 
 if TYPE_CHECKING:
     import sqlite3
 
 NAN = math.nan
-MIN_LEGS = 3
-MAX_LEGS = 12
+MIN_LEGS, MAX_LEGS = MIN_BASKET_LEGS, MAX_BASKET_LEGS
 """The Johansen critical-value tables (Osterwald-Lenum, MacKinnon-Haug-Michelis) stop at
 12 variables."""
 
@@ -76,16 +83,9 @@ class BasketParams:
 
     def __post_init__(self) -> None:
         syms = self.symbols
-        if len(syms) < MIN_LEGS:
-            raise ValueError(f"a basket needs {MIN_LEGS} or more legs, got {len(syms)}")
-        if len(syms) > MAX_LEGS:
-            raise ValueError(
-                f"a basket has at most {MAX_LEGS} legs (the Johansen critical-value tables "
-                f"stop there), got {len(syms)}"
-            )
-        dup = sorted({s for s in syms if syms.count(s) > 1})
-        if dup:
-            raise ValueError(f"each leg may be given once (got {', '.join(dup)} twice)")
+        problem = basket_legs_problem(syms)
+        if problem:
+            raise ValueError(problem)
         if self.timeframe not in TIMEFRAMES:
             raise ValueError(f"unknown timeframe {self.timeframe!r}")
         check_params(len(syms), self.window, self.det_order, self.k_ar_diff)
@@ -325,89 +325,39 @@ def build_basket_snapshot(engine: BasketAnalytics, series: int | None = None) ->
     )
 
 
-class LiveBasket:
-    """A basket's live pipeline: trades and the clock in (`add`, `advance`), closed bars
-    through `update` out. Rebuilt from the database (`from_store`, `resume`) on start and
-    whenever its live bars part from the stored ones (`diverged` rises), as `LivePair`."""
+class LiveBasket(LiveLegs[BasketParams, BasketBar, BasketMetrics]):
+    """A basket's live pipeline (`quanttui.analytics.live.LiveLegs`, as `LivePair`): every
+    leg's trades in, `BasketMetrics` out."""
 
-    def __init__(self, params: BasketParams, history: int = 600) -> None:
-        self.params = params
-        self.engine = params.analytics(history)
-        self.builder = BasketBuilder(
-            params.symbols, params.timeframe_ms, max_gap_bars=params.max_gap_bars
-        )
-        self.last_bar: BasketBar | None = None
+    engine: BasketAnalytics
+    builder: BasketBuilder
 
     def update(self, ts_ms: int, closes: Sequence[float]) -> BasketMetrics:
         """One closed bar: the metrics of `BasketAnalytics.update`."""
         return self.engine.update(ts_ms, closes)
 
-    @classmethod
-    def from_bars(cls, params: BasketParams, bars: BasketBars, history: int = 600) -> LiveBasket:
-        lb = cls(params, history)
-        run_basket_bars(lb.engine, bars)
-        if len(bars):
-            lb.last_bar = bars.basket_bar(len(bars) - 1)
-            lb.builder.seed(lb.last_bar)
-        return lb
+    @property
+    def symbols(self) -> list[str]:
+        return list(self.params.symbols)
 
-    @classmethod
-    def from_store(
-        cls,
-        conn: sqlite3.Connection,
-        params: BasketParams,
-        end_ms: int,
-        history: int = 600,
-        *,
-        open_at_end: bool = True,
-    ) -> LiveBasket:
-        """History up to (excluding) the bucket of `end_ms` (`LivePair.from_store`)."""
+    @staticmethod
+    def _builder(params: BasketParams) -> BasketBuilder:
+        return BasketBuilder(params.symbols, params.timeframe_ms, max_gap_bars=params.max_gap_bars)
+
+    @staticmethod
+    def _load(conn: sqlite3.Connection, params: BasketParams, end_ms: int) -> BasketBars:
         from quanttui.store.queries import load_basket_bars
 
-        bars = load_basket_bars(
+        return load_basket_bars(
             conn, list(params.symbols), params.timeframe, end_ms, max_gap_bars=params.max_gap_bars
         )
-        lb = cls.from_bars(params, bars, history)
-        if lb.builder.current is None and open_at_end:
-            lb.builder.current = end_ms - end_ms % params.timeframe_ms
-        return lb
 
-    @classmethod
-    def resume(
-        cls, conn: sqlite3.Connection, params: BasketParams, end_ms: int, history: int = 600
-    ) -> tuple[LiveBasket, set[tuple[str, int]]]:
-        """`from_store` up to the bucket of `end_ms`, then that open bucket from its stored
-        trades; returns the `(symbol, trade_id)` taken from it (`LivePair.resume`)."""
-        from quanttui.store.queries import load_ticks
+    def _replay(self, bars: BasketBars) -> BasketBar | None:
+        run_basket_bars(self.engine, bars)
+        return bars.basket_bar(len(bars) - 1) if len(bars) else None
 
-        lb = cls.from_store(conn, params, end_ms, history, open_at_end=end_ms > 0)
-        if end_ms <= 0:
-            return lb, set()
-        open_bucket = load_ticks(conn, list(params.symbols), end_ms)
-        lb.add(open_bucket)
-        return lb, {(t.symbol, t.trade_id) for t in open_bucket}
-
-    @property
-    def diverged(self) -> int:
-        """Late trades plus filled bars of a silence later skipped: a rise is the cue to
-        recompute."""
-        return self.builder.late + self.builder.retracted
-
-    def _apply(self, bars: list[BasketBar]) -> list[BasketMetrics]:
-        out = []
-        for b in bars:
-            out.append(self.update(b.ts_ms, b.closes))
-            self.last_bar = b
-        return out
-
-    def add(self, ticks: Iterable[Tick]) -> list[BasketMetrics]:
-        closed: list[BasketBar] = []
-        for t in ticks:
-            closed += self.builder.add(t)
-        return self._apply(closed)
-
-    def advance(self, now_ms: int, grace_ms: int = CLOSE_GRACE_MS) -> list[BasketMetrics]:
-        return self._apply(self.builder.advance(now_ms - grace_ms))
+    def _close(self, bar: BasketBar) -> BasketMetrics:
+        return self.update(bar.ts_ms, bar.closes)
 
 
 # ---------------------------------------------------------------------------- backtest
@@ -431,29 +381,45 @@ class BasketTrade:
 
 
 @dataclass(slots=True)
-class BasketBacktestResult:
-    trades: list[BasketTrade]
-    equity: np.ndarray
-    bar_pnl: np.ndarray
-    ts_ms: np.ndarray
-    total_pnl: float
-    fees: float
-    return_on_notional: float | None
-    sharpe: float | None
-    max_drawdown: float
-    win_rate: float | None
-    exposure: float
-    params: dict = field(default_factory=dict)
-    funding: FundingOutcome | None = None
-
-    @property
-    def pnl_after_funding(self) -> float | None:
-        return None if self.funding is None else self.total_pnl + self.funding.total
+class BasketBacktestResult(StrategyResult[BasketTrade]):
+    """A basket's backtest (`run_basket_backtest`)."""
 
 
 def _units(w: np.ndarray, p: np.ndarray, log_prices: bool) -> np.ndarray:
     """Quantities of one unit of the basket at prices `p` (module docstring)."""
     return w * p[0] / p if log_prices else w.copy()
+
+
+class BasketBook(Book[BasketTrade, np.ndarray]):
+    """One unit of the basket (`_units` of the signal bar's weights at the fill's prices),
+    long ``+q`` or short ``-q``; `q` is the open trade's, as an array."""
+
+    def __init__(self, ts: np.ndarray, closes: np.ndarray, log_prices: bool) -> None:
+        self.ts, self.px, self.log_prices = ts, closes, log_prices
+        self.q = np.zeros(closes.shape[1])
+
+    def enter(self, t: int, side: str, hedge: np.ndarray) -> tuple[BasketTrade, float]:
+        p = self.px[t]
+        sign = 1.0 if side == "long" else -1.0
+        self.q = q = sign * _units(hedge, p, self.log_prices)
+        trade = BasketTrade(
+            int(self.ts[t]), side, tuple(p.tolist()), tuple(hedge.tolist()), tuple(q.tolist()), t
+        )
+        return trade, float(np.abs(q) @ p)
+
+    def mark(self, pos: BasketTrade, t: int) -> float:
+        return float(self.q @ (self.px[t] - self.px[t - 1]))
+
+    def close(self, pos: BasketTrade, t: int) -> float:
+        p = self.px[t]
+        pos.exit_prices = tuple(p.tolist())
+        return float(np.abs(self.q) @ p)
+
+    def qty(self, pos: BasketTrade, leg: int) -> float:
+        return pos.qty[leg]
+
+    def price(self, leg: int, t: int) -> float:
+        return float(self.px[t, leg])
 
 
 def run_basket_backtest(
@@ -464,6 +430,8 @@ def run_basket_backtest(
     params: BacktestParams,
     timeframe_ms: int,
     funding: Sequence[FundingSeries] | None = None,
+    rank: np.ndarray | None = None,
+    min_rank: int = 1,
 ) -> BasketBacktestResult:
     """The pair backtest's z-score strategy on a basket spread.
 
@@ -477,7 +445,12 @@ def run_basket_backtest(
     `FundingSeries` per leg. With two legs and weights ``(1, -b)`` on ``(y, x)`` this is
     the pair backtest exactly.
 
-    Raises `ValueError` on mismatched shapes."""
+    Rank filter: with `rank` (the Johansen rank of each bar, `BasketMetrics.rank`, -1
+    while undefined), a flat book decides to enter at bar t only when
+    ``rank_t >= min_rank``; exits are never held back. ``min_rank = 0`` (or no `rank`)
+    enters on z alone.
+
+    Raises `ValueError` on mismatched shapes or a negative `min_rank`."""
     ts = np.asarray(ts_ms, np.int64)
     px = np.asarray(closes, float)
     n = len(ts)
@@ -485,151 +458,17 @@ def run_basket_backtest(
         raise ValueError("closes and weights must be bars x legs, z one per bar")
     if funding is not None and len(funding) != px.shape[1]:
         raise ValueError("funding needs one series per leg")
-    fee = params.fee_bps / 1e4
-    zs = np.asarray(z, float).tolist()
+    if rank is not None and len(rank) != n:
+        raise ValueError("rank must be one per bar")
+    if min_rank < 0:
+        raise ValueError(f"min_rank must be >= 0, got {min_rank}")
+    zf = np.asarray(z, float)
     w_all = np.asarray(weights, float)
-    bar_pnl = np.zeros(n)
-    trades: list[BasketTrade] = []
-    open_t: BasketTrade | None = None
-    open_q = np.zeros(px.shape[1])
-    pending: tuple[str, np.ndarray | None] | None = None
-    fees_total = gross = 0.0
-    in_market = 0
-    held: list[BasketTrade | None] = [None] * n
-    for t in range(n):
-        p = px[t]
-        held[t] = open_t
-        if open_t is not None and t > 0:
-            bar_pnl[t] += float(open_q @ (p - px[t - 1]))
-        if pending is not None:
-            kind, w = pending
-            pending = None
-            if kind == "exit" and open_t is not None:
-                cost = fee * float(np.abs(open_q) @ p)
-                bar_pnl[t] -= cost
-                fees_total += cost
-                open_t.pnl += float(bar_pnl[t])
-                open_t.exit_time, open_t.exit_prices = int(ts[t]), tuple(p.tolist())
-                open_t.bars_held = t - open_t.entry_index
-                trades.append(open_t)
-                open_t = None
-            elif kind in ("long", "short") and open_t is None and w is not None:
-                sign = 1.0 if kind == "long" else -1.0
-                open_q = sign * _units(w, p, params.log_hedge)
-                open_t = BasketTrade(
-                    int(ts[t]),
-                    kind,
-                    tuple(p.tolist()),
-                    tuple(w.tolist()),
-                    tuple(open_q.tolist()),
-                    t,
-                )
-                notional = float(np.abs(open_q) @ p)
-                cost = fee * notional
-                gross += notional
-                bar_pnl[t] -= cost
-                fees_total += cost
-                open_t.pnl = -cost
-        elif open_t is not None and t > open_t.entry_index:
-            open_t.pnl += float(bar_pnl[t])
-        if open_t is not None:
-            in_market += 1
-        if t == n - 1:
-            break
-        zt, wt = zs[t], w_all[t]
-        if not (math.isfinite(zt) and np.all(np.isfinite(wt))):
-            continue
-        if open_t is None:
-            if zt >= params.entry_z:
-                pending = ("short", wt)
-            elif zt <= -params.entry_z:
-                pending = ("long", wt)
-        else:
-            stop = params.stop_z is not None and abs(zt) >= params.stop_z
-            if (
-                stop
-                or (open_t.side == "short" and zt <= params.exit_z)
-                or (open_t.side == "long" and zt >= -params.exit_z)
-            ):
-                pending = ("exit", None)
-    if open_t is not None:
-        open_t.exit_time = None
-        open_t.exit_prices = tuple(px[-1].tolist())
-        open_t.bars_held = n - 1 - open_t.entry_index
-        trades.append(open_t)
-    outcome = None
-    if funding is not None and n:
-        outcome = _basket_funding(ts, px, held, timeframe_ms, funding)
-    equity = np.cumsum(bar_pnl)
-    total = float(equity[-1]) if n else 0.0
-    closed = [tr for tr in trades if tr.exit_time is not None]
-    sharpe = None
-    if n > 2 and bar_pnl.std(ddof=1) > 0:
-        sharpe = float(
-            bar_pnl.mean() / bar_pnl.std(ddof=1) * math.sqrt(YEAR_S * 1000 / timeframe_ms)
-        )
-    peak = np.maximum.accumulate(np.r_[0.0, equity])[1:] if n else equity
-    return BasketBacktestResult(
-        trades=trades,
-        equity=equity,
-        bar_pnl=bar_pnl,
-        ts_ms=ts,
-        total_pnl=total,
-        fees=fees_total,
-        return_on_notional=total / gross if gross > 0 else None,
-        sharpe=sharpe,
-        max_drawdown=float((peak - equity).max()) if n else 0.0,
-        win_rate=sum(tr.pnl > 0 for tr in closed) / len(closed) if closed else None,
-        exposure=in_market / n if n else 0.0,
-        params=asdict(params),
-        funding=outcome,
-    )
-
-
-def _basket_funding(
-    ts_ms: np.ndarray,
-    closes: np.ndarray,
-    held: list[BasketTrade | None],
-    timeframe_ms: int,
-    series: Sequence[FundingSeries],
-) -> FundingOutcome:
-    """Settlement flows of the positions in `held`, leg by leg (the pair backtest's
-    `_funding` rules: settlement T is paid by the position over the bar with
-    ``c_{t-1} < T <= c_t``; mark price, else that bar's close)."""
-    closes_at = ts_ms + timeframe_ms
-    lo, hi = int(closes_at[0]), int(closes_at[-1])
-    bar = np.zeros(len(ts_ms))
-    total = 0.0
-    settlements = expected = missing = in_pos = proxy = 0
-    for leg, s in enumerate(series):
-        nominal = (s.ts_ms + MINUTE_MS // 2) // MINUTE_MS * MINUTE_MS
-        seen: dict[int, int] = {}
-        for k in np.flatnonzero((nominal > lo) & (nominal <= hi)).tolist():
-            first = seen.setdefault(int(nominal[k]), k)
-            if first != k and not np.isfinite(s.mark[first]):
-                seen[int(nominal[k])] = k
-        for when, k in seen.items():
-            t = int(np.searchsorted(closes_at, when, side="left"))
-            settlements += 1
-            tr = held[t]
-            if tr is None:
-                continue
-            mark = float(s.mark[k])
-            if not np.isfinite(mark):
-                mark = float(closes[t, leg])
-                proxy += 1
-            flow = -tr.qty[leg] * mark * float(s.rate[k])
-            bar[t] += flow
-            tr.funding += flow
-            total += flow
-        want = expected_settlements(lo, hi, s.interval_h)
-        absent = want[match_settlements(s, want) < 0]
-        expected += want.size
-        missing += absent.size
-        for when in absent.tolist():
-            t = int(np.searchsorted(closes_at, when, side="left"))
-            in_pos += held[t] is not None
-    return FundingOutcome(total, bar, settlements, expected, missing, in_pos, proxy)
+    usable = np.isfinite(zf) & np.isfinite(w_all).all(axis=1)
+    entry_ok = None if rank is None or min_rank == 0 else np.asarray(rank) >= min_rank
+    book = BasketBook(ts, px, params.log_hedge)
+    fields = simulate(ts, zf.tolist(), w_all, usable, params, timeframe_ms, book, funding, entry_ok)
+    return BasketBacktestResult(**fields, ts_ms=ts, params=asdict(params))
 
 
 @dataclass(frozen=True, slots=True)
@@ -642,52 +481,22 @@ class BasketBacktestReport:
     symbols: tuple[str, ...]
 
     def trades_json(self) -> list[dict]:
-        from quanttui.model import iso_utc
-
-        r = self.result
-        out = []
-        for t in r.trades:
-            legs = self.symbols
-            out.append(
-                {
-                    "entry_time": iso_utc(t.entry_time),
-                    "exit_time": iso_utc(t.exit_time) if t.exit_time is not None else None,
-                    "side": t.side,
-                    "entry_prices": dict(zip(legs, t.entry_prices, strict=True)),
-                    "exit_prices": dict(zip(legs, t.exit_prices, strict=True))
-                    if t.exit_prices
-                    else None,
-                    "weights": dict(zip(legs, t.weights, strict=True)),
-                    "qty": dict(zip(legs, t.qty, strict=True)),
-                    "pnl": t.pnl,
-                    "bars_held": t.bars_held,
-                    "funding": t.funding if r.funding is not None else None,
-                }
+        funded = self.result.funding is not None
+        legs = self.symbols
+        return [
+            trade_json(
+                t,
+                funded,
+                entry_prices=dict(zip(legs, t.entry_prices, strict=True)),
+                exit_prices=dict(zip(legs, t.exit_prices, strict=True)) if t.exit_prices else None,
+                weights=dict(zip(legs, t.weights, strict=True)),
+                qty=dict(zip(legs, t.qty, strict=True)),
             )
-        return out
+            for t in self.result.trades
+        ]
 
     def as_json(self) -> dict:
-        r, f = self.result, self.result.funding
-        return {
-            "trades": self.trades_json(),
-            "total_pnl": r.total_pnl,
-            "fees": r.fees,
-            "return_on_notional": r.return_on_notional,
-            "sharpe": r.sharpe,
-            "max_drawdown": r.max_drawdown,
-            "win_rate": r.win_rate,
-            "exposure": r.exposure,
-            "bars": self.bars,
-            "params": self.params,
-            "funding": None if f is None else f.total,
-            "pnl_before_funding": r.total_pnl,
-            "pnl_after_funding": r.pnl_after_funding,
-            "funding_coverage": None if f is None else f.coverage,
-            "funding_settlements": None if f is None else f.settlements,
-            "funding_missing": None if f is None else f.missing,
-            "funding_missing_in_position": None if f is None else f.missing_in_position,
-            "funding_mark_from_close": None if f is None else f.mark_from_close,
-        }
+        return report_json(self.result, self.trades_json(), self.bars, self.params)
 
 
 def backtest_basket(
@@ -697,24 +506,25 @@ def backtest_basket(
     start_ms: int | None = None,
     end_ms: int | None = None,
     funding: Sequence[FundingSeries] | None = None,
+    *,
+    min_rank: int = 0,
 ) -> BasketBacktestReport:
     """Run `BasketAnalytics` over all `bars`, then `run_basket_backtest` over the bars in
     ``[start_ms, end_ms]``; `params.log_hedge` is taken from the basket's `log_prices`.
+    Entries need each signal bar's own Johansen rank (`BasketMetrics.rank`, the live
+    path's, from bars up to that one) to be at least `min_rank`; 0 (the default here; the
+    CLI passes the config's) turns the filter off.
 
-    Raises `ValueError` when the range holds fewer than two bars or no z-score."""
+    Raises `ValueError` when the range holds fewer than two bars or no z-score, or when
+    `min_rank` is not in ``0..m`` (m legs)."""
+    m_legs = len(basket.symbols)
+    if not 0 <= min_rank <= m_legs:
+        raise ValueError(f"min_rank must be 0 to {m_legs} (the legs), got {min_rank}")
     engine = basket.analytics(history=max(len(bars), 1))
     run_basket_bars(engine, bars)
-    keep = [
-        m
-        for m in engine.history
-        if (start_ms is None or m.ts_ms >= start_ms) and (end_ms is None or m.ts_ms <= end_ms)
-    ]
-    if len(keep) < 2 or not any(math.isfinite(m.zscore) for m in keep):
-        raise ValueError(
-            f"too little data for a backtest of {basket.key} at {basket.timeframe}: "
-            f"{len(keep)} bars in range, z-scores need {2 * basket.window - 1} bars"
-        )
-    m_legs = len(basket.symbols)
+    keep = bars_in_range(
+        engine.history, start_ms, end_ms, basket.key, basket.timeframe, basket.window
+    )
     nan_w = (NAN,) * m_legs
     res = run_basket_backtest(
         np.fromiter((m.ts_ms for m in keep), np.int64, len(keep)),
@@ -726,6 +536,8 @@ def backtest_basket(
         ),
         basket.timeframe_ms,
         funding,
+        np.fromiter((m.rank for m in keep), np.int64, len(keep)),
+        min_rank,
     )
     meta = {
         **res.params,
@@ -736,5 +548,6 @@ def backtest_basket(
         "det_order": basket.det_order,
         "k_ar_diff": basket.k_ar_diff,
         "log_prices": basket.log_prices,
+        "min_rank": min_rank,
     }
     return BasketBacktestReport(res, len(keep), meta, basket.symbols)

@@ -11,9 +11,10 @@ that stops draining blocks only the UI; the engine goes on storing and alerting,
 `ShutdownGuard` (installed by the CLI, or by the app with `guard=True`) ends the process
 within 5 s of a hang-up or SIGTERM whatever the terminal does.
 
-One pair opens its monitor; several open the watchlist, from which each pair's monitor
-opens on the same engine (one `MonitorScreen` per opened pair, kept while it is
-watched); events are routed by pair key. The engine, numpy and the charts are imported
+One pair opens its monitor; several (or any basket) open the watchlist, from which each
+pair's monitor, or a basket's screen (`ListedBasketScreen`), opens on the same engine
+(one screen per opened row, kept while it is watched); events are routed by key
+(``X/Y`` for a pair, ``A+B+C`` for a basket). The engine, numpy and the charts are imported
 where first used, not here: with `defer_engine=True` (as the CLI runs it) the first
 frame is on the terminal before the engine is even imported (`_start_deferred`).
 """
@@ -36,8 +37,13 @@ from textual.screen import ModalScreen, Screen
 
 from quanttui.app.heap import GcPacer, freeze_heap
 from quanttui.app.messages import CommandFailed, EngineWoke
-from quanttui.app.screens.watchlist import PlannedPair, WatchlistScreen, listed_monitor
-from quanttui.config import Config
+from quanttui.app.screens.watchlist import (
+    PlannedPair,
+    WatchlistScreen,
+    is_basket,
+    listed_monitor,
+)
+from quanttui.config import Config, parse_watchlist_entry
 from quanttui.textsafe import printable
 
 if TYPE_CHECKING:
@@ -45,12 +51,14 @@ if TYPE_CHECKING:
 
     from quanttui.analytics.live import PairParams
     from quanttui.app.screens.backtest import BacktestScreen
+    from quanttui.app.screens.basket import ListedBasketScreen
     from quanttui.app.screens.monitor import MonitorScreen
     from quanttui.engine import Engine, EngineThread, Mailbox, ShutdownGuard
     from quanttui.engine.events import (
         AlertEvent,
         AlertsDelivered,
         AlertWithdrawn,
+        BasketInfo,
         Finished,
         PairInfo,
         PairsChanged,
@@ -88,6 +96,7 @@ class QuantApp(App[int]):
         symbol_y: str | None = None,
         *,
         pairs: Sequence[tuple[str, str]] = (),
+        baskets: Sequence[Sequence[str]] = (),
         extra_rules: Iterable[str] = (),
         replay: ReplaySpec | None = None,
         watchlist: bool | None = None,
@@ -100,8 +109,9 @@ class QuantApp(App[int]):
         label: str | None = None,
     ) -> None:
         """One pair (`symbol_x`, `symbol_y`, or one in `pairs`) opens its monitor; two or
-        more (or `watchlist=True`) open the watchlist. With no pair at all the engine
-        starts with the first pair opened (`open_pair`), as from the scanner.
+        more, or any of `baskets` (3+ legs each, rows ``A+B+C``), or `watchlist=True` open
+        the watchlist. With no pair at all the engine starts with the first pair opened
+        (`open_pair`), as from the scanner.
 
         `defer_engine`: the engine is imported and made after the first frame.
         `engine_process`: the engine runs in a child process (`EngineProcess`); `engine`
@@ -117,15 +127,19 @@ class QuantApp(App[int]):
         self.mode_label = label or (replay.label if replay else "LIVE")
         self.extra_rules = list(extra_rules)
         legs = list(pairs) or ([(symbol_x, symbol_y)] if symbol_x and symbol_y else [])
+        baskets = [tuple(b) for b in baskets]
         self.engine: Engine | None = None
         """The engine itself when it runs on a thread of this process, else None."""
         self.runner: EngineThread | EngineProcess | None = None
         self.engine_process = engine_process or attach is not None
         self.attach_path = attach
         self._attach_legs: list[tuple[str, str]] = []
+        self._attach_baskets: list[tuple[str, ...]] = []
         self.box: Mailbox | None = None
         self.monitors: dict[str, MonitorScreen] = {}
-        self.pair_infos: dict[str, PairInfo] = {}
+        self.basket_screens: dict[str, ListedBasketScreen] = {}
+        """A basket's screen, made when its row is first opened and kept while watched."""
+        self.pair_infos: dict[str, PairInfo | BasketInfo] = {}
         self.pair_rules: dict[str, list[str]] = {}
         self.status: Status | None = None
         self.watchlist_name = watchlist_name
@@ -143,16 +157,14 @@ class QuantApp(App[int]):
         self._quitting = False
         self._want_guard, self._cleanup = guard, cleanup
         self.shutdown_guard: ShutdownGuard | None = None
-        listed = watchlist if watchlist is not None else len(legs) > 1
+        listed = watchlist if watchlist is not None else len(legs) > 1 or bool(baskets)
         self._deferred: list[tuple[str, str]] = []
-        if legs and defer_engine:
-            self._deferred = legs
-            a = config.analytics
-            for x, y in legs:
-                key = pair_key(x, y)
-                self.pair_infos[key] = PlannedPair(key, x, y, a.timeframe, a.window, a.hedge)
-        elif legs:
-            self._make_engine(legs)
+        self._deferred_baskets: list[tuple[str, ...]] = []
+        if (legs or baskets) and defer_engine:
+            self._deferred, self._deferred_baskets = legs, baskets
+            self._plan(legs, baskets)
+        elif legs or baskets:
+            self._make_engine(legs, baskets)
         if listed:
             self.watchlist_screen = WatchlistScreen(
                 list(self.pair_infos.values()),
@@ -209,8 +221,23 @@ class QuantApp(App[int]):
     def _start_deferred(self) -> None:
         """After the first frame: import, make and start the engine."""
         legs, self._deferred = self._deferred, []
-        if legs and not self._quitting:
-            self._make_engine(legs)
+        baskets, self._deferred_baskets = self._deferred_baskets, []
+        if (legs or baskets) and not self._quitting:
+            self._make_engine(legs, baskets)
+
+    def _plan(self, legs: Sequence[tuple[str, str]], baskets: Sequence[Sequence[str]]) -> None:
+        """Rows for what the engine will report (its `PairInfo` and `BasketInfo`)."""
+        from quanttui.engine.events import BasketInfo
+
+        a = self.config.analytics
+        for x, y in legs:
+            key = pair_key(x, y)
+            if key not in self.pair_infos:
+                self.pair_infos[key] = PlannedPair(key, x, y, a.timeframe, a.window, a.hedge)
+        for b in baskets:
+            key = "+".join(b)
+            if key not in self.pair_infos:
+                self.pair_infos[key] = BasketInfo(key, tuple(b), a.timeframe, a.window)
 
     def _engine_ready(self, infos: Iterable[PairInfo], rules: dict[str, list[str]]) -> None:
         """The engine's pairs and rules replace what the screens were made with."""
@@ -219,7 +246,10 @@ class QuantApp(App[int]):
         for x, y in self._attach_legs:
             if pair_key(x, y) not in served:
                 self.command("add_pair", x, y)
-        self._attach_legs = []
+        for b in self._attach_baskets:
+            if "+".join(b) not in served:
+                self.command("add_basket", list(b))
+        self._attach_legs, self._attach_baskets = [], []
         for info in infos:
             self.pair_infos[info.key] = info
             self.pair_rules[info.key] = list(rules.get(info.key, []))
@@ -259,10 +289,20 @@ class QuantApp(App[int]):
                 mon.show_snapshot(ev.snapshot)
             if wl is not None:
                 wl.show_snapshot(ev.pair, ev.snapshot)
+        elif isinstance(ev, E.BasketSnapshotEvent):
+            bs = self.basket_screens.get(ev.pair)
+            if bs is not None and bs.is_mounted:
+                bs.show_snapshot(ev.snapshot)
+            if wl is not None:
+                wl.show_snapshot(ev.pair, ev.snapshot)
         elif isinstance(ev, E.Status):
             self.status = ev
             shown = self.screen_stack[-1] if self.screen_stack else None
-            if any(shown is m for m in self.monitors.values()):
+            if any(shown is b for b in self.basket_screens.values()):
+                from quanttui.app.screens.basket import basket_status
+
+                shown.set_status(basket_status(self.feed_state, ev))
+            elif any(shown is m for m in self.monitors.values()):
                 shown.show_status(ev)
             elif self.monitor is not None and self.monitor.is_mounted:
                 self.monitor.show_status(ev)
@@ -275,6 +315,9 @@ class QuantApp(App[int]):
             mon = self.monitors.get(key) if key is not None else None
             if mon is not None and mon.is_mounted:
                 mon.show_alert(ev)
+            bs = self.basket_screens.get(key) if key is not None else None
+            if bs is not None and bs.is_mounted:
+                _basket_alert(bs, ev)
             if wl is not None:
                 wl.show_alert(key, ev)
             if isinstance(ev, E.AlertEvent):
@@ -483,33 +526,41 @@ class QuantApp(App[int]):
                 )
 
     # ----------------------------------------------------------------- pairs and navigation
-    def _make_engine(self, legs: Sequence[tuple[str, str]]) -> None:
-        """The engine, its thread or process (started on mount, or now if already
-        mounted), this view's mailbox, and the signal guard when asked for."""
+    def _make_engine(
+        self, legs: Sequence[tuple[str, str]], baskets: Sequence[Sequence[str]] = ()
+    ) -> None:
+        """The engine (with `legs` and `baskets`), its thread or process (started on
+        mount, or now if already mounted), this view's mailbox, and the signal guard when
+        asked for."""
         from quanttui.engine.mailbox import Mailbox
 
         self.box = Mailbox(self._wake)
+        baskets = [tuple(b) for b in baskets]
         if self.engine_process:
             from quanttui.engine.process import EngineProcess
 
-            a = self.config.analytics
-            for x, y in legs:
-                key = pair_key(x, y)
-                if key not in self.pair_infos:
-                    self.pair_infos[key] = PlannedPair(key, x, y, a.timeframe, a.window, a.hedge)
+            self._plan(legs, baskets)
             if self.attach_path is not None:
                 from quanttui.server.client import RemoteEngine
 
                 self._attach_legs = list(legs)
+                self._attach_baskets = baskets
                 self.runner = RemoteEngine(self.attach_path, self.box)
             else:
                 self.runner = EngineProcess(
-                    self.config, legs, self.box, rules=self.extra_rules, replay=self.replay
+                    self.config,
+                    legs,
+                    self.box,
+                    rules=self.extra_rules,
+                    replay=self.replay,
+                    baskets=baskets,
                 )
         else:
             from quanttui.engine import Engine, EngineThread
 
-            self.engine = Engine(self.config, legs, rules=self.extra_rules, replay=self.replay)
+            self.engine = Engine(
+                self.config, legs, rules=self.extra_rules, replay=self.replay, baskets=baskets
+            )
             self.runner = EngineThread(self.engine)
             self.engine.subscribe(self.box)
             infos = self.engine.pair_infos()
@@ -541,12 +592,16 @@ class QuantApp(App[int]):
         return mon
 
     def open_pair(self, key: str) -> None:
-        """Show the pair's full monitor over the current screen (Esc comes back)."""
+        """Show the pair's full monitor, or the basket's screen, over the current screen
+        (Esc comes back)."""
         if not self.started:
             self.notify("starting…", timeout=2)
             return
         if key not in self.pair_infos:
             self.notify(f"{key} is not watched", severity="warning", markup=False)
+            return
+        if is_basket(self.pair_infos[key]):
+            self.open_basket(key)
             return
         mon = self._monitor_for(key)
         self.key, self.monitor = key, mon
@@ -568,6 +623,43 @@ class QuantApp(App[int]):
 
         self.push_screen(name)
         self.call_after_refresh(shown)
+
+    def open_basket(self, key: str) -> None:
+        """The basket's screen (`ListedBasketScreen`), made on first use and kept while
+        the basket is watched; its first frame shows the latest snapshot the watchlist
+        holds and the basket's alerts of this session."""
+        from quanttui.app.screens.basket import ListedBasketScreen, basket_status, basket_title
+
+        screen = self.basket_screens.get(key)
+        if screen is None:
+            title = basket_title(key, self.config.analytics, self.config.basket, self.mode_label)
+            screen = ListedBasketScreen(key, title, self.config.analytics.entry_z)
+            self.basket_screens[key] = screen
+        name = f"basket:{key}"
+        if not self.is_screen_installed(name):
+            self.install_screen(screen, name)
+        first = not screen.is_mounted
+
+        def shown(_result: object = None) -> None:
+            wl = self.watchlist_screen
+            row = wl.rows.get(key) if wl is not None else None
+            snap = row.snapshot if row is not None else None
+            if snap is not None and snap is not screen.snapshot:
+                screen.show_snapshot(snap)
+            if first:
+                for ev in self.alerts:
+                    if not isinstance(ev, _events().AlertsDelivered) and ev.alert.pair == key:
+                        _basket_alert(screen, ev)
+            if self.status is not None:
+                screen.set_status(basket_status(self.feed_state, self.status))
+
+        self.push_screen(name)
+        self.call_after_refresh(shown)
+
+    def export_basket(self, key: str) -> None:
+        """`e` on a basket's screen: its CSVs (`Engine.export`)."""
+        if self.started:
+            self.command("export", [key])
 
     def action_back(self) -> None:
         """Esc on a monitor opened from the watchlist or the scanner."""
@@ -597,17 +689,36 @@ class QuantApp(App[int]):
         pair names its legs the other way round)."""
         hit = None
         for key, info in self.pair_infos.items():
+            if is_basket(info):
+                if key == alert.pair:
+                    return key
+                continue
             if f"{info.symbol_x}/{info.symbol_y}" == alert.pair:
                 return key
             if key == alert.pair:
                 hit = key
         return hit
 
+    def request_add(self, legs: Sequence[str]) -> concurrent.futures.Future:
+        """Ask the engine to watch a pair (two legs) or a basket (three or more); the
+        future fails with its one-line reason."""
+        if len(legs) == 2:
+            return self.request_add_pair(legs[0], legs[1])
+        if self.runner is None:
+            fut: concurrent.futures.Future = concurrent.futures.Future()
+            if self._deferred or self._deferred_baskets:
+                fut.set_exception(RuntimeError("still starting: try again in a moment"))
+                return fut
+            self._make_engine([], [tuple(legs)])
+            fut.set_result("+".join(legs))
+            return fut
+        return self.runner.call_method("add_basket", list(legs))
+
     def request_add_pair(self, x: str, y: str) -> concurrent.futures.Future:
         """Ask the engine to watch X/Y; the future fails with its one-line reason."""
         if self.runner is None:
             fut: concurrent.futures.Future = concurrent.futures.Future()
-            if self._deferred:
+            if self._deferred or self._deferred_baskets:
                 fut.set_exception(RuntimeError("still starting: try again in a moment"))
                 return fut
             self._make_engine([(x, y)])
@@ -624,19 +735,48 @@ class QuantApp(App[int]):
         if self.started:
             self.command("export", list(keys), watchlist=True)
 
+    def _rule_names(self, key: str) -> tuple[str, ...]:
+        """The metrics a rule of the row `key` may name (a pair's or a basket's)."""
+        from quanttui.model import BASKET_METRIC_NAMES, METRIC_NAMES
+
+        return BASKET_METRIC_NAMES if is_basket(self.pair_infos[key]) else METRIC_NAMES
+
+    def _rule_metric(self, text: str) -> str | None:
+        from quanttui.alerts import RuleError, parse_rule
+        from quanttui.model import BASKET_METRIC_NAMES, METRIC_NAMES
+
+        a = self.config.analytics
+        names = tuple(dict.fromkeys(METRIC_NAMES + BASKET_METRIC_NAMES))
+        try:
+            return parse_rule(text, entry_z=a.entry_z, exit_z=a.exit_z, names=names).metric
+        except RuleError:
+            return None
+
     def common_rules(self) -> list[str]:
-        """The rules every watched pair has."""
-        lists = [self.pair_rules.get(k, []) for k in self.pair_infos]
-        if not lists:
+        """The rules every watched row that can take them has: a rule on a pair metric
+        is common when every pair has it, one on a basket metric when every basket has
+        it (a metric of both, such as `zscore`, when every row has it)."""
+        keys = list(self.pair_infos)
+        if not keys:
             return []
-        return [r for r in lists[0] if all(r in other for other in lists[1:])]
+        seen = list(dict.fromkeys(r for k in keys for r in self.pair_rules.get(k, [])))
+        out = []
+        for r in seen:
+            metric = self._rule_metric(r)
+            takers = [k for k in keys if metric is None or metric in self._rule_names(k)]
+            if takers and all(r in self.pair_rules.get(k, []) for k in takers):
+                out.append(r)
+        return out
 
     def add_rule_all(self, text: str) -> bool:
         from quanttui.alerts import RuleError, parse_rule
 
         a = self.config.analytics
+        names = tuple(dict.fromkeys(n for k in self.pair_infos for n in self._rule_names(k)))
         try:
-            rule = parse_rule(text, entry_z=a.entry_z, exit_z=a.exit_z)
+            rule = parse_rule(
+                text, entry_z=a.entry_z, exit_z=a.exit_z, **({"names": names} if names else {})
+            )
         except RuleError as exc:
             self.notify(str(exc), title="Rule not added", severity="error", markup=False)
             return False
@@ -644,6 +784,8 @@ class QuantApp(App[int]):
             self.notify(f"already there: {rule.text}", severity="warning", markup=False)
             return False
         for key in self.pair_infos:
+            if rule.metric not in self._rule_names(key):
+                continue
             rules = self.pair_rules.setdefault(key, [])
             if rule.text not in rules:
                 rules.append(rule.text)
@@ -676,22 +818,34 @@ class QuantApp(App[int]):
             name = f"monitor:{key}"
             if mon is not None and self.is_screen_installed(name) and mon not in self.screen_stack:
                 self.uninstall_screen(name)
+            bs = self.basket_screens.pop(key, None)
+            name = f"basket:{key}"
+            if bs is not None and self.is_screen_installed(name) and bs not in self.screen_stack:
+                self.uninstall_screen(name)
         if self.watchlist_screen is not None:
             self.watchlist_screen.set_pairs(self.watched_infos())
             self.save_watchlist()
 
-    def watched_infos(self) -> list[PairInfo]:
-        """The pairs the watchlist shows: here every pair of the engine."""
+    def watched_infos(self) -> list[PairInfo | BasketInfo]:
+        """The rows the watchlist shows: here every pair and basket of the engine."""
         return list(self.pair_infos.values())
 
     def watched_keys(self) -> list[str]:
         return list(self.pair_infos)
 
     def save_watchlist(self) -> None:
-        """The watchlist's pairs as the last one used (`quanttui.store.state`)."""
+        """The watchlist's pairs and baskets as the last one used (`quanttui.store.state`)."""
         from quanttui.store.state import META_KEY, encode
 
         if not self.persist_watchlist or not self.started:
             return
-        pairs = [(k.split("/")[0], k.split("/")[1]) for k in self.watched_keys()]
-        self.command("set_meta", META_KEY, encode(self.watchlist_name, pairs))
+        entries = [parse_watchlist_entry(k) for k in self.watched_keys()]
+        self.command("set_meta", META_KEY, encode(self.watchlist_name, entries))
+
+
+def _basket_alert(screen: ListedBasketScreen, ev: AlertEvent | AlertWithdrawn) -> None:
+    """An alert event on a basket's screen (a withdrawal strikes its line through)."""
+    if hasattr(ev, "withdrawn_ms"):
+        screen.show_alert(ev.alert, withdrawn=True)
+    else:
+        screen.show_alert(ev.alert, revised=ev.revised)

@@ -19,7 +19,7 @@ from textual.app import App
 from textual.binding import Binding
 
 from quanttui.app.messages import EngineWoke
-from quanttui.app.screens.basket import BasketScreen
+from quanttui.app.screens.basket import BasketScreen, basket_status, basket_title
 from quanttui.config import Config
 from quanttui.textsafe import printable
 
@@ -59,12 +59,8 @@ class BasketApp(App[int]):
         self.exports: list[tuple[str, ...]] = []
         """Each `e`'s written files (or its error), for the status line and tests."""
         self._quitting = False
-        a, b = config.analytics, config.basket
-        title = (
-            f"BASKET {self.key}  {a.timeframe}  W={a.window}  Johansen det_order={b.det_order} "
-            f"k_ar_diff={b.k_ar_diff}  {'log prices' if b.log_prices else 'prices'}"
-        )
-        self.screen_view = BasketScreen(self.key, title, a.entry_z)
+        title = basket_title(self.key, config.analytics, config.basket)
+        self.screen_view = BasketScreen(self.key, title, config.analytics.entry_z)
 
     def get_default_screen(self) -> BasketScreen:
         return self.screen_view
@@ -127,10 +123,7 @@ class BasketApp(App[int]):
                 self.feed_state = ev.state
                 view.set_status(f"{ev.state.upper()} {ev.detail}".rstrip())
             elif isinstance(ev, E.Status):
-                view.set_status(
-                    f"{self.feed_state.upper()}  {ev.rate:,.0f} ticks/s  {ev.stored:,} stored  "
-                    f"{ev.alerts} alerts"
-                )
+                view.set_status(basket_status(self.feed_state, ev))
             elif isinstance(ev, E.ExportDone):
                 self.exports.append(ev.paths if not ev.error else (ev.error,))
                 if ev.error:

@@ -27,7 +27,7 @@ from quanttui.app.app import QuantApp
 from quanttui.app.screens.monitor import WINDOWS
 from quanttui.app.screens.scanner import ScannerScreen
 from quanttui.app.screens.watchlist import WatchlistScreen
-from quanttui.config import TIMEFRAMES, Config, load_config
+from quanttui.config import TIMEFRAMES, Config, entry_key, load_config, parse_watchlist_entry
 from quanttui.engine import pair_key
 from quanttui.engine.events import PairsChanged
 from quanttui.feed.klines import SyncProgress, Universe
@@ -107,7 +107,7 @@ class ScanApp(QuantApp):
         self.minutes_closed = 0
         self._connects = 0
         saved = load_last(req.db_path) if req.db_path.exists() else None
-        self.watch_keys: list[str] = [pair_key(*p) for p in saved.pairs] if saved else []
+        self.watch_keys: list[str] = [entry_key(p) for p in saved.pairs] if saved else []
         self.watchlist_name = saved.name if saved else None
         what = ", ".join(req.symbols) if req.symbols else f"top {req.top}"
         self.scanner = WatchScannerScreen(
@@ -169,14 +169,20 @@ class ScanApp(QuantApp):
         self.now_ms = now
 
     # ----------------------------------------------------------------- the engine
-    def _ensure(self, pairs: list[tuple[str, str]]) -> None:
-        """The engine runs these pairs: started with them, or they join it."""
+    def _ensure(self, pairs: list[tuple[str, ...]]) -> None:
+        """The engine runs these pairs (and baskets, 3+ legs): started with them, or they
+        join it."""
+        legs = [(p[0], p[1]) for p in pairs if len(p) == 2]
+        baskets = [p for p in pairs if len(p) > 2]
         if not self.started:
-            self._make_engine(pairs)
+            self._make_engine(legs, baskets)
             return
-        for x, y in pairs:
+        for x, y in legs:
             if pair_key(x, y) not in self.pair_infos:
                 self.command("add_pair", x, y)
+        for b in baskets:
+            if entry_key(b) not in self.pair_infos:
+                self.command("add_basket", list(b))
 
     def _open_pair(self, symbol_x: str, symbol_y: str) -> None:
         """Enter on a ranking row: the pair's monitor (the engine starts with it)."""
@@ -236,7 +242,7 @@ class ScanApp(QuantApp):
             self._ensure([(symbol_x, symbol_y)])
             self.save_watchlist()
         else:
-            pairs = [(k.split("/")[0], k.split("/")[1]) for k in self.watch_keys]
+            pairs = [parse_watchlist_entry(k) for k in self.watch_keys]
             try:
                 save_last(self.req.db_path, self.watchlist_name, pairs)
             except (OSError, sqlite3.Error, ValueError) as exc:
@@ -251,7 +257,7 @@ class ScanApp(QuantApp):
         if not self.watch_keys:
             self.notify("the watchlist is empty: w adds the pair under the cursor")
             return
-        self._ensure([(k.split("/")[0], k.split("/")[1]) for k in self.watch_keys])
+        self._ensure([parse_watchlist_entry(k) for k in self.watch_keys])
         if self.watchlist_screen is None:
             self.watchlist_screen = ScanWatchlistScreen(
                 self.watched_infos(),

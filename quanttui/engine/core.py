@@ -27,7 +27,7 @@ import gc
 import os
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -210,13 +210,27 @@ class Engine:
         key = pair_key(x, y)
         if key in self.pairs:
             raise EngineError(f"pair {key} is already watched")
-        texts = self.default_rules(key)
+        texts = [t for t in self.default_rules(key) if not self._basket_only(t)]
         rules = make_rules(texts, key, self._rule_args())
         mon = PairMonitor(
             key, self._params(x, y), AlertBook(rules, HISTORY), [r.text for r in rules.rules]
         )
         self.pairs[key] = mon
         return mon
+
+    def _basket_only(self, text: str) -> bool:
+        """A rule for every pair and basket that names a basket metric (`trace_margin`,
+        `rank`, ...): a pair leaves it out, as a basket leaves out the pair metrics."""
+        a = self.cfg.analytics
+        try:
+            parse_rule(text, entry_z=a.entry_z, exit_z=a.exit_z)
+        except RuleError:
+            try:
+                parse_rule(text, entry_z=a.entry_z, exit_z=a.exit_z, names=BASKET_METRIC_NAMES)
+            except RuleError:
+                return False
+            return True
+        return False
 
     def _new_basket(self, symbols: Sequence[str]) -> BasketMonitor:
         """A basket of 3+ legs with the config's timeframe, window and `[basket]` keys.
@@ -884,9 +898,23 @@ class Engine:
 
     async def add_pair(self, x: str, y: str) -> str:
         """Watch another pair; new legs are subscribed on the open connection."""
-        if isinstance(self.feed, Replay) and not {x, y} <= set(self.feed.symbols):
+        return await self._watch([x, y], lambda: self._new_pair(x, y))
+
+    async def add_basket(self, symbols: Sequence[str]) -> str:
+        """Watch another basket (3 to 12 legs, key ``A+B+C``) with the config's timeframe,
+        window and `[basket]` keys; new legs are subscribed on the open connection and
+        warm-started, as for `add_pair`. Returns its key."""
+        legs = [str(s) for s in symbols]
+        return await self._watch(legs, lambda: self._new_basket(legs))
+
+    async def _watch(
+        self, legs: Sequence[str], make: Callable[[], PairMonitor | BasketMonitor]
+    ) -> str:
+        """`add_pair` and `add_basket`: check the legs a replay or the exchange does not
+        know, make the monitor, subscribe and warm-start its new legs, recompute it."""
+        if isinstance(self.feed, Replay) and not set(legs) <= set(self.feed.symbols):
             raise EngineError("a replay cannot add symbols it does not replay")
-        new = [s for s in (x, y) if s not in self.symbols]
+        new = [s for s in dict.fromkeys(legs) if s not in self.symbols]
         if new and isinstance(self.feed, Ingestion):
             from quanttui.feed.binance import check_symbols
 
@@ -896,7 +924,7 @@ class Engine:
                 raise EngineError(str(exc)) from None
             if warning:
                 self.publish(Notice(warning, "Symbols not verified", "warning"))
-        mon = self._new_pair(x, y)
+        mon = make()
         if new:
             await self.feed.subscribe(new)
             self._start_backfill(new)
@@ -905,7 +933,8 @@ class Engine:
         return mon.key
 
     async def remove_pair(self, key: str) -> None:
-        """Stop watching a pair; legs no other pair uses are unsubscribed."""
+        """Stop watching a pair (or a basket, by its key ``A+B+C``); legs no other pair
+        uses are unsubscribed."""
         mon = self.pairs.pop(key, None)
         if mon is None:
             raise EngineError(f"no such pair {key}")
@@ -1079,7 +1108,13 @@ class Engine:
                 series = load_funding_series(conn, list(b.symbols))
             finally:
                 conn.close()
-            return backtest_basket(bars, b, params, funding=[series[s] for s in b.symbols])
+            return backtest_basket(
+                bars,
+                b,
+                params,
+                funding=[series[s] for s in b.symbols],
+                min_rank=self.cfg.basket.min_rank,
+            )
 
         try:
             ev = BacktestDone(mon.key, await asyncio.to_thread(run))

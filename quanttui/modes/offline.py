@@ -343,7 +343,9 @@ def basket_backtest(cfg: Config, symbols: list[str], args) -> int:
         series = load_funding_series(conn, symbols)
     bt = BacktestParams(a.entry_z, a.exit_z, b.stop_z or None, b.fee_bps, params.log_prices)
     try:
-        report = backtest_basket(bars, params, bt, lo, hi, [series[s] for s in symbols])
+        report = backtest_basket(
+            bars, params, bt, lo, hi, [series[s] for s in symbols], min_rank=cfg.basket.min_rank
+        )
     except ValueError as exc:
         raise UserError(str(exc)) from None
     if args.out:

@@ -39,14 +39,17 @@ WantedBy=default.target
 """
 
 
-def systemd_unit(argv: Sequence[str], pairs: Sequence[tuple[str, str]]) -> str:
-    """A systemd user unit that runs this `serve` command line."""
+def systemd_unit(argv: Sequence[str], pairs: Sequence[Sequence[str]]) -> str:
+    """A systemd user unit that runs this `serve` command line (`pairs`: the pairs and
+    baskets it names, for the description)."""
     import shlex
+
+    from quanttui.config import entry_key
 
     exe = shutil.which("quanttui") or f"{sys.executable} -m quanttui"
     args = [a for a in argv if a != "--print-systemd-unit"]
     return SYSTEMD_UNIT.format(
-        pairs=", ".join(f"{x}/{y}" for x, y in pairs) or "the saved watchlist",
+        pairs=", ".join(entry_key(p) for p in pairs) or "the saved watchlist",
         exe=exe,
         args=" ".join(shlex.quote(a) for a in args),
     )
@@ -61,18 +64,22 @@ def serve(
     web: WebSpec | None = None,
     config_path: str | None = None,
     replay: ReplaySpec | None = None,
+    baskets: Sequence[Sequence[str]] = (),
 ) -> int:
-    """Run the server until SIGTERM/SIGINT; with `web`, its browser view too
-    (`quanttui.web`): bound before the engine starts, started once the server answers,
-    told to end with the server's stop and ended (with every tab) before this returns."""
+    """Run the server until SIGTERM/SIGINT, with `pairs` and `baskets` (3+ legs each) on
+    its engine; with `web`, its browser view too (`quanttui.web`): bound before the engine
+    starts, started once the server answers, told to end with the server's stop and ended
+    (with every tab) before this returns."""
     from quanttui.server.server import Server, log
 
-    server = Server(load, pairs, rules=rules, watchlist=watchlist, replay=replay)
+    server = Server(load, pairs, rules=rules, watchlist=watchlist, replay=replay, baskets=baskets)
     if web is None:
         return server.run()
     from quanttui.web.launch import WebFront, tab_command
 
-    title = "quanttui " + " ".join(f"{x}/{y}" for x, y in pairs)
+    title = "quanttui " + " ".join(
+        [*(f"{x}/{y}" for x, y in pairs), *("+".join(b) for b in baskets)]
+    )
     front = WebFront(web, tab_command(server.cfg.db_path, config_path), title)
 
     def start() -> None:

@@ -30,9 +30,10 @@ def front_only(
     socket: Path,
     cfg: Config,
     config_path: str | None,
-    pairs: Sequence[tuple[str, str]],
+    pairs: Sequence[Sequence[str]],
 ) -> int:
-    """The browser view of a server that runs elsewhere, until SIGINT/SIGTERM/SIGHUP."""
+    """The browser view of a server that runs elsewhere, until SIGINT/SIGTERM/SIGHUP;
+    `pairs`: pairs (x, y) and baskets (3+ legs) each tab opens."""
     from quanttui.server.client import probe
     from quanttui.web.launch import WebFront, tab_command
 
@@ -40,7 +41,9 @@ def front_only(
     if welcome is None:
         raise UserError(f"the server at {socket} does not answer")
     served = [str(p) for p in welcome.get("pairs", [])]
-    title = "quanttui " + " ".join(served or [f"{x}/{y}" for x, y in pairs])
+    title = "quanttui " + " ".join(
+        served or ["/".join(p) if len(p) == 2 else "+".join(p) for p in pairs]
+    )
     front = WebFront(spec, tab_command(cfg.db_path, config_path, pairs), title)
     stop = threading.Event()
 

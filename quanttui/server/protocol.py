@@ -26,7 +26,9 @@ when ``V == PROTOCOL_VERSION``, and otherwise ``{"error": "<one line>"}`` and cl
 
 After the handshake
 -------------------
-client -> server: ``["call", id, method, args, kwargs]``, `method` one of `COMMANDS`,
+client -> server: ``["call", id, method, args, kwargs]``, `method` one of `COMMANDS`
+(``add_basket`` takes the legs as one list: ``["call", id, "add_basket", [["A", "B",
+"C"]], {}]``),
 each argument checked against its type (`check_call`); ``["detach"]``.
 server -> client: ``["ready", pair_infos, rules_by_pair]`` first, then
 ``["events", [event, ...]]`` (the ordered events, then the latest snapshot per pair and
@@ -69,12 +71,15 @@ class ProtocolError(Exception):
 
 
 def _registry() -> dict[str, type]:
+    """Every dataclass an event can carry, by name: those of `quanttui.model`, the events,
+    and the backtest reports of a pair (`quanttui.analytics.backtest`) and of a basket
+    (`quanttui.analytics.basket`: `BasketBacktestReport` and what it holds)."""
     from quanttui import model
-    from quanttui.analytics import backtest
+    from quanttui.analytics import backtest, basket
     from quanttui.engine import events
 
     out: dict[str, type] = {}
-    for mod in (model, events, backtest):
+    for mod in (model, events, backtest, basket):
         for name in dir(mod):
             obj = getattr(mod, name)
             if (
@@ -222,6 +227,7 @@ _PARAMS = {
 }
 COMMANDS: dict[str, tuple[tuple[tuple[type, ...], ...], dict[str, tuple[type, ...]]]] = {
     "add_pair": ((_STR, _STR), {}),
+    "add_basket": (((list, tuple),), {}),
     "remove_pair": ((_STR,), {}),
     "set_params": ((_STR,), _PARAMS),
     "add_rule": ((_STR, _OPT_STR), {"key": _OPT_STR}),
@@ -270,6 +276,10 @@ def check_call(frame: Any) -> tuple[int, str, list, dict]:
     if method == "export" and args and isinstance(args[0], list | tuple):
         if not all(isinstance(k, str) for k in args[0]):
             raise ProtocolError("export: pair keys must be strings")
+    if method == "add_basket" and not (
+        len(args[0]) <= 12 and all(isinstance(k, str) and len(k) <= 20 for k in args[0])
+    ):
+        raise ProtocolError("add_basket: the legs must be at most 12 symbols")
     if method == "backtest" and len(args) == 2:
         from quanttui.analytics.backtest import BacktestParams
 

@@ -149,10 +149,13 @@ class Server:
         rules: Sequence[str] = (),
         watchlist: str | None = None,
         replay: Any = None,
+        baskets: Sequence[Sequence[str]] = (),
     ) -> None:
         self.load_config = config_loader
         self.cfg = config_loader()
         self.pairs = [tuple(p) for p in pairs]
+        self.baskets = [tuple(b) for b in baskets]
+        """Baskets (3+ legs) the engine runs beside the pairs (key ``A+B+C``)."""
         self.rules = list(rules)
         self.watchlist = watchlist
         self.replay = replay
@@ -199,7 +202,11 @@ class Server:
 
     def welcome(self) -> dict:
         eng = self.runner.engine if self.runner else None
-        pairs = [i.key for i in eng.pair_infos()] if eng else [f"{x}/{y}" for x, y in self.pairs]
+        pairs = (
+            [i.key for i in eng.pair_infos()]
+            if eng
+            else [*(f"{x}/{y}" for x, y in self.pairs), *("+".join(b) for b in self.baskets)]
+        )
         with self.views_lock:
             viewers = len(self.views)
         return {
@@ -329,9 +336,13 @@ class Server:
         if self.watchlist:
             want = cfg.watchlist(self.watchlist) or ()
             have = {i.key for i in eng.pair_infos()}
-            for x, y in want:
-                if f"{x}/{y}" not in have:
-                    self.runner.call_method("add_pair", x, y)
+            for legs in want:
+                if len(legs) > 2:
+                    if "+".join(legs) not in have:
+                        self.runner.call_method("add_basket", list(legs))
+                        added += 1
+                elif f"{legs[0]}/{legs[1]}" not in have:
+                    self.runner.call_method("add_pair", *legs)
                     added += 1
         self.cfg = cfg
         log(f"SIGHUP: config reloaded ({len(new)} rules, {added} pairs added)")
@@ -343,7 +354,9 @@ class Server:
 
         guard_logging()
         self.bind()
-        engine = Engine(self.cfg, self.pairs, rules=self.rules, replay=self.replay)
+        engine = Engine(
+            self.cfg, self.pairs, rules=self.rules, replay=self.replay, baskets=self.baskets
+        )
         self.runner = EngineThread(engine).start()
         write_info(
             self.cfg.db_path,

@@ -2,8 +2,9 @@
 
 `quanttui` with no pairs reopens it, so it lives with the data it was watching: another
 `--db` has its own. One row, key ``watchlist``, value a JSON object
-``{"name": "majors", "pairs": ["BTCUSDT/ETHUSDT", ...]}`` (``name`` is null for pairs
-given on the command line). A running app writes it through the engine's writer
+``{"name": "majors", "pairs": ["BTCUSDT/ETHUSDT", "BTCUSDT+ETHUSDT+SOLUSDT", ...]}``
+(``name`` is null for pairs given on the command line; a basket is written ``A+B+C``
+among the pairs, so a value saved before baskets existed reads the same). A running app writes it through the engine's writer
 (`Engine.set_meta`) each time its pairs change; `save_last` is for a process without an
 engine (the CLI before it starts one, the scanner).
 """
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from quanttui.config import parse_watchlist_pair
+from quanttui.config import entry_key, parse_watchlist_entry
 from quanttui.store.db import connect
 
 META_KEY = "watchlist"
@@ -25,11 +26,13 @@ SET_META = "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)"
 @dataclass(frozen=True, slots=True)
 class SavedWatchlist:
     name: str | None
-    pairs: tuple[tuple[str, str], ...]
+    pairs: tuple[tuple[str, ...], ...]
+    """Pairs (x, y) and baskets (three or more legs), in the order shown."""
 
 
-def encode(name: str | None, pairs: Sequence[tuple[str, str]]) -> str:
-    return json.dumps({"name": name, "pairs": [f"{x}/{y}" for x, y in pairs]})
+def encode(name: str | None, pairs: Sequence[Sequence[str]]) -> str:
+    """The `meta` value of a watchlist of pairs (x, y) and baskets (a, b, c, ...)."""
+    return json.dumps({"name": name, "pairs": [entry_key(e) for e in pairs]})
 
 
 def decode(text: str) -> SavedWatchlist | None:
@@ -39,9 +42,9 @@ def decode(text: str) -> SavedWatchlist | None:
         name = data.get("name")
         if name is not None and not isinstance(name, str):
             return None
-        pairs: list[tuple[str, str]] = []
+        pairs: list[tuple[str, ...]] = []
         for p in data["pairs"]:
-            pair = parse_watchlist_pair(p)
+            pair = parse_watchlist_entry(p)
             if pair not in pairs:
                 pairs.append(pair)
     except (ValueError, TypeError, KeyError, AttributeError):
@@ -62,7 +65,7 @@ def load_last(db_path: str | Path) -> SavedWatchlist | None:
     return decode(row[0]) if row else None
 
 
-def save_last(db_path: str | Path, name: str | None, pairs: Sequence[tuple[str, str]]) -> None:
+def save_last(db_path: str | Path, name: str | None, pairs: Sequence[Sequence[str]]) -> None:
     """Raises `StoreError` (or `sqlite3.Error`) when the database cannot take it."""
     conn = connect(db_path)
     try:

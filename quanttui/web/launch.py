@@ -61,13 +61,13 @@ def bind(spec: WebSpec) -> socket.socket:
     raise UserError(f"--web {a.host}:{a.port}: cannot listen there ({why})")
 
 
-def tab_command(db: Path, config: str | None, pairs: Sequence[tuple[str, str]] = ()) -> str:
+def tab_command(db: Path, config: str | None, pairs: Sequence[Sequence[str]] = ()) -> str:
     """The shell command each browser tab runs: this interpreter's `quanttui attach` on
     the server for `db` (textual-serve runs it with ``sh -c``)."""
     words = [sys.executable, "-m", "quanttui", "attach", "--db", str(Path(db).resolve())]
     if config:
         words += ["--config", str(Path(config).expanduser().resolve())]
-    words += [f"{x}/{y}" for x, y in pairs]
+    words += ["/".join(p) if len(p) == 2 else "+".join(p) for p in pairs]
     return " ".join(shlex.quote(w) for w in words)
 
 

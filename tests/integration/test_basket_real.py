@@ -156,8 +156,14 @@ def test_live_bars_and_alerts_equal_recompute(basket_db) -> None:
 def test_backtest_cli(basket_db, tmp_path: Path, capsys) -> None:
     db, _times, _closes = basket_db
     out = tmp_path / "bt"
-    assert main(["backtest", *_args(db, "--json", "--out", str(out))]) == 0
+    # on these 1500 bars no bar with |z| >= 2 has rank >= 1: the default filter (min_rank
+    # 1) keeps the book flat, and --min-rank 0 trades every signal
+    assert main(["backtest", *_args(db, "--json")]) == 0
+    filtered = json.loads(capsys.readouterr().out)
+    assert filtered["params"]["min_rank"] == 1 and filtered["trades"] == []
+    assert main(["backtest", *_args(db, "--json", "--min-rank", "0", "--out", str(out))]) == 0
     doc = json.loads(capsys.readouterr().out)
+    assert doc["params"]["min_rank"] == 0
     assert doc["params"]["basket"] == "+".join(LEGS) and doc["bars"] == BARS
     assert doc["trades"] and set(doc["trades"][0]["qty"]) == set(LEGS)
     for t in doc["trades"]:
@@ -175,6 +181,7 @@ def test_backtest_cli(basket_db, tmp_path: Path, capsys) -> None:
         (["export", *(f"S{i}USDT" for i in range(13))], "at most 12 legs"),
         (["backtest", "AVAXUSDT", "NEARUSDT", "FOOUSDT"], "no data stored for FOOUSDT"),
         (["snapshot", *LEGS, "--window", "12"], "window must be"),
+        (["backtest", *LEGS, "--min-rank", "13"], "min_rank"),
     ],
 )
 def test_bad_input_exit_2_one_line(basket_db, args: list[str], needle: str) -> None:

@@ -1,7 +1,8 @@
 """The basket monitor: the Johansen test, weights, spread and z of a basket of 3+ legs.
 
 It renders `BasketSnapshot`s and alert events that `quanttui.app.basket_app.BasketApp`
-hands it; it never reaches into the engine. The table's rows are `quanttui.report.
+(a basket alone) or `QuantApp` (a basket row of the watchlist: `ListedBasketScreen`, Esc
+goes back) hands it; it never reaches into the engine. The table's rows are `quanttui.report.
 basket_rows`, the same text `quanttui snapshot A B C` prints, set cell by cell only where
 the text changed; the z-score history is a sparkline (one column per bar, the newest at
 the right) with the entry threshold in its title.
@@ -10,6 +11,7 @@ the right) with the entry threshold in its title.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,9 +20,13 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Sparkline, Static
 
 from quanttui.app.widgets.loglines import LogLines
+from quanttui.config import AnalyticsConfig, BasketConfig
 from quanttui.model import Alert, BasketSnapshot, iso_utc
 from quanttui.report import basket_rows, metric_value_text
 from quanttui.textsafe import printable
+
+if TYPE_CHECKING:
+    from quanttui.engine.events import Status
 
 ALERT_LOG_ROWS = 500
 COLUMNS = ("metric", "value", "90%", "95%", "99%")
@@ -28,6 +34,20 @@ COLUMNS = ("metric", "value", "90%", "95%", "99%")
 
 def _alert_key(a: Alert) -> str:
     return f"{a.ts_ms} {a.rule} {a.value:.17g}"
+
+
+def basket_title(key: str, a: AnalyticsConfig, b: BasketConfig, mode: str = "") -> str:
+    """The screen's first line: the basket, bar size, window and the test's keys."""
+    return (
+        (f"{mode}  " if mode else "")
+        + f"BASKET {key}  {a.timeframe}  W={a.window}  Johansen det_order={b.det_order} "
+        f"k_ar_diff={b.k_ar_diff}  {'log prices' if b.log_prices else 'prices'}"
+    )
+
+
+def basket_status(feed_state: str, st: Status) -> str:
+    """The status line from the engine's `Status`: feed state, ticks/s, stored, alerts."""
+    return f"{feed_state.upper()}  {st.rate:,.0f} ticks/s  {st.stored:,} stored  {st.alerts} alerts"
 
 
 class BasketScreen(Screen):
@@ -108,3 +128,16 @@ class BasketScreen(Screen):
 
     def action_clear_alerts(self) -> None:
         self.query_one("#basket-alerts", LogLines).clear()
+
+
+class ListedBasketScreen(BasketScreen):
+    """The basket screen opened from a watchlist row (`QuantApp.open_pair`): Esc goes back
+    to the watchlist, `e` writes this basket's CSVs (`Engine.export`)."""
+
+    BINDINGS = [
+        Binding("escape", "app.back", "Back"),
+        Binding("e", "export_basket", "Export", tooltip="Write the basket's CSVs"),
+    ]
+
+    def action_export_basket(self) -> None:
+        self.app.export_basket(self.key)

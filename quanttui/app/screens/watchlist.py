@@ -1,9 +1,13 @@
-"""The watchlist: every pair the engine runs, one row each, live; one alert log for all.
+"""The watchlist: every pair and basket the engine runs, one row each, live; one alert
+log for all.
 
-A view like the monitor: `QuantApp` routes the engine's events to it by pair key
-(`set_pairs`, `set_info`, `show_snapshot`, `show_alert`, `show_status`) and it turns keys
-into engine commands (add and remove a pair, export, rules for every pair). Enter opens
-the pair's full monitor on the same engine; Esc there comes back.
+A view like the monitor: `QuantApp` routes the engine's events to it by key (`set_pairs`,
+`set_info`, `show_snapshot`, `show_alert`, `show_status`) and it turns keys into engine
+commands (add and remove a pair or a basket, export, rules for every row). Enter opens
+the pair's full monitor, or the basket's screen, on the same engine; Esc there comes
+back. A basket row (key ``A+B+C``) shows what a basket has: z, its sparkline, fill,
+half-life, the Johansen rank in the corr column and the r = 0 trace statistic in the
+ADF p column; the cells of metrics a basket has not (hedge b, coint p, carry) are blank.
 
 Why it is drawn the way it is:
 
@@ -42,9 +46,9 @@ from textual.widgets import Footer, Input, Label, Static
 from quanttui.app.screens.confirm import ConfirmScreen
 from quanttui.app.widgets.loglines import DELIVERED_MARK, LogLines
 from quanttui.app.widgets.watchtable import TableColumn, WatchTable
-from quanttui.config import parse_watchlist_pair
-from quanttui.engine.events import describes
-from quanttui.model import Alert, Snapshot, iso_utc
+from quanttui.config import entry_key, parse_watchlist_entry
+from quanttui.engine.events import BasketInfo, describes
+from quanttui.model import Alert, BasketSnapshot, Snapshot, iso_utc
 from quanttui.textsafe import printable
 
 if TYPE_CHECKING:
@@ -110,6 +114,17 @@ def pair_label(x: str, y: str) -> str:
     return f"{short_name(x)}->{short_name(y)}"
 
 
+def is_basket(info: object) -> bool:
+    return isinstance(info, BasketInfo)
+
+
+def row_label(info: PairInfo | BasketInfo) -> str:
+    """A pair's `pair_label` (``BTC->ETH``), a basket's legs ``BTC+ETH+SOL``."""
+    if isinstance(info, BasketInfo):
+        return "+".join(short_name(s) for s in info.symbols)
+    return pair_label(info.symbol_x, info.symbol_y)
+
+
 def fmt_duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "—"
@@ -124,10 +139,10 @@ def fmt_duration(seconds: float | None) -> str:
 
 @dataclass
 class Row:
-    """What the watchlist knows of one pair: from the engine's events only."""
+    """What the watchlist knows of one pair or basket: from the engine's events only."""
 
-    info: PairInfo
-    snapshot: Snapshot | None = None
+    info: PairInfo | BasketInfo
+    snapshot: Snapshot | BasketSnapshot | None = None
     bars: int | None = None
     alerts: deque[Alert] = field(default_factory=lambda: deque(maxlen=PAIR_ALERTS))
     dirty: bool = True
@@ -146,7 +161,15 @@ class Row:
     @property
     def carry(self) -> float | None:
         s = self.snapshot
-        return s.funding.carry_bps_day if s is not None and s.funding is not None else None
+        f = getattr(s, "funding", None)
+        return f.carry_bps_day if f is not None else None
+
+    @property
+    def zseries(self) -> Sequence[float]:
+        s = self.snapshot
+        if s is None:
+            return ()
+        return s.series_zscore if isinstance(s, BasketSnapshot) else s.series.zscore
 
 
 def _abs(v: float | None) -> float | None:
@@ -154,7 +177,8 @@ def _abs(v: float | None) -> float | None:
 
 
 def _snap(name: str) -> Callable[[Row], float | None]:
-    return lambda r: getattr(r.snapshot, name) if r.snapshot is not None else None
+    """A pair's metric; None on a basket row (sorted last)."""
+    return lambda r: getattr(r.snapshot, name, None) if r.snapshot is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +195,7 @@ class Column:
 
 COLUMNS: tuple[Column, ...] = (
     Column("mark", " ", 1, 0, None),
-    Column("pair", "X->Y", 0, 0, lambda r: pair_label(r.info.symbol_x, r.info.symbol_y)),
+    Column("pair", "X->Y", 0, 0, lambda r: row_label(r.info)),
     Column("fill", "fill", 4, 1, lambda r: r.fill),
     Column("z", "z", 6, 0, lambda r: _abs(r.zscore), True),
     Column("spark", "z recent", 0, 0, None),
@@ -278,8 +302,9 @@ class WatchlistScreen(Screen[None]):
         self._draw()
 
     # ----------------------------------------------------------------- events in
-    def set_pairs(self, infos: Sequence[PairInfo]) -> None:
-        """The engine's pairs changed (`PairsChanged`): rows added and removed."""
+    def set_pairs(self, infos: Sequence[PairInfo | BasketInfo]) -> None:
+        """The engine's pairs and baskets changed (`PairsChanged`): rows added and
+        removed."""
         keys = {i.key for i in infos}
         for key in [k for k in self.rows if k not in keys]:
             del self.rows[key]
@@ -287,10 +312,14 @@ class WatchlistScreen(Screen[None]):
         for info in infos:
             if info.key not in self.rows:
                 self.rows[info.key] = Row(info)
+            elif self.rows[info.key].info != info:
+                # a row made from the command line before the engine (or a server with
+                # other parameters) reported it
+                self.set_info(info.key, info)
         self._layout_dirty = True
         self._title_dirty = True
 
-    def set_info(self, key: str, info: PairInfo, bars: int | None = None) -> None:
+    def set_info(self, key: str, info: PairInfo | BasketInfo, bars: int | None = None) -> None:
         """A pair was recomputed (`Recomputed`), possibly with new parameters."""
         row = self.rows.get(key)
         if row is None:
@@ -302,11 +331,20 @@ class WatchlistScreen(Screen[None]):
         row.bars = bars
         row.dirty = True
 
-    def show_snapshot(self, key: str, snap: Snapshot) -> None:
+    def show_snapshot(self, key: str, snap: Snapshot | BasketSnapshot) -> None:
         row = self.rows.get(key)
         if row is None:
             return
-        if not describes(row.info, snap):
+        info = row.info
+        if isinstance(info, BasketInfo) or isinstance(snap, BasketSnapshot):
+            if not (
+                isinstance(info, BasketInfo)
+                and isinstance(snap, BasketSnapshot)
+                and (snap.symbols, snap.timeframe, snap.window)
+                == (info.symbols, info.timeframe, info.window)
+            ):
+                return
+        elif not describes(info, snap):
             return
         row.snapshot = snap
         row.dirty = True
@@ -320,11 +358,7 @@ class WatchlistScreen(Screen[None]):
         """One line in the log naming the pair; the row's last alert."""
         a = ev.alert
         row = self.rows.get(key) if key is not None else None
-        label = (
-            pair_label(row.info.symbol_x, row.info.symbol_y)
-            if row is not None
-            else printable(a.pair, 20)
-        )
+        label = row_label(row.info) if row is not None else printable(a.pair, 20)
         if row is not None:
             if _withdrawn(ev):
                 row.alerts = deque(
@@ -395,19 +429,23 @@ class WatchlistScreen(Screen[None]):
         if key == "mark":
             return ("▲" if z >= 0 else "▼", BEYOND_STYLE) if beyond else (" ", "")
         if key == "pair":
-            return pair_label(row.info.symbol_x, row.info.symbol_y), "bold" if beyond else ""
+            return row_label(row.info), "bold" if beyond else ""
         if key == "fill":
             f = row.fill
             return ("—" if f is None else f"{f * 100:.0f}%"), "" if f is None or f >= 1 else "dim"
         if key == "z":
             return fmt(z, "+.2f"), BEYOND_STYLE if beyond else ""
         if key == "spark":
-            series = snap.series.zscore if snap is not None else ()
+            series = row.zseries
             finite = [abs(v) for v in series[-self._spark :] if math.isfinite(v)]
             limit = max([self.entry_z, *finite])
             return sparkline(series, self._spark, limit), ""
+        if is_basket(row.info) and key in ("beta", "coint_p", "carry"):
+            return "", ""
         if snap is None and key != "alert":
             return "—", ""
+        if isinstance(snap, BasketSnapshot) and key != "alert":
+            return self._basket_cell(snap, key)
         if key == "beta":
             return fmt(snap.beta, ".4g"), ""
         if key == "corr":
@@ -425,10 +463,26 @@ class WatchlistScreen(Screen[None]):
             return f"{iso_utc(a.ts_ms)[11:19]} {a.value:+.2f}", ""
         return "", ""
 
+    @staticmethod
+    def _basket_cell(snap: BasketSnapshot, key: str) -> tuple[str, str]:
+        """A basket row's cell under a pair column: the Johansen rank (trace test, 95 %)
+        under corr, the r = 0 trace statistic under ADF p (bold when it is past its 95 %
+        critical value), the half-life; blank where a basket has no such metric."""
+        if key == "corr":
+            return ("—" if snap.rank is None else f"r={snap.rank}"), ""
+        if key == "adf_p":
+            if not snap.trace:
+                return "—", ""
+            past = bool(snap.trace_cv) and snap.trace[0] > snap.trace_cv[0][1]
+            return fmt(snap.trace[0], ".1f"), "bold" if past else ""
+        if key == "half_life":
+            return fmt_duration(snap.half_life_s), ""
+        return "", ""
+
     def _rebuild(self, table: WatchTable) -> None:
         """Columns for the current width and pair labels; every row's cells anew."""
         width = self.app.size.width or 80
-        labels = [pair_label(r.info.symbol_x, r.info.symbol_y) for r in self.rows.values()]
+        labels = [row_label(r.info) for r in self.rows.values()]
         self._pair_width = max([4, *(len(t) for t in labels)])
         self._columns, self._spark = plan_columns(width, self._pair_width)
         table.set_columns(
@@ -481,16 +535,22 @@ class WatchlistScreen(Screen[None]):
             1 for r in self.rows.values() if r.zscore is not None and abs(r.zscore) >= self.entry_z
         )
         infos = [r.info for r in self.rows.values()]
+        baskets = sum(1 for i in infos if isinstance(i, BasketInfo))
         t = Text()
         t.append(f" {self.mode_label} ", style="reverse bold")
         t.append(" WATCHLIST", style="bold")
         if self.list_name:
             t.append(f" {printable(self.list_name, 40)}", style="bold")
-        t.append(f"  {len(self.rows)} pairs")
-        params = {(i.timeframe, i.window, i.hedge) for i in infos}
+        t.append(f"  {len(self.rows) - baskets} pairs")
+        if baskets:
+            t.append(f", {baskets} basket{'s' if baskets > 1 else ''}")
+        params = {(i.timeframe, i.window, getattr(i, "hedge", None)) for i in infos}
         if len(params) == 1:
             tf, w, hedge = next(iter(params))
-            t.append(f"  {tf} W={w} {hedge}")
+            t.append(f"  {tf} W={w}" + (f" {hedge}" if hedge else ""))
+        elif len({(i.timeframe, i.window) for i in infos}) == 1:
+            tf, w = infos[0].timeframe, infos[0].window
+            t.append(f"  {tf} W={w}")
         t.append("  ")
         t.append(f"{beyond} beyond ±{self.entry_z:g}", style=BEYOND_STYLE if beyond else "")
         if self.sort_key:
@@ -559,21 +619,24 @@ class WatchlistScreen(Screen[None]):
             self._update_title()
 
     def action_add_pair(self) -> None:
-        self.app.push_screen(AddPairScreen(self.app.request_add_pair, set(self.rows)))
+        self.app.push_screen(AddPairScreen(self.app.request_add, set(self.rows)))
 
     def action_remove_pair(self) -> None:
         key = self.selected()
         if key is None:
             return
         i = self.rows[key].info
+        what = (
+            f"the basket {'+'.join(i.symbols)}"
+            if isinstance(i, BasketInfo)
+            else f"{i.symbol_x} -> {i.symbol_y}"
+        )
 
         def done(ok: bool | None) -> None:
             if ok:
                 self.app.remove_pair(key)
 
-        self.app.push_screen(
-            ConfirmScreen(f"Stop watching {i.symbol_x} -> {i.symbol_y}? (y/n)"), done
-        )
+        self.app.push_screen(ConfirmScreen(printable(f"Stop watching {what}? (y/n)")), done)
 
     def action_export(self) -> None:
         if not self.rows:
@@ -620,9 +683,9 @@ def listed_monitor() -> type:
 
 
 class AddPairScreen(ModalScreen[str | None]):
-    """Type a pair X/Y; it is checked here (form, duplicates), then by the engine against
-    the exchange's symbols (`Engine.add_pair`). Errors show in the dialog, which stays
-    open; on success it closes with the new pair's key."""
+    """Type a pair X/Y or a basket A+B+C; it is checked here (form, duplicates), then by
+    the engine against the exchange's symbols (`Engine.add_pair`, `Engine.add_basket`).
+    Errors show in the dialog, which stays open; on success it closes with the new key."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Close")]
     DEFAULT_CSS = """
@@ -636,7 +699,7 @@ class AddPairScreen(ModalScreen[str | None]):
 
     def __init__(
         self,
-        submit: Callable[[str, str], concurrent.futures.Future],
+        submit: Callable[[tuple[str, ...]], concurrent.futures.Future],
         watched: set[str],
     ) -> None:
         super().__init__()
@@ -646,8 +709,13 @@ class AddPairScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label("Add a pair X/Y (Y regressed on X), Enter to add, Esc to close")
-            yield Input(placeholder="e.g. BTCUSDT/SOLUSDT", id="add-input")
+            yield Label(
+                "Add a pair X/Y (Y regressed on X) or a basket A+B+C (3-12 legs), Enter to "
+                "add, Esc to close"
+            )
+            yield Input(
+                placeholder="e.g. BTCUSDT/SOLUSDT or BTCUSDT+ETHUSDT+SOLUSDT", id="add-input"
+            )
             yield Static("", id="add-message")
 
     def on_mount(self) -> None:
@@ -661,23 +729,26 @@ class AddPairScreen(ModalScreen[str | None]):
     async def on_input_submitted(self, event: Input.Submitted) -> None:
         if self.busy:
             return
-        text = " ".join(event.value.split()).replace(" ", "/")
+        words = event.value.split()
+        bare = not any("/" in w or "+" in w for w in words)
+        text = ("/" if len(words) == 2 else "+").join(words) if bare else "".join(words)
         try:
-            x, y = parse_watchlist_pair(text)
+            legs = parse_watchlist_entry(text)
         except ValueError as exc:
             self.say(str(exc), error=True)
             return
-        key = f"{x}/{y}"
+        key = entry_key(legs)
         if key in self._watched:
             self.say(f"{key} is already on the watchlist", error=True)
             return
         self.busy = True
         self.say(f"checking {key} against the exchange…")
         try:
-            await asyncio.wrap_future(self._submit(x, y))
+            await asyncio.wrap_future(self._submit(legs))
         except Exception as exc:  # noqa: BLE001 - the engine's one-line reason
             self.busy = False
             self.say(str(exc) or exc.__class__.__name__, error=True)
             return
-        self.notify(f"watching {x} -> {y}", markup=False)
+        what = " -> ".join(legs) if len(legs) == 2 else f"the basket {key}"
+        self.notify(f"watching {what}", markup=False)
         self.dismiss(key)
