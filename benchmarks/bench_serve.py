@@ -58,7 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from gcpauses import Stalls  # noqa: E402
+from gcpauses import GcPauses, Stalls, census, census_growth  # noqa: E402
 from procs import cpu_s, rss_mb  # noqa: E402
 
 SYMBOLS = [f"S{k:02d}USDT" for k in range(40)]
@@ -175,6 +175,50 @@ def _exists(path: str) -> bool:
     return os.path.exists(path)  # a stat: it does not block the loop for long
 
 
+LAST_TICK = [0.0, False]
+"""The ticker's last wake-up and whether it is recording (read by `StallSampler`)."""
+
+
+class StallSampler:
+    """With ``QUANTTUI_BENCH_STALLS=FILE``: a thread that, while the ticker is more than
+    `late` s overdue, samples the loop thread's stack every `every` s; the stacks seen
+    and their counts (one count ~ `every` s of stall) are written to FILE at the end."""
+
+    def __init__(self, out: str, late: float = 0.010, every: float = 0.002) -> None:
+        import collections
+
+        self.out, self.late, self.every = out, late, every
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.loop_thread = threading.get_ident()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> StallSampler:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        import traceback
+
+        while not self._stop.wait(self.every):
+            if not LAST_TICK[1] or time.perf_counter() - LAST_TICK[0] < self.late:
+                continue
+            frame = sys._current_frames().get(self.loop_thread)
+            if frame is None:
+                continue
+            stack = traceback.extract_stack(frame)[-14:]
+            key = " <- ".join(
+                f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(stack)
+            )
+            self.counts[key] += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        lines = [f"{n:6d}  {k}" for k, n in self.counts.most_common(60)]
+        Path(self.out).write_text("\n".join(lines) + "\n")
+
+
 async def ticker(ctl: Path, end: asyncio.Event | None = None) -> dict:
     """A 1 ms ticker on this loop: its lateness from the moment `ctl/go` exists until
     `ctl/stop` does."""
@@ -183,6 +227,7 @@ async def ticker(ctl: Path, end: asyncio.Event | None = None) -> dict:
     recording, t0, n = False, time.perf_counter(), 0
     while True:
         t, c, pc = time.perf_counter(), time.thread_time(), time.process_time()
+        LAST_TICK[0], LAST_TICK[1] = t, recording
         await asyncio.sleep(TICK_S)
         if recording:
             stalls.add(
@@ -269,14 +314,103 @@ def app_view(db: Path, ctl: Path) -> dict:
 
     async def main() -> dict:
         end = asyncio.Event()
+        out = os.environ.get("QUANTTUI_BENCH_STALLS")
+        sampler = StallSampler(out).start() if out else None
         probe = asyncio.create_task(ticker(ctl, end))
         rows = asyncio.create_task(watch_rows())
-        await app.run_async()
+
+        async def count_heap() -> None:
+            """The unfrozen heap by type at `go` and at `stop` (outside what is timed)."""
+            want = "census_go"
+            while want:
+                await asyncio.sleep(0.2)
+                if (ctl / want.removeprefix("census_")).exists():
+                    stats[want] = census()
+                    want = "census_stop" if want == "census_go" else ""
+
+        counting = asyncio.create_task(count_heap())
+        with GcPauses() as gcp:
+            await app.run_async()
+        counting.cancel()
+        if "census_stop" in stats:
+            stats["heap"] = (
+                f"{sum(stats['census_go'].values()):,} objects unfrozen at go; "
+                + census_growth(stats.pop("census_go"), stats.pop("census_stop"))
+            )
         rows.cancel()
         end.set()
-        return {**await probe, **stats}
+        if sampler is not None:
+            sampler.stop()
+        return {**await probe, **stats, "gc": gcp.summary()}
 
     return asyncio.run(main())
+
+
+# ------------------------------------------------------------------ memory tracing
+def serve_traced(out: Path, ctl: Path, argv: list[str]) -> None:
+    """``--trace-memory``: the server (`quanttui serve` with `argv`) with a thread that
+    every 10 s appends one JSON line to `out`: the seconds since `ctl/go`, VmRSS and
+    RssAnon, glibc's `mallinfo2` (arena: bytes from sbrk; hblkhd: bytes in mmapped
+    chunks; uordblks: in use; fordblks: free but kept), CPython's allocated blocks, the
+    objects the cyclic GC tracks and the threads: cheap enough not to slow the server,
+    and enough to tell Python objects from malloc's free lists from SQLite's caches."""
+    import ctypes
+    import gc
+    import runpy
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [
+            (name, ctypes.c_size_t)
+            for name in (
+                "arena",
+                "ordblks",
+                "smblks",
+                "hblks",
+                "hblkhd",
+                "usmblks",
+                "fsmblks",
+                "uordblks",
+                "fordblks",
+                "keepcost",
+            )
+        ]
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = MallInfo2
+
+    def status() -> dict[str, float]:
+        got = {}
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "RssAnon", "RssFile"):
+                    got[key] = int(rest.split()[0]) / 1024
+        return got
+
+    def watch() -> None:
+        t0 = time.monotonic()
+        with open(out, "w") as fh:
+            while not (ctl / "stop").exists():
+                m = libc.mallinfo2()
+                row = {
+                    "t": round(time.monotonic() - t0, 1),
+                    "go": (ctl / "go").exists(),
+                    **status(),
+                    **{
+                        k: getattr(m, k) / 2**20
+                        for k in ("arena", "hblkhd", "uordblks", "fordblks")
+                    },
+                    "blocks": sys.getallocatedblocks(),
+                    "gc_objects": len(gc.get_objects()),
+                    "threads": threading.active_count(),
+                }
+                fh.write(json.dumps(row) + "\n")
+                fh.flush()
+                time.sleep(10)
+
+    threading.Thread(target=watch, daemon=True).start()
+    sys.argv = ["quanttui", *argv]
+    runpy.run_module("quanttui", run_name="__main__")
 
 
 # ------------------------------------------------------------------ the cold baseline
@@ -426,8 +560,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         err = open(tmp / "serve.log", "wb")  # noqa: SIM115
         words = [f"{x}/{y}" for x, y in PAIRS]
+        traced = (
+            [__file__, "--serve-traced", str(Path(args.trace_memory).resolve()), "--ctl", str(ctl)]
+            if args.trace_memory
+            else ["-m", "quanttui"]
+        )
         server = subprocess.Popen(
-            [sys.executable, "-m", "quanttui", "serve", *words, "--db", str(db)]
+            [sys.executable, *traced, "serve", *words, "--db", str(db)]
             + [*net_args(ex.port), "--timeframe", "1s", "--window", "300"],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
@@ -640,6 +779,10 @@ def run(args: argparse.Namespace) -> int:
             f"{'; snapshots ' + format(r['snapshots'], ',') if 'snapshots' in r else ''}"
         )
         print(f"  worst (ms @ s: CPU ms of the loop thread / of the process): {worst}")
+        if "gc" in r:
+            print(f"  cyclic GC of the app's process: {r['gc']}")
+        if "heap" in r:
+            print(f"  the app's heap: {r['heap']}")
         ok[f"{name} view stall <= 33 ms"] = r["max"] <= STALL_TARGET
     print(
         f"headless view: attached to the end {alive['headless']}; terminal of the app "
@@ -698,6 +841,13 @@ def main() -> None:
         action="store_true",
         help="start the server under SCHED_BATCH, as the app's own engine process runs",
     )
+    p.add_argument(
+        "--trace-memory",
+        metavar="FILE",
+        help="write the server's memory (RSS, malloc's arenas, Python's blocks and objects) "
+        "every 10 s to FILE as JSON lines",
+    )
+    p.add_argument("--serve-traced", metavar="OUT", help=argparse.SUPPRESS)
     p.add_argument("--exchange", metavar="DB", help=argparse.SUPPRESS)
     p.add_argument("--live", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--view", metavar="SOCKET", help=argparse.SUPPRESS)
@@ -706,7 +856,12 @@ def main() -> None:
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--ctl", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
-    args = p.parse_args()
+    args, rest = p.parse_known_args()
+    if args.serve_traced:
+        serve_traced(Path(args.serve_traced), Path(args.ctl), rest)
+        return
+    if rest:
+        p.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.exchange:
         asyncio.run(exchange(Path(args.exchange), args.rate, args.live))
     elif args.view:

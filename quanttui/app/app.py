@@ -142,6 +142,9 @@ class QuantApp(App[int]):
         self.pair_infos: dict[str, PairInfo | BasketInfo] = {}
         self.pair_rules: dict[str, list[str]] = {}
         self.status: Status | None = None
+        self._snapshot_seen: set[str] = set()
+        """Pairs with a snapshot shown: the first of each asks for `freeze_heap`, since an
+        attached view gets no `Recomputed` for pairs the server loaded before it came."""
         self.watchlist_name = watchlist_name
         self.watchlist_screen: WatchlistScreen | None = None
         self.persist_watchlist = replay is None
@@ -284,6 +287,9 @@ class QuantApp(App[int]):
         wl = self.watchlist_screen
         E = _events()
         if isinstance(ev, E.SnapshotEvent):
+            if ev.pair not in self._snapshot_seen:
+                self._snapshot_seen.add(ev.pair)
+                freeze_heap()
             mon = self.monitors.get(ev.pair)
             if mon is not None:
                 mon.show_snapshot(ev.snapshot)

@@ -375,11 +375,17 @@ class Server:
             f"serving {', '.join(i.key for i in engine.pair_infos())} on {self.sock_path} "
             f"(pid {os.getpid()}, db {self.cfg.db_path})"
         )
+        from quanttui.server import heap
+
+        heap.tune()
+        next_trim = time.monotonic() + heap.TRIM_S
         try:
             for hook in self.on_start:
                 hook()
             while not self.runner.done.wait(0.5):
-                pass
+                if time.monotonic() >= next_trim:
+                    heap.trim()
+                    next_trim = time.monotonic() + heap.TRIM_S
         finally:
             deadline = time.monotonic() + HARD_EXIT_S / 2
             self.finished = self.runner.result or Finished(1, "the engine ended without a result")
