@@ -84,6 +84,7 @@ def serve(
 
     def start() -> None:
         front.start()
+        server.web = front.address
         log(front.describe())
 
     server.on_start.append(start)
@@ -138,4 +139,6 @@ def sessions() -> int:
             f"{printable(s.db, 40, one_line=True):<40}  "
             f"{printable(' '.join(s.pairs), 200, one_line=True)}"
         )
+        if s.web:
+            print(f"{'':>7}  browser view: {printable(s.web, 200, one_line=True)}")
     return 0

@@ -18,8 +18,9 @@ Handshake
 The client's first frame is ``{"hello": "quanttui", "version": V, "history": B}``
 (B: whether to send the alerts fired before it attached; default true). The server answers
 ``{"welcome": PROTOCOL_VERSION, "pid": ..., "db": ..., "pairs": [...], "started": ...,
-"viewers": n, "label": "LIVE" | "DEMO" | ...}`` (`label`, what a view's header says, was
-added within version 1: a view reads it with a default)
+"viewers": n, "label": "LIVE" | "DEMO" | ..., "web": URL | None}`` (`label`, what a view's
+header says, and `web`, the browser view's address without its token, were added within
+version 1: a view reads them with a default)
 when ``V == PROTOCOL_VERSION``, and otherwise ``{"error": "<one line>"}`` and closes.
 ``{"hello": "quanttui", "version": V, "query": "info"}`` asks for the welcome alone (for
 `quanttui sessions`), then the server closes.

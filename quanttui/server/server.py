@@ -162,6 +162,8 @@ class Server:
         """A `quanttui.feed.replay.ReplaySpec` (`quanttui web --demo`), else the exchange."""
         self.on_start: list[Callable[[], None]] = []
         """Called once the socket answers and the engine runs (the browser view starts)."""
+        self.web: str | None = None
+        """The browser view's address once it runs (`serve --web`), for the welcome."""
         self.on_stop: list[Callable[[], None]] = []
         """Called (in the signal handler: they must not block) when SIGTERM or SIGINT
         asks the server to stop; the browser view ends its tabs meanwhile."""
@@ -217,6 +219,7 @@ class Server:
             "started": self.started,
             "viewers": viewers,
             "label": self.replay.label if self.replay is not None else "LIVE",
+            "web": self.web,
         }
 
     def _accept(self) -> None:

@@ -69,6 +69,8 @@ class Session:
     started: float
     viewers: int
     socket: str
+    web: str | None = None
+    """The browser view's address (`serve --web`), never its token."""
 
 
 def _query(path: Path, timeout: float = 2.0) -> dict[str, Any] | None:
@@ -109,6 +111,7 @@ def list_sessions() -> list[Session]:
                 float(w.get("started", 0.0)),
                 int(w.get("viewers", 0)),
                 str(sock),
+                str(w["web"]) if w.get("web") else None,
             )
         )
     return sorted(out, key=lambda s: s.started)

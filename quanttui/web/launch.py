@@ -83,12 +83,16 @@ class WebFront:
         self.proc: subprocess.Popen | None = None
 
     @property
-    def url(self) -> str:
-        """The address to open (with the token when it was generated here)."""
+    def address(self) -> str:
+        """The address to open, without any token (what `quanttui sessions` shows)."""
         a = self.spec.address
         host = socket.gethostname() if a.host in ("0.0.0.0", "::") else None
-        base = a.url(self.port) if host is None else f"http://{host}:{self.port}/"
-        return base + (f"?token={self.spec.token}" if self.spec.generated else "")
+        return a.url(self.port) if host is None else f"http://{host}:{self.port}/"
+
+    @property
+    def url(self) -> str:
+        """The address to open (with the token when it was generated here)."""
+        return self.address + (f"?token={self.spec.token}" if self.spec.generated else "")
 
     def describe(self) -> str:
         """The one line the server prints about its browser view."""

@@ -69,7 +69,7 @@ async def test_a_basket_row_beside_a_pair_opens_exports_and_is_removed(tmp_path:
             assert set(wl.order()) == {PAIR, KEY}
             assert cell(wl, KEY, "pair") == "BTC+ETH+SOL"
             title = str(wl.query_one("#wl-title", Static).render())
-            assert "1 pairs, 1 basket" in title
+            assert "1 pair, 1 basket" in title
 
             mon = app.engine.pairs[KEY]
             await until(lambda: (s := wl.shown.get(KEY)) is not None and s.zscore is not None, 60)

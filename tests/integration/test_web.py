@@ -132,12 +132,18 @@ def test_a_browser_tab_shows_the_demo_and_e_downloads_the_csvs(start, tmp_path: 
     assert not list((tmp_path / "tmp").glob("quanttui-replay-*")), "the demo's folder is left"
 
 
-def test_off_loopback_a_request_without_the_token_is_refused(start) -> None:
+def test_off_loopback_a_request_without_the_token_is_refused(start, env) -> None:
     server = start("web", "--demo", "--web", "127.0.0.2:0")
     token, base = server.token, server.url
     assert token and base.startswith("http://127.0.0.2:"), server.text
     said = [line for line in server.lines if token in line]
     assert len(said) == 1 and "needs a token" in said[0], server.text
+    # `quanttui sessions` shows where the browser view is, never its token
+    listed = subprocess.run(
+        [sys.executable, "-m", "quanttui", "sessions"], env=env, capture_output=True, text=True
+    )
+    assert listed.returncode == 0 and f"browser view: {base}" in listed.stdout, listed
+    assert token not in listed.stdout + listed.stderr
 
     for path in ("/", "/static/js/textual.js", "/download/x"):
         code, _, body = get(base + path.lstrip("/"))

@@ -541,7 +541,8 @@ class WatchlistScreen(Screen[None]):
         t.append(" WATCHLIST", style="bold")
         if self.list_name:
             t.append(f" {printable(self.list_name, 40)}", style="bold")
-        t.append(f"  {len(self.rows) - baskets} pairs")
+        pairs = len(self.rows) - baskets
+        t.append(f"  {pairs} pair{'' if pairs == 1 else 's'}")
         if baskets:
             t.append(f", {baskets} basket{'s' if baskets > 1 else ''}")
         params = {(i.timeframe, i.window, getattr(i, "hedge", None)) for i in infos}
