@@ -34,7 +34,7 @@ from pathlib import Path
 from quanttui.alerts import RuleError, parse_rule
 from quanttui.analytics.live import LivePair, PairParams
 from quanttui.analytics.stationarity import stationarity, warm_up
-from quanttui.config import Config
+from quanttui.config import Config, NotifyConfig
 from quanttui.engine.alertbook import AlertBook
 from quanttui.engine.basket import BasketMonitor, basket_book
 from quanttui.engine.events import (
@@ -425,6 +425,30 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - notifications must not stop the engine
             self.notifier = None
             self.publish(Notice(f"notifications off: {exc}", "Notifications", "error"))
+
+    async def reload_notify(self, notify: NotifyConfig) -> int:
+        """`[notify]` anew (the server's SIGHUP): the destinations are checked first (an
+        unknown URL raises `EngineError` and leaves delivery as it was), then the running
+        notifier stops as at exit (in-flight deliveries finish, the rest stays pending in
+        the outbox) and one for the new destinations starts; alerts fired from now on are
+        routed to them. Rows pending for a destination no longer configured stay pending.
+        Returns the number of destinations."""
+        cfg = dataclasses.replace(self.cfg, notify=notify)
+        new = None
+        if notify.enabled:
+            from quanttui.notify.urls import NotifyUrlError, routing
+
+            try:
+                new = routing(cfg)
+            except NotifyUrlError as exc:
+                raise EngineError(f"[notify] not reloaded: {exc}") from None
+        if self.notifier is not None:
+            await self.notifier.stop()
+            self.notifier = None
+        self.cfg, self.notify_routing = cfg, new
+        await self._start_notifier()
+        self._publish_status()
+        return len(new.all) if new is not None else 0
 
     async def _close_feed(self) -> None:
         if self._stopped:

@@ -84,7 +84,11 @@ def destination(url: str) -> Destination:
         raise NotifyUrlError("not a URL: expected one such as ntfys://topic or json://host/path")
     plugin = instantiate(url)
     if plugin is None:
-        raise NotifyUrlError(f"not a notification URL apprise knows: {_generic_mask(url)}")
+        scheme = url.split("://", 1)[0]
+        raise NotifyUrlError(
+            f"not a notification URL apprise knows: {scheme}://{MASK} (what follows the "
+            "scheme is not shown: with no plugin to tell, any of it may be a token)"
+        )
     try:
         private = plugin.url(privacy=True)
     except Exception:  # noqa: BLE001 - a plugin's url() is outside code

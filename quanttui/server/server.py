@@ -11,13 +11,14 @@ proceed it is dropped, and it can attach again. Nothing a view does slows ingest
 Only this user may connect: the socket is 0600 in a 0700 folder, and each connection's
 peer credentials (``SO_PEERCRED``) are checked; any other uid is refused with one logged
 line. SIGTERM and SIGINT stop the engine (it commits what was received) and the server
-exits 0; SIGHUP re-reads the config and applies its alert rules and the watchlist's
-pairs, with no view dropped.
+exits 0; SIGHUP re-reads the config and applies its alert rules, the watchlist's pairs
+and `[notify]`'s destinations, with no view dropped.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -316,7 +317,8 @@ class Server:
                 self.runner.call_soon("stop")
 
     def reload(self, *_: object) -> None:
-        """SIGHUP: the config's rules and the watchlist's pairs, applied to the engine."""
+        """SIGHUP: the config's rules, the watchlist's pairs and `[notify]`, applied to the
+        engine (`Engine.reload_notify`; a bad URL keeps the destinations as they were)."""
         threading.Thread(target=self._reload, daemon=True).start()
 
     def _reload(self) -> None:
@@ -347,8 +349,16 @@ class Server:
                 elif f"{legs[0]}/{legs[1]}" not in have:
                     self.runner.call_method("add_pair", *legs)
                     added += 1
+        notify = ""
+        if cfg.notify != self.cfg.notify:
+            try:
+                n = self.runner.call_method("reload_notify", cfg.notify).result(timeout=30)
+                notify = f", {n} notification destination{'' if n == 1 else 's'}"
+            except Exception as exc:  # noqa: BLE001 - a bad URL or a stopping engine
+                notify = f"; {exc}"
+                cfg = dataclasses.replace(cfg, notify=self.cfg.notify)
         self.cfg = cfg
-        log(f"SIGHUP: config reloaded ({len(new)} rules, {added} pairs added)")
+        log(f"SIGHUP: config reloaded ({len(new)} rules, {added} pairs added{notify})")
 
     def run(self) -> int:
         from quanttui.engine import Engine, EngineThread

@@ -547,3 +547,53 @@ async def test_the_server_pushes_its_alerts_and_a_late_view_sees_them_delivered(
     assert [a.rule for a in shown] == [r for _, r in stored]
     assert [r[2] for r in _outbox(db)] == ["delivered", "delivered"]
     _no_secret(server_log(db), _db_bytes(db))
+    assert SECRET.lower() not in server_log(db).lower()
+
+
+async def test_sighup_moves_the_servers_deliveries_to_the_new_destinations(
+    tmp_path: Path,
+    runtime: Path,  # noqa: F811
+) -> None:
+    """`[notify]` changed under a running server, then SIGHUP: an unknown URL is refused
+    in one logged line and the old destination keeps its deliveries; a good one takes the
+    alerts fired after the reload, and the old one gets none of them."""
+    first, second = Inbox().start(), Inbox().start()
+    cfg = _cfg(tmp_path, first.url(), **FAST)
+    db = tmp_path / "h.db"
+
+    def reload(url: str) -> None:
+        cfg.write_text(_cfg(tmp_path, url, **FAST).read_text())
+        server.send_signal(signal.SIGHUP)
+
+    try:
+        async with (
+            asyncio.timeout(120),
+            FakeExchange(excursion_trades(), rate=10, restamp=True) as ex,
+        ):
+            server = await start_server(
+                ex, db, "--config", str(cfg), "--alert", "price_y > 105", "--window", "10"
+            )
+            try:
+                assert await _until(lambda: len(first.received) >= 1, 40), server_log(db)
+                reload("nonsense://" + SECRET)
+                assert await _until(lambda: "config not reloaded" in server_log(db), 10)
+                assert "nonsense://****" in server_log(db)
+                reload(second.url())
+                assert await _until(lambda: "1 notification destination" in server_log(db), 10)
+                await asyncio.wait_for(ex.done.wait(), 60)
+                assert await _until(lambda: len(second.received) >= 1, 20), server_log(db)
+            finally:
+                server.send_signal(signal.SIGTERM)
+                code = await asyncio.to_thread(server.wait, 10)
+        assert code == 0, server_log(db)
+    finally:
+        first.stop()
+        second.stop()
+    with contextlib.closing(sqlite3.connect(db)) as c:
+        ids = [i for (i,) in c.execute("SELECT id FROM alerts ORDER BY id")]
+    assert len(ids) == 2
+    key = lambda m: int(m["idempotency_key"].split("-")[1])  # noqa: E731
+    assert [key(m) for m in first.received] == [ids[0]]
+    assert [key(m) for m in second.received] == [ids[1]]
+    _no_secret(server_log(db), _db_bytes(db))
+    assert SECRET.lower() not in server_log(db).lower()

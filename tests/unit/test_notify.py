@@ -108,8 +108,11 @@ def test_cli_unknown_scheme_exits_2_masked(tmp_path: Path, capsys, monkeypatch) 
     )
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
-    assert err.startswith("quanttui: error: not a notification URL apprise knows: nope://****@h")
+    assert err.startswith("quanttui: error: not a notification URL apprise knows: nope://****")
     assert len(err.strip().splitlines()) == 1 and SECRET not in out + err
+    # a scheme apprise does not know may hold its token anywhere, the host too
+    assert main(["notify", "test", "--config", str(_write(tmp_path, "")), f"nope://{SECRET}"]) == 2
+    assert SECRET.lower() not in capsys.readouterr().err.lower()
     assert main(["notify", "test", "--config", str(_write(tmp_path, "")), "plainword"]) == 2
     assert "not a URL" in capsys.readouterr().err
 
