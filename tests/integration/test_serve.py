@@ -232,6 +232,49 @@ async def test_a_view_that_stops_reading_does_not_slow_ingestion(
             assert await asyncio.to_thread(server.wait, 10) == 0
 
 
+async def test_an_attached_app_on_a_pty_that_is_not_read_for_60_s_costs_no_ingest(
+    tmp_path: Path, runtime: Path
+) -> None:
+    """`quanttui attach` on a real pty whose master nobody reads (an SSH link that stalled):
+    its terminal fills and its loop stops (its reader thread still empties the socket into
+    a coalescing mailbox, so the server keeps it attached); the server's ingest rate over
+    those 60 s is its rate before."""
+    from tests.ptyrun import PtyApp
+
+    db = tmp_path / "p.db"
+    rate = 1000.0
+    async with (
+        asyncio.timeout(200),
+        FakeExchange(synthetic_trades(150_000), rate=rate, restamp=True) as ex,
+    ):
+        server = await start_server(ex, db)
+        path = socket_path(db)
+        view = None
+        try:
+            live = Collector(path, history=False).start()
+            await until(lambda: live.status is not None and live.status.stored > 1000, 30)
+
+            async def stored_rate(seconds: float) -> float:
+                t0, s0 = time.monotonic(), live.status.stored
+                await asyncio.sleep(seconds)
+                return (live.status.stored - s0) / (time.monotonic() - t0)
+
+            before = await stored_rate(15)
+            view = PtyApp(["attach", "--db", str(db)], cols=100, rows=30)
+            drawn = await asyncio.to_thread(view.pump, 30, b"BTCUSDT")
+            assert drawn is not None, bytes(view.buf[-500:])
+            stalled = await stored_rate(60)  # the pty's master is not read meanwhile
+            assert stalled >= 0.9 * before and stalled >= 0.85 * rate, (before, stalled)
+            assert (w := probe(path)) is not None and w["viewers"] == 2 and live.remote.alive
+            live.close()
+        finally:
+            if view is not None:
+                view.proc.kill()
+                os.close(view.master)
+            server.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(server.wait, 10) == 0
+
+
 def _raw(path: Path) -> socket.socket:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(5)
