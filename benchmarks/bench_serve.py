@@ -352,8 +352,10 @@ def serve_traced(out: Path, ctl: Path, argv: list[str]) -> None:
     every 10 s appends one JSON line to `out`: the seconds since `ctl/go`, VmRSS and
     RssAnon, glibc's `mallinfo2` (arena: bytes from sbrk; hblkhd: bytes in mmapped
     chunks; uordblks: in use; fordblks: free but kept), CPython's allocated blocks, the
-    objects the cyclic GC tracks and the threads: cheap enough not to slow the server,
-    and enough to tell Python objects from malloc's free lists from SQLite's caches."""
+    objects the cyclic GC tracks, the types whose count grew most since `go`, and the
+    threads: cheap enough not to slow the server, and enough to tell Python objects from
+    malloc's free lists from SQLite's caches."""
+    import collections
     import ctypes
     import gc
     import runpy
@@ -387,10 +389,17 @@ def serve_traced(out: Path, ctl: Path, argv: list[str]) -> None:
                     got[key] = int(rest.split()[0]) / 1024
         return got
 
+    def census() -> collections.Counter[str]:
+        return collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+
     def watch() -> None:
         t0 = time.monotonic()
+        at_go: collections.Counter[str] | None = None
         with open(out, "w") as fh:
             while not (ctl / "stop").exists():
+                if at_go is None and (ctl / "go").exists():
+                    at_go = census()
+                grown = (census() - at_go).most_common(8) if at_go is not None else []
                 m = libc.mallinfo2()
                 row = {
                     "t": round(time.monotonic() - t0, 1),
@@ -403,6 +412,7 @@ def serve_traced(out: Path, ctl: Path, argv: list[str]) -> None:
                     "blocks": sys.getallocatedblocks(),
                     "gc_objects": len(gc.get_objects()),
                     "threads": threading.active_count(),
+                    "grown": grown,
                 }
                 fh.write(json.dumps(row) + "\n")
                 fh.flush()

@@ -22,6 +22,9 @@ Why it is drawn the way it is:
 * **Sorted in place.** A new order only reorders the rows' cached lines; the cursor
   stays on its pair.
 * **A log the GC need not walk.** The alert log (`LogLines`) keeps its rows as strings.
+* **No relayout.** The title and status lines are one row tall and as wide as the screen,
+  so their updates skip Textual's layout pass (`update(layout=False)`); with it, the
+  status arriving once a second reflowed the whole screen each time.
 """
 
 from __future__ import annotations
@@ -401,7 +404,7 @@ class WatchlistScreen(Screen[None]):
                     ),
                     style="yellow",
                 )
-        self.query_one("#wl-status", Static).update(line)
+        self.query_one("#wl-status", Static).update(line, layout=False)
 
     # ----------------------------------------------------------------- drawing
     def order(self) -> list[str]:
@@ -561,7 +564,7 @@ class WatchlistScreen(Screen[None]):
         if key != getattr(self, "_title_key", None) or self._title_dirty:
             self._title_key = key
             self._title_dirty = False
-            self.query_one("#wl-title", Static).update(t)
+            self.query_one("#wl-title", Static).update(t, layout=False)
 
     # ----------------------------------------------------------------- keys
     def selected(self) -> str | None:
