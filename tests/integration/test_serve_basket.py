@@ -8,6 +8,7 @@ server's events."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import signal
 import subprocess
@@ -27,13 +28,27 @@ from quanttui.engine.mailbox import Mailbox
 from quanttui.server.client import RemoteEngine, probe
 from quanttui.server.sessions import socket_path
 from tests.app.test_app import until
-from tests.fakes.exchange import FakeExchange
+from tests.fakes.exchange import FakeExchange, FakeTrade
 from tests.helpers import exchange_args, run_cli, store_ticks
 from tests.integration.test_basket_headless import LEGS, history_ticks, live_trades
 from tests.integration.test_serve import runtime  # noqa: F401 - a fixture
 
 KEY = "+".join(LEGS)
 PAIR = "BTCUSDT/ETHUSDT"
+
+
+QUIET_S = 20
+"""The stream pauses this long after its first trade, so that the views (a headless one
+spawned as a process, under load) are attached before the shock that fires the alerts."""
+
+
+def paused_live_trades() -> list[FakeTrade]:
+    """`live_trades`, after one trade of the first leg and `QUIET_S` of silence."""
+    trades = live_trades()
+    first = trades[0]
+    lead = FakeTrade(first.symbol, first.a - 1, first.p, first.q, first.T, first.m)
+    later = [dataclasses.replace(t, T=t.T + QUIET_S * 1000) for t in trades]
+    return [lead, *later]
 
 
 def serve_cmd(ex: FakeExchange, db: Path) -> list[str]:
@@ -68,7 +83,7 @@ async def test_serve_runs_a_basket_and_attached_views_show_it(
     store_ticks(db, history_ticks(int(time.time() * 1000) - 500)).close()
     path = socket_path(db)
     log = db.with_suffix(".serve.log")
-    async with asyncio.timeout(150), FakeExchange(live_trades(), shift=True) as ex:
+    async with asyncio.timeout(180), FakeExchange(paused_live_trades(), shift=True) as ex:
         with log.open("wb") as err:
             server = subprocess.Popen(  # noqa: ASYNC220
                 serve_cmd(ex, db), stdout=subprocess.DEVNULL, stderr=err
@@ -78,14 +93,14 @@ async def test_serve_runs_a_basket_and_attached_views_show_it(
             assert server.poll() is None, log.read_text()
             welcome = probe(path)
             assert welcome is not None and KEY in welcome["pairs"] and PAIR in welcome["pairs"]
-            code, out, _ = await asyncio.to_thread(run_cli, "sessions", timeout=60)
-            assert code == 0 and KEY in out and PAIR in out, out
-
             headless = subprocess.Popen(  # noqa: ASYNC220
                 [sys.executable, "-m", "quanttui", "attach", "--headless", "--db", str(db)],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
             )
+            await until(lambda: (w := probe(path)) is not None and w["viewers"] >= 1, 30)
+            code, out, _ = await asyncio.to_thread(run_cli, "sessions", timeout=60)
+            assert code == 0 and KEY in out and PAIR in out, out
             box = Mailbox()
             remote = RemoteEngine(path, box).connect().start()
             seen: list[BasketSnapshotEvent] = []
