@@ -143,12 +143,15 @@ async def test_serve_runs_a_basket_and_attached_views_show_it(
 
             await asyncio.wait_for(ex.done.wait(), 60)
             await asyncio.sleep(2.0)
-            drain()
-            remote.stop()
         finally:
             server.send_signal(signal.SIGTERM)
             code = await asyncio.to_thread(server.wait, 10)
         assert code == 0, log.read_text()
+        # attached until the server stopped, as the headless view was: both saw its last
+        # snapshot (a bar that settles at the stop comes after the exchange went quiet)
+        await asyncio.to_thread(remote.done.wait, 10)
+        drain()
+        remote.stop()
         out_b, err_b = await asyncio.to_thread(headless.communicate, timeout=20)
     lines = [json.loads(x) for x in out_b.decode().splitlines() if x.strip()]
     snaps = {s["snapshot"]["pair"]: s["snapshot"] for s in lines if "snapshot" in s}
