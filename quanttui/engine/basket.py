@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 from quanttui.alerts import AlertEngine
 from quanttui.analytics.basket import (
-    BasketMetrics,
     BasketParams,
     LiveBasket,
     basket_metrics,
@@ -20,15 +19,17 @@ from quanttui.analytics.basket import (
 )
 from quanttui.engine.alertbook import AlertBook
 from quanttui.engine.events import BasketInfo, BasketSnapshotEvent
-from quanttui.engine.pair import MAX_PENDING, ResyncTimer
-from quanttui.model import BASKET_METRIC_NAMES, Alert, BasketSnapshot, Tick
+from quanttui.engine.pair import BarRules, ResyncTimer
+from quanttui.model import BASKET_METRIC_NAMES, BasketSnapshot, Tick
 
 SERIES_BARS = 600
 """Bars of z-score and spread a basket snapshot carries for the chart."""
 
 
 @dataclass
-class BasketMonitor:
+class BasketMonitor(BarRules):
+    metric_values = staticmethod(basket_metrics)
+
     key: str
     params: BasketParams
     book: AlertBook
@@ -56,38 +57,6 @@ class BasketMonitor:
 
     def reset_funding(self, intervals: dict[str, int] | None = None) -> None:
         """Baskets keep no funding state (the backtest reads the stored settlements)."""
-
-    def buffer(self, ticks: list[Tick]) -> None:
-        self.pending.extend(ticks)
-        if len(self.pending) > MAX_PENDING:
-            drop = len(self.pending) - MAX_PENDING
-            del self.pending[:drop]
-            self.pending_dropped += drop
-
-    def _bars_at(self, i_from_end: int) -> int:
-        assert self.live is not None
-        return self.live.engine.bars - i_from_end
-
-    def closed(self, metrics: list[BasketMetrics]) -> list[Alert]:
-        """Evaluate the rules on bars that just closed (deferred while a resync is
-        pending, see `AlertBook`)."""
-        if self.live is None:
-            return []
-        fired: list[Alert] = []
-        n = len(metrics)
-        for i, m in enumerate(metrics):
-            values = basket_metrics(m, self._bars_at(n - 1 - i), self.params.timeframe)
-            fired += self.book.on_bar(m.ts_ms, values, defer=self.resync.pending)
-        return fired
-
-    def history_metrics(self) -> list[tuple[int, dict[str, float]]]:
-        assert self.live is not None
-        hist = list(self.live.engine.history)
-        n = len(hist)
-        return [
-            (m.ts_ms, basket_metrics(m, self._bars_at(n - 1 - i), self.params.timeframe))
-            for i, m in enumerate(hist)
-        ]
 
     def build_snapshot(self, now_ms: int) -> BasketSnapshot | None:
         if self.live is None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from quanttui.alerts import AlertEngine
 from quanttui.analytics.engine import BarMetrics
@@ -131,8 +133,51 @@ def bar_metrics(m: BarMetrics, bars: int, timeframe: str) -> dict[str, float]:
     return {k: float(v) for k, v in raw.items() if math.isfinite(v)}
 
 
+class BarRules:
+    """What a pair's and a basket's monitors share: trades buffered during a recompute,
+    and the rules evaluated on each closed bar's metrics, named as `metric_values`
+    (`bar_metrics` for a pair, `quanttui.analytics.basket.basket_metrics` for a basket)
+    gives them."""
+
+    metric_values: Callable[[Any, int, str], dict[str, float]]
+
+    def buffer(self, ticks: list[Tick]) -> None:
+        self.pending.extend(ticks)
+        if len(self.pending) > MAX_PENDING:
+            drop = len(self.pending) - MAX_PENDING
+            del self.pending[:drop]
+            self.pending_dropped += drop
+
+    def bars_index(self, i_from_end: int) -> int:
+        assert self.live is not None
+        return self.live.engine.bars - i_from_end
+
+    def closed(self, metrics: list[Any]) -> list[Alert]:
+        """Evaluate the bar rules on bars that just closed (deferred while a resync is
+        pending, see `AlertBook`)."""
+        if self.live is None:
+            return []
+        fired: list[Alert] = []
+        n = len(metrics)
+        for i, m in enumerate(metrics):
+            values = self.metric_values(m, self.bars_index(n - 1 - i), self.params.timeframe)
+            fired += self.book.on_bar(m.ts_ms, values, defer=self.resync.pending)
+        return fired
+
+    def history_metrics(self) -> list[tuple[int, dict[str, float]]]:
+        assert self.live is not None
+        hist = list(self.live.engine.history)
+        n = len(hist)
+        return [
+            (m.ts_ms, self.metric_values(m, self.bars_index(n - 1 - i), self.params.timeframe))
+            for i, m in enumerate(hist)
+        ]
+
+
 @dataclass
-class PairMonitor:
+class PairMonitor(BarRules):
+    metric_values = staticmethod(bar_metrics)
+
     key: str
     params: PairParams
     book: AlertBook
@@ -179,38 +224,6 @@ class PairMonitor:
 
     def snapshot_event(self, snap: Snapshot) -> SnapshotEvent:
         return SnapshotEvent(self.key, snap)
-
-    def buffer(self, ticks: list[Tick]) -> None:
-        self.pending.extend(ticks)
-        if len(self.pending) > MAX_PENDING:
-            drop = len(self.pending) - MAX_PENDING
-            del self.pending[:drop]
-            self.pending_dropped += drop
-
-    def bars_index(self, i_from_end: int) -> int:
-        assert self.live is not None
-        return self.live.engine.bars - i_from_end
-
-    def closed(self, metrics: list[BarMetrics]) -> list[Alert]:
-        """Evaluate the bar rules on bars that just closed (deferred while a resync is
-        pending, see `AlertBook`)."""
-        if self.live is None:
-            return []
-        fired: list[Alert] = []
-        n = len(metrics)
-        for i, m in enumerate(metrics):
-            values = bar_metrics(m, self.bars_index(n - 1 - i), self.params.timeframe)
-            fired += self.book.on_bar(m.ts_ms, values, defer=self.resync.pending)
-        return fired
-
-    def history_metrics(self) -> list[tuple[int, dict[str, float]]]:
-        assert self.live is not None
-        hist = list(self.live.engine.history)
-        n = len(hist)
-        return [
-            (m.ts_ms, bar_metrics(m, self.bars_index(n - 1 - i), self.params.timeframe))
-            for i, m in enumerate(hist)
-        ]
 
     def build_snapshot(self, now_ms: int) -> Snapshot | None:
         """The snapshot at the last closed bar, with the funding metrics at `now_ms`."""
