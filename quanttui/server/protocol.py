@@ -33,7 +33,7 @@ client -> server: ``["call", id, method, args, kwargs]``, `method` one of `COMMA
 each argument checked against its type (`check_call`); ``["detach"]``.
 server -> client: ``["ready", pair_infos, rules_by_pair]`` first, then
 ``["events", [event, ...]]`` (the ordered events, then the latest snapshot per pair and
-the status), ``["reply", id, ok, value]`` after the events its command published,
+the status; each event is encoded once for every view, `encode_events`), ``["reply", id, ok, value]`` after the events its command published,
 ``["error", text]`` before closing on a protocol error, and ``["done", Finished]`` when
 the server stops.
 
@@ -51,6 +51,8 @@ from __future__ import annotations
 import array
 import dataclasses
 import struct
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import msgpack
@@ -171,6 +173,50 @@ def _unpack(data: bytes) -> Any:
 def encode(obj: Any) -> bytes:
     """One frame: the length prefix and the msgpack body of `obj`."""
     body = _pack(obj)
+    if len(body) > MAX_SERVER_FRAME:
+        raise ProtocolError(f"a frame of {len(body)} bytes is over {MAX_SERVER_FRAME}")
+    return HEADER.pack(len(body)) + body
+
+
+SHARED_EVENTS = 256
+"""How many recently sent events keep their encoded bytes (`encode_events`)."""
+_shared: OrderedDict[int, tuple[object, bytes]] = OrderedDict()
+_shared_lock = threading.Lock()
+
+
+def _packed_event(event: object) -> bytes:
+    """The msgpack body of one event, encoded once however many views send it. Events
+    are frozen, and the cache holds each one it keys by ``id``, so an id cannot be
+    reused while its entry lives."""
+    key = id(event)
+    with _shared_lock:
+        hit = _shared.get(key)
+        if hit is not None and hit[0] is event:
+            return hit[1]
+    data = _pack(event)
+    with _shared_lock:
+        _shared[key] = (event, data)
+        while len(_shared) > SHARED_EVENTS:
+            _shared.popitem(last=False)
+    return data
+
+
+def _array_head(n: int) -> bytes:
+    """msgpack's array header for `n` items (fixarray, array 16, array 32)."""
+    if n < 16:
+        return bytes([0x90 | n])
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def encode_events(events: list) -> bytes:
+    """The frame ``["events", events]``, byte for byte what `encode` makes of it, with
+    each event's bytes shared between the views that send it (`_packed_event`): the
+    server encodes a snapshot once, not once per attached view."""
+    parts = [_array_head(2), _pack("events"), _array_head(len(events))]
+    parts += [_packed_event(e) for e in events]
+    body = b"".join(parts)
     if len(body) > MAX_SERVER_FRAME:
         raise ProtocolError(f"a frame of {len(body)} bytes is over {MAX_SERVER_FRAME}")
     return HEADER.pack(len(body)) + body

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import signal
 import socket
@@ -73,8 +74,11 @@ class View:
         self.sent_ready = False
 
     def send(self, obj: object) -> bool:
+        return self.send_frame(lambda: P.encode(obj))
+
+    def send_frame(self, frame: Callable[[], bytes]) -> bool:
         try:
-            self.conn.sendall(P.encode(obj))
+            self.conn.sendall(frame())
             return True
         except (OSError, P.ProtocolError, TypeError) as exc:
             if not self.closed.is_set():
@@ -105,7 +109,8 @@ class View:
             with self.lock:
                 replies, self.replies = self.replies, []
             events, latest = self.box.drain()
-            if (events or latest) and not self.send(["events", [*events, *latest]]):
+            batch = [*events, *latest]
+            if batch and not self.send_frame(functools.partial(P.encode_events, batch)):
                 return
             for r in replies:
                 try:
