@@ -60,7 +60,84 @@ class _Leg:
         return Bar(ts_ms, c, c, c, c, 0.0, 0, filled=True)
 
 
-class BarBuilder:
+class _Buckets:
+    """The clock of `BarBuilder` and `BasketBuilder`: trades go into the open bucket's
+    legs, a trade of a later bucket or the clock closes the buckets before it, a late
+    trade is counted and dropped, and a silence of every leg longer than `max_gap_bars`
+    buckets is skipped. Subclasses name their legs (`_legs`) and make their bar (`_bar`)."""
+
+    _legs: list[_Leg]
+
+    def _clock(self, timeframe_ms: int, max_gap_bars: int | None) -> None:
+        if timeframe_ms <= 0:
+            raise ValueError(f"timeframe_ms must be > 0, got {timeframe_ms}")
+        self.tf = timeframe_ms
+        self.max_gap_bars = max_gap_bars
+        self.current: int | None = None
+        self.last_traded: int | None = None
+        self.late = 0
+        self.ignored = 0
+        self.skipped = 0
+        self.retracted = 0
+        self._silent = 0
+
+    def _seed(self, ts_ms: int, legs: Sequence[Bar]) -> None:
+        for leg, bar in zip(self._legs, legs, strict=True):
+            leg.last_close = bar.close
+        self.current = ts_ms + self.tf
+        self.last_traded = ts_ms
+
+    def _take(self, leg: _Leg | None, tick: Tick) -> list:
+        if leg is None or not (tick.price > 0 and tick.qty > 0):
+            self.ignored += 1
+            return []
+        bucket = tick.ts_ms - tick.ts_ms % self.tf
+        closed: list = []
+        if self.current is None:
+            self.current = bucket
+        elif bucket < self.current:
+            self.late += 1
+            return closed
+        elif bucket > self.current:
+            closed = self._close_until(bucket)
+        leg.add(tick.price, tick.qty)
+        self.last_traded = bucket
+        return closed
+
+    def advance(self, now_ms: int) -> list:
+        """Close every bucket that ends at or before `now_ms`."""
+        if self.current is None:
+            return []
+        return self._close_until(now_ms - now_ms % self.tf)
+
+    def _bar(self, ts_ms: int, legs: list[Bar]) -> object:
+        raise NotImplementedError
+
+    def _close_until(self, bucket: int) -> list:
+        out: list = []
+        while self.current is not None and self.current < bucket:
+            t = self.current
+            silent = all(leg.trades == 0 for leg in self._legs)
+            if (
+                self.max_gap_bars is not None
+                and silent
+                and self.last_traded is not None
+                and (bucket - self.last_traded) // self.tf - 1 > self.max_gap_bars
+            ):
+                self.skipped += (bucket - t) // self.tf
+                self.retracted += self._silent
+                self._silent = 0
+                self.current = bucket
+                break
+            bars = [leg.close_bar(t) for leg in self._legs]
+            if all(b is not None for b in bars):
+                out.append(self._bar(t, bars))
+                self._silent = self._silent + 1 if silent else 0
+            self.current = t + self.tf
+        return out
+
+
+class BarBuilder(_Buckets):
     """Incremental pair-bar builder.
 
     Feed trades with `add` and the clock with `advance`; both return the bars that closed,
@@ -77,83 +154,26 @@ class BarBuilder:
     def __init__(
         self, symbol_x: str, symbol_y: str, timeframe_ms: int, max_gap_bars: int | None = None
     ) -> None:
-        if timeframe_ms <= 0:
-            raise ValueError(f"timeframe_ms must be > 0, got {timeframe_ms}")
-        self.max_gap_bars = max_gap_bars
-        self.skipped = 0
-        self.retracted = 0
-        self._silent = 0
-        self.last_traded: int | None = None
+        self._clock(timeframe_ms, max_gap_bars)
         self.symbol_x = symbol_x
         self.symbol_y = symbol_y
-        self.tf = timeframe_ms
-        self.current: int | None = None
-        self.late = 0
-        self.ignored = 0
         self._x = _Leg()
         self._y = _Leg()
+        self._legs = [self._x, self._y]
 
     def seed(self, last_bar: PairBar) -> None:
         """Continue after stored history: the next bucket follows `last_bar`."""
-        self._x.last_close = last_bar.x.close
-        self._y.last_close = last_bar.y.close
-        self.current = last_bar.ts_ms + self.tf
-        self.last_traded = last_bar.ts_ms
+        self._seed(last_bar.ts_ms, (last_bar.x, last_bar.y))
 
     def add(self, tick: Tick) -> list[PairBar]:
         if tick.symbol == self.symbol_x:
-            leg = self._x
-        elif tick.symbol == self.symbol_y:
-            leg = self._y
-        else:
-            self.ignored += 1
-            return []
-        if not (tick.price > 0 and tick.qty > 0):
-            self.ignored += 1
-            return []
-        bucket = tick.ts_ms - tick.ts_ms % self.tf
-        closed: list[PairBar] = []
-        if self.current is None:
-            self.current = bucket
-        elif bucket < self.current:
-            self.late += 1
-            return closed
-        elif bucket > self.current:
-            closed = self._close_until(bucket)
-        leg.add(tick.price, tick.qty)
-        self.last_traded = bucket
-        return closed
+            return self._take(self._x, tick)
+        if tick.symbol == self.symbol_y:
+            return self._take(self._y, tick)
+        return self._take(None, tick)
 
-    def advance(self, now_ms: int) -> list[PairBar]:
-        """Close every bucket that ends at or before `now_ms`."""
-        if self.current is None:
-            return []
-        return self._close_until(now_ms - now_ms % self.tf)
-
-    def _close_until(self, bucket: int) -> list[PairBar]:
-        out: list[PairBar] = []
-        while self.current is not None and self.current < bucket:
-            t = self.current
-            if (
-                self.max_gap_bars is not None
-                and self._x.trades == 0
-                and self._y.trades == 0
-                and self.last_traded is not None
-                and (bucket - self.last_traded) // self.tf - 1 > self.max_gap_bars
-            ):
-                self.skipped += (bucket - t) // self.tf
-                self.retracted += self._silent
-                self._silent = 0
-                self.current = bucket
-                break
-            silent = self._x.trades == 0 and self._y.trades == 0
-            bx = self._x.close_bar(t)
-            by = self._y.close_bar(t)
-            if bx is not None and by is not None:
-                out.append(PairBar(t, bx, by))
-                self._silent = self._silent + 1 if silent else 0
-            self.current = t + self.tf
-        return out
+    def _bar(self, ts_ms: int, legs: list[Bar]) -> PairBar:
+        return PairBar(ts_ms, legs[0], legs[1])
 
 
 def settled_end(
@@ -432,7 +452,7 @@ def align_legs(
     return BasketBars(grid, tuple(g for g, _ in on), tuple(f for _, f in on))
 
 
-class BasketBuilder:
+class BasketBuilder(_Buckets):
     """`BarBuilder` for m legs: trades in with `add`, the clock with `advance`, closed
     `BasketBar`s out. Same rules: a late trade is counted in `late` and not applied, the
     grid starts when every leg has traded, and a silence of every leg longer than
@@ -442,73 +462,20 @@ class BasketBuilder:
     def __init__(
         self, symbols: Sequence[str], timeframe_ms: int, max_gap_bars: int | None = None
     ) -> None:
-        if timeframe_ms <= 0:
-            raise ValueError(f"timeframe_ms must be > 0, got {timeframe_ms}")
         if len(set(symbols)) != len(symbols) or len(symbols) < 2:
             raise ValueError(f"need two or more distinct symbols, got {list(symbols)}")
+        self._clock(timeframe_ms, max_gap_bars)
         self.symbols = tuple(symbols)
-        self.tf = timeframe_ms
-        self.max_gap_bars = max_gap_bars
-        self.current: int | None = None
-        self.last_traded: int | None = None
-        self.late = 0
-        self.ignored = 0
-        self.skipped = 0
-        self.retracted = 0
-        self._silent = 0
         self._legs = [_Leg() for _ in symbols]
         self._index = {s: i for i, s in enumerate(symbols)}
 
     def seed(self, last_bar: BasketBar) -> None:
         """Continue after stored history: the next bucket follows `last_bar`."""
-        for leg, bar in zip(self._legs, last_bar.legs, strict=True):
-            leg.last_close = bar.close
-        self.current = last_bar.ts_ms + self.tf
-        self.last_traded = last_bar.ts_ms
+        self._seed(last_bar.ts_ms, last_bar.legs)
 
     def add(self, tick: Tick) -> list[BasketBar]:
         i = self._index.get(tick.symbol)
-        if i is None or not (tick.price > 0 and tick.qty > 0):
-            self.ignored += 1
-            return []
-        bucket = tick.ts_ms - tick.ts_ms % self.tf
-        closed: list[BasketBar] = []
-        if self.current is None:
-            self.current = bucket
-        elif bucket < self.current:
-            self.late += 1
-            return closed
-        elif bucket > self.current:
-            closed = self._close_until(bucket)
-        self._legs[i].add(tick.price, tick.qty)
-        self.last_traded = bucket
-        return closed
+        return self._take(None if i is None else self._legs[i], tick)
 
-    def advance(self, now_ms: int) -> list[BasketBar]:
-        """Close every bucket that ends at or before `now_ms`."""
-        if self.current is None:
-            return []
-        return self._close_until(now_ms - now_ms % self.tf)
-
-    def _close_until(self, bucket: int) -> list[BasketBar]:
-        out: list[BasketBar] = []
-        while self.current is not None and self.current < bucket:
-            t = self.current
-            silent = all(leg.trades == 0 for leg in self._legs)
-            if (
-                self.max_gap_bars is not None
-                and silent
-                and self.last_traded is not None
-                and (bucket - self.last_traded) // self.tf - 1 > self.max_gap_bars
-            ):
-                self.skipped += (bucket - t) // self.tf
-                self.retracted += self._silent
-                self._silent = 0
-                self.current = bucket
-                break
-            bars = [leg.close_bar(t) for leg in self._legs]
-            if all(b is not None for b in bars):
-                out.append(BasketBar(t, tuple(b for b in bars if b is not None)))
-                self._silent = self._silent + 1 if silent else 0
-            self.current = t + self.tf
-        return out
+    def _bar(self, ts_ms: int, legs: list[Bar]) -> BasketBar:
+        return BasketBar(ts_ms, tuple(legs))

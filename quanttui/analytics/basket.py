@@ -55,7 +55,7 @@ from quanttui.analytics.bars import BasketBar, BasketBars, BasketBuilder
 from quanttui.analytics.funding import FundingSeries
 from quanttui.analytics.johansen import RollingJohansen, check_params
 from quanttui.analytics.live import LiveLegs
-from quanttui.analytics.rolling import RollingCov
+from quanttui.analytics.rolling import SpreadZ
 from quanttui.config import MAX_BASKET_LEGS, MIN_BASKET_LEGS, TIMEFRAMES, basket_legs_problem
 from quanttui.model import BasketSnapshot
 
@@ -163,9 +163,7 @@ class BasketAnalytics:
             params.k_ar_diff,
             log=params.log_prices,
         )
-        self._spreads = RollingCov(params.window)
-        self._ar = RollingCov(params.window - 1)
-        self._prev_spread = NAN
+        self._z = SpreadZ(params.window)
         self.history: deque[BasketMetrics] = deque(maxlen=max(history, 1))
 
     @property
@@ -190,9 +188,7 @@ class BasketAnalytics:
         if res is None or not np.all(np.isfinite(res.trace)):
             # filling, or a full window whose test is undefined: the z window starts
             # again, as a pair's does when its spread is undefined
-            self._spreads.clear()
-            self._ar.clear()
-            self._prev_spread = NAN
+            self._z.clear()
             m = BasketMetrics(ts_ms, row)
             self.history.append(m)
             return m
@@ -204,24 +200,7 @@ class BasketAnalytics:
             spread = float(w @ y)
             p = np.asarray(row)
             notional = tuple((w * p[0] if self.params.log_prices else w * p).tolist())
-        spread_mean = z = half_life = NAN
-        if math.isfinite(spread):
-            sp = self._spreads
-            sp.update(spread, spread)
-            if math.isfinite(self._prev_spread):
-                self._ar.update(self._prev_spread, spread - self._prev_spread)
-            self._prev_spread = spread
-            if sp.full:
-                spread_mean = sp.mean_x
-                sd = sp.std_x
-                z = (spread - spread_mean) / sd if sd > 0 else NAN
-                if self._ar.full:
-                    k = self._ar.beta
-                    half_life = -math.log(2) / k if k < 0 else NAN
-        else:
-            self._spreads.clear()
-            self._ar.clear()
-            self._prev_spread = NAN
+        spread_mean, z, half_life = self._z.update(spread)
         m = BasketMetrics(
             ts_ms,
             row,

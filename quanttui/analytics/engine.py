@@ -31,7 +31,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from quanttui.analytics.kalman import KalmanHedge
-from quanttui.analytics.rolling import RollingCov
+from quanttui.analytics.rolling import RollingCov, SpreadZ
 
 NAN = math.nan
 
@@ -88,16 +88,14 @@ class PairAnalytics:
         self.bars = 0
         self._fit = RollingCov(window)
         self._kalman = KalmanHedge(kalman_delta, kalman_obs_var) if hedge == "kalman" else None
-        self._spreads = RollingCov(window)
-        self._ar = RollingCov(window - 1)
         self._ret = RollingCov(window)
         self._prev_x = NAN
         self._prev_y = NAN
-        self._prev_spread = NAN
         self.history: deque[BarMetrics] = deque(maxlen=max(history, 1))
         self.window_x: deque[float] = deque(maxlen=window)
         self.window_y: deque[float] = deque(maxlen=window)
         self.window_spread: deque[float] = deque(maxlen=window)
+        self._z = SpreadZ(window, keep=self.window_spread)
 
     @property
     def last(self) -> BarMetrics | None:
@@ -127,26 +125,7 @@ class PairAnalytics:
                     alpha, r2, se = fit.alpha, _nz(fit.r2), _nz(fit.beta_se)
                     spread = fit.residual(hx, hy)
 
-        spread_mean = z = half_life = NAN
-        if math.isfinite(spread):
-            sp = self._spreads
-            sp.update(spread, spread)
-            self.window_spread.append(spread)
-            if math.isfinite(self._prev_spread):
-                self._ar.update(self._prev_spread, spread - self._prev_spread)
-            self._prev_spread = spread
-            if sp.full:
-                spread_mean = sp.mean_x
-                sd = sp.std_x
-                z = (spread - spread_mean) / sd if sd > 0 else NAN
-                if self._ar.full:
-                    kk = self._ar.beta
-                    half_life = -math.log(2) / kk if kk < 0 else NAN
-        else:
-            self._spreads.clear()
-            self._ar.clear()
-            self.window_spread.clear()
-            self._prev_spread = NAN
+        spread_mean, z, half_life = self._z.update(spread)
 
         corr = rbeta = rr2 = rse = NAN
         if math.isfinite(self._prev_x):

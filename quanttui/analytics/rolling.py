@@ -16,6 +16,9 @@ rounding and costs O(1) amortised.
 from __future__ import annotations
 
 import math
+from collections import deque
+
+NAN = float("nan")
 
 
 class RollingCov:
@@ -173,3 +176,53 @@ class RollingCov:
     def corr(self) -> float:
         d = self.cxx * self.cyy
         return self.cxy / math.sqrt(d) if d > 0 else math.nan
+
+
+class SpreadZ:
+    """The z-score and the half-life of a spread over its last `window` values, the one
+    definition the pair and the basket share.
+
+    * ``z_t = (s_t - mean(s)) / sd(s)`` over the last W spreads (ddof = 1), once W exist;
+    * half-life ``= -ln 2 / k`` bars, ``k`` the OLS slope of ``ds_t = c + k s_{t-1}``
+      over the last W - 1 steps, none when ``k >= 0`` (no mean reversion).
+
+    A spread that is not finite (an undefined hedge or test) starts both windows again,
+    and `keep` (the pair's window of spreads for the stationarity tests) with them.
+    """
+
+    __slots__ = ("_spreads", "_ar", "_prev", "_keep")
+
+    def __init__(self, window: int, keep: deque[float] | None = None) -> None:
+        self._spreads = RollingCov(window)
+        self._ar = RollingCov(window - 1)
+        self._prev = NAN
+        self._keep = keep
+
+    def clear(self) -> None:
+        self._spreads.clear()
+        self._ar.clear()
+        if self._keep is not None:
+            self._keep.clear()
+        self._prev = NAN
+
+    def update(self, spread: float) -> tuple[float, float, float]:
+        """``(mean, z, half-life)`` after `spread`; NaN where not yet defined."""
+        mean = z = half_life = NAN
+        if not math.isfinite(spread):
+            self.clear()
+            return mean, z, half_life
+        sp = self._spreads
+        sp.update(spread, spread)
+        if self._keep is not None:
+            self._keep.append(spread)
+        if math.isfinite(self._prev):
+            self._ar.update(self._prev, spread - self._prev)
+        self._prev = spread
+        if sp.full:
+            mean = sp.mean_x
+            sd = sp.std_x
+            z = (spread - mean) / sd if sd > 0 else NAN
+            if self._ar.full:
+                k = self._ar.beta
+                half_life = -math.log(2) / k if k < 0 else NAN
+        return mean, z, half_life

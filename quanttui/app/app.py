@@ -21,9 +21,7 @@ frame is on the terminal before the engine is even imported (`_start_deferred`).
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
-import contextlib
 import importlib
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -36,7 +34,7 @@ from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 
 from quanttui.app.heap import GcPacer, freeze_heap
-from quanttui.app.messages import CommandFailed, EngineWoke
+from quanttui.app.messages import CommandFailed, EngineWoke, stop_engine
 from quanttui.app.screens.watchlist import (
     PlannedPair,
     WatchlistScreen,
@@ -499,23 +497,13 @@ class QuantApp(App[int]):
         if self.runner is None:
             self.exit(return_code=0)
             return
-        self.runner.call_soon("stop")
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(10):
-                await self.runner.wait()
-        result = self.runner.result
-        self.exit(return_code=result.code if result is not None else 0)
+        self.exit(return_code=await stop_engine(self.runner))
 
     async def on_unmount(self) -> None:
         """Any other way out (an exception, a test's teardown) still flushes the writer."""
         self.gc_pacer.stop()
-        if self.runner is None:
-            return
-        if self.runner.alive:
-            self.runner.call_soon("stop")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(10):
-                    await self.runner.wait()
+        if self.runner is not None:
+            await stop_engine(self.runner)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         from quanttui.app.screens.monitor import MonitorScreen

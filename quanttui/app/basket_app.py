@@ -10,15 +10,13 @@ and the engine's `export` command. The app only subscribes and renders.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from textual.app import App
 from textual.binding import Binding
 
-from quanttui.app.messages import EngineWoke
+from quanttui.app.messages import EngineWoke, stop_engine
 from quanttui.app.screens.basket import BasketScreen, basket_status, basket_title
 from quanttui.config import Config
 from quanttui.textsafe import printable
@@ -155,18 +153,10 @@ class BasketApp(App[int]):
         if self.runner is None:
             self.exit(return_code=0)
             return
-        self.runner.call_soon("stop")
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(10):
-                await self.runner.wait()
-        result = self.runner.result
-        self.exit(return_code=result.code if result is not None else 0)
+        self.exit(return_code=await stop_engine(self.runner))
 
     async def on_unmount(self) -> None:
-        if self.runner is not None and self.runner.alive:
-            self.runner.call_soon("stop")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(10):
-                    await self.runner.wait()
+        if self.runner is not None:
+            await stop_engine(self.runner)
         if self.cleanup is not None:
             self.cleanup()

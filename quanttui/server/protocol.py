@@ -178,8 +178,10 @@ def encode(obj: Any) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
-SHARED_EVENTS = 256
-"""How many recently sent events keep their encoded bytes (`encode_events`)."""
+SHARED_EVENTS = 64
+"""How many recently sent events keep their encoded bytes (`encode_events`): enough for
+the views to send the same events within a drain or two of each other (20 pairs publish
+about 40 a second), few enough not to keep snapshots alive for long."""
 _shared: OrderedDict[int, tuple[object, bytes]] = OrderedDict()
 _shared_lock = threading.Lock()
 
