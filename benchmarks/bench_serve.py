@@ -15,6 +15,12 @@ views attached to it:
 * **headless**: `quanttui attach --headless` itself (a thread view with no event loop:
   its stall is not measured; it is there for the load, and must stay attached).
 
+Beside them, the **machine's floor**: the same ticker on a bare asyncio loop in a process
+of its own (no socket, no screen; this script with `--control`), and the hypervisor's
+steal time (``/proc/stat``) each second. A view's stall that the floor shows at the same
+second was the machine's (the host, or the processes sharing its two cores), not the
+view's work.
+
 Figures, each against the issue's target:
 
 1. **Every trade stored once**: once the exchange goes quiet and the server has
@@ -511,13 +517,38 @@ class PtyView:
         return self.app.quit()
 
 
+async def control_view(ctl: Path) -> dict:
+    """The machine's floor: the ticker alone on an event loop with nothing else to do."""
+    return await ticker(ctl)
+
+
+def steal_ms() -> float:
+    """The hypervisor's steal time so far, both CPUs, in ms (``/proc/stat``)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) * 1000 / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def batch() -> None:
     os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 
 
-def sample_rss(pid: int, t0: float, out: list[tuple[float, float]], stop: threading.Event):
+def sample_rss(
+    pid: int,
+    t0: float,
+    out: list[tuple[float, float]],
+    stop: threading.Event,
+    steal: list[tuple[float, float]],
+):
+    last = steal_ms()
     while not stop.wait(1.0):
         mb = rss_mb(pid, children=False)
+        now = steal_ms()
+        steal.append((time.monotonic() - t0, now - last))
+        last = now
         if mb:
             out.append((time.monotonic() - t0, mb))
 
@@ -565,6 +596,7 @@ def run(args: argparse.Namespace) -> int:
     procs: list[subprocess.Popen] = []
     pty: PtyView | None = None
     rss: list[tuple[float, float]] = []
+    steal: list[tuple[float, float]] = []
     stop_rss = threading.Event()
     ok: dict[str, bool] = {}
     try:
@@ -592,7 +624,7 @@ def run(args: argparse.Namespace) -> int:
             assert time.monotonic() - t_server < 60, "the server never answered"
             time.sleep(0.1)
         threading.Thread(
-            target=sample_rss, args=(server.pid, t_server, rss, stop_rss), daemon=True
+            target=sample_rss, args=(server.pid, t_server, rss, stop_rss, steal), daemon=True
         ).start()
         print(f"  server pid {server.pid} answering after {time.monotonic() - t_server:.1f} s")
         # wait for the live stream to be flowing into the database
@@ -608,7 +640,11 @@ def run(args: argparse.Namespace) -> int:
         )
 
         # the three views
-        view_out = {"app": tmp / "app.json", "remote": tmp / "remote.json"}
+        view_out = {
+            "app": tmp / "app.json",
+            "remote": tmp / "remote.json",
+            "floor": tmp / "floor.json",
+        }
         pty = PtyView(
             [
                 sys.executable,
@@ -635,6 +671,21 @@ def run(args: argparse.Namespace) -> int:
                     str(ctl),
                     "--out",
                     str(view_out["remote"]),
+                ],
+                cwd=ROOT,
+                env=env,
+            )
+        )
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--control",
+                    "--ctl",
+                    str(ctl),
+                    "--out",
+                    str(view_out["floor"]),
                 ],
                 cwd=ROOT,
                 env=env,
@@ -794,6 +845,23 @@ def run(args: argparse.Namespace) -> int:
         if "heap" in r:
             print(f"  the app's heap: {r['heap']}")
         ok[f"{name} view stall <= 33 ms"] = r["max"] <= STALL_TARGET
+    floor = results.get("floor")
+    if floor is not None:
+        worst = ", ".join(f"{w * 1000:.1f}@{t:.0f}s" for w, t, _c, _p in floor["worst"])
+        print(
+            f"machine's floor (the ticker alone on a bare event loop, its own process): "
+            f"worst stall {floor['max'] * 1000:.1f} ms, p99 {floor['p99'] * 1000:.1f} ms; "
+            f"worst: {worst}"
+        )
+    span = [(t, ms) for t, ms in steal if t >= t_go - t_server]
+    if span:
+        t_max, ms_max = max(span, key=lambda x: x[1])
+        total = sum(ms for _, ms in span)
+        print(
+            f"  hypervisor steal over the views' run: {total / 1000:.2f} s of "
+            f"{2 * len(span)} CPU-s ({total / 20 / len(span):.2f}%); the worst second "
+            f"{ms_max:.0f} ms at {t_max - (t_go - t_server):.0f}s"
+        )
     print(
         f"headless view: attached to the end {alive['headless']}; terminal of the app "
         f"{term_bytes / max(views_s, 1) / 1024:.1f} KB/s"
@@ -861,6 +929,7 @@ def main() -> None:
     p.add_argument("--exchange", metavar="DB", help=argparse.SUPPRESS)
     p.add_argument("--live", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--view", metavar="SOCKET", help=argparse.SUPPRESS)
+    p.add_argument("--control", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--app-view", metavar="DB", help=argparse.SUPPRESS)
     p.add_argument("--cold", metavar="DB", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -874,6 +943,8 @@ def main() -> None:
         p.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.exchange:
         asyncio.run(exchange(Path(args.exchange), args.rate, args.live))
+    elif args.control:
+        Path(args.out).write_text(json.dumps(asyncio.run(control_view(Path(args.ctl)))))
     elif args.view:
         Path(args.out).write_text(
             json.dumps(asyncio.run(remote_view(Path(args.view), Path(args.ctl))))

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from textual.app import App
     from textual.timer import Timer
 
-FULL_COLLECTION_S = 2.0
+FULL_COLLECTION_S = 0.5
 """How often `GcPacer` runs a full collection of the UI's process."""
 
 NEVER = 1 << 30
@@ -31,7 +31,7 @@ def freeze_heap(at_once: bool = False) -> None:
     wait for a collection. The process's first freeze, and one asked for `at_once` (an
     import's objects), are done at once instead: collecting first would walk the whole
     start-up heap or a module's objects, a 20-45 ms stall, and the garbage kept is what
-    the pacer's last 2 s left (a few thousand objects), once.
+    the pacer's last period left (a few thousand objects), once.
 
     Asked for by the app after each load or recompute (the engine's `Recomputed`) and
     once plotext is imported (`charts.warm_up`, at once); the engine freezes its own heap
@@ -56,7 +56,10 @@ class GcPacer:
     there for a full collection. CPython runs one after ten collections of generation 1
     (about every 30 s with 20 pairs on the watchlist), which freed 9,000-13,000 objects
     at a time (Segments, Strips, their caches) and walked the live heap besides: 34.7 ms
-    worst over 600 s, 64 ms over 1200 s. Collected every 2 s, each holds a few hundred.
+    worst over 600 s, 64 ms over 1200 s. Collected every 0.5 s, each holds a few hundred:
+    a collection's CPU is mostly freeing that garbage, so a shorter period makes each one
+    shorter (attached to a server with 20 pairs: median 1.9 ms, max 4.0 ms, against 3.1
+    and 6.3 ms every 2 s; `benchmarks/bench_serve.py --quick`).
 
     `start` turns CPython's automatic full collections off (generation 2's threshold out
     of reach; generations 0 and 1 keep theirs) and collects on the app's timer, freezing
