@@ -337,6 +337,10 @@ def basket_backtest(cfg: Config, symbols: list[str], args) -> int:
     except ValueError as exc:
         raise UserError(f"bad --from/--to time: {exc}", 2) from None
     params = basket_params(cfg, symbols)
+    if not 0 <= cfg.basket.min_rank <= len(symbols):
+        raise UserError(
+            f"--min-rank must be 0 to {len(symbols)} (the legs), got {cfg.basket.min_rank}", 2
+        )
     with _reading(cfg) as conn:
         _check_legs(conn, symbols)
         bars = load_basket_bars(conn, symbols, a.timeframe, max_gap_bars=params.max_gap_bars)

@@ -182,6 +182,7 @@ def test_backtest_cli(basket_db, tmp_path: Path, capsys) -> None:
         (["backtest", "AVAXUSDT", "NEARUSDT", "FOOUSDT"], "no data stored for FOOUSDT"),
         (["snapshot", *LEGS, "--window", "12"], "window must be"),
         (["backtest", *LEGS, "--min-rank", "13"], "min_rank"),
+        (["backtest", *LEGS, "--min-rank", "4"], "--min-rank must be 0 to 3 (the legs), got 4"),
     ],
 )
 def test_bad_input_exit_2_one_line(basket_db, args: list[str], needle: str) -> None:
