@@ -139,9 +139,9 @@ async def test_every_bounded_structure_holds_its_bound_over_100k_bars(
     # analytics: bar history, the windows the stationarity tests read, the rolling rings
     assert len(e.history) == HISTORY
     assert len(e.window_x) == len(e.window_y) == len(e.window_spread) == W
-    for ring in (e._fit, e._spreads, e._ret):
+    for ring in (e._fit, e._z._spreads, e._ret):
         assert len(ring._xs) == len(ring._ys) == W
-    assert len(e._ar._xs) == W - 1
+    assert len(e._z._ar._xs) == W - 1
     snap = mon.snapshot
     assert snap is not None and len(snap.series.ts_ms) == HISTORY
     for f in dataclasses.fields(snap.series):
