@@ -36,14 +36,16 @@ import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
+from textual.widget import Widget
 from textual.widgets import Footer, Input, Label, Static
 
 from quanttui.app.screens.confirm import ConfirmScreen
@@ -56,6 +58,8 @@ from quanttui.textsafe import printable
 
 if TYPE_CHECKING:
     from quanttui.engine.events import AlertEvent, AlertWithdrawn, PairInfo, Status
+
+W = TypeVar("W", bound=Widget)
 
 DRAW_S = 0.5
 """Rows are redrawn at most this often (snapshots in between only mark them dirty)."""
@@ -354,8 +358,9 @@ class WatchlistScreen(Screen[None]):
 
     def show_delivered(self, a: Alert) -> None:
         """The alert reached every notification destination: its log row says so."""
-        if self.is_mounted:
-            self.query_one("#wl-log", LogLines).mark(_log_key(a), DELIVERED_MARK)
+        log = self._part("#wl-log", LogLines) if self.is_mounted else None
+        if log is not None:
+            log.mark(_log_key(a), DELIVERED_MARK)
 
     def show_alert(self, key: str | None, ev: AlertEvent | AlertWithdrawn) -> None:
         """One line in the log naming the pair; the row's last alert."""
@@ -370,9 +375,9 @@ class WatchlistScreen(Screen[None]):
             else:
                 row.alerts.append(a)
             row.dirty = True
-        if not self.is_mounted:
+        log = self._part("#wl-log", LogLines) if self.is_mounted else None
+        if log is None:
             return
-        log = self.query_one("#wl-log", LogLines)
         rk = _log_key(a)
         when, pair = (iso_utc(a.ts_ms)[11:19], ""), (label, "")
         if _withdrawn(ev):
@@ -404,7 +409,17 @@ class WatchlistScreen(Screen[None]):
                     ),
                     style="yellow",
                 )
-        self.query_one("#wl-status", Static).update(line, layout=False)
+        status = self._part("#wl-status", Static)
+        if status is not None:
+            status.update(line, layout=False)
+
+    def _part(self, selector: str, kind: type[W]) -> W | None:
+        """One of the screen's widgets, or None while it is not there: an engine event can
+        arrive after the screen is mounted but while the app tears it down."""
+        try:
+            return self.query_one(selector, kind)
+        except NoMatches:
+            return None
 
     # ----------------------------------------------------------------- drawing
     def order(self) -> list[str]:
