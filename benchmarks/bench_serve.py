@@ -660,37 +660,22 @@ def run(args: argparse.Namespace) -> int:
         )
         t_title = pty.app.pump(30, b"WATCHLIST")
         pty.drain_in_background()
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    __file__,
-                    "--view",
-                    str(path),
-                    "--ctl",
-                    str(ctl),
-                    "--out",
-                    str(view_out["remote"]),
-                ],
-                cwd=ROOT,
-                env=env,
+        for name, flags in (("remote", ["--view", str(path)]), ("floor", ["--control"])):
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        __file__,
+                        *flags,
+                        "--ctl",
+                        str(ctl),
+                        "--out",
+                        str(view_out[name]),
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                )
             )
-        )
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    __file__,
-                    "--control",
-                    "--ctl",
-                    str(ctl),
-                    "--out",
-                    str(view_out["floor"]),
-                ],
-                cwd=ROOT,
-                env=env,
-            )
-        )
         headless_out = open(tmp / "headless.out", "wb")  # noqa: SIM115
         headless = subprocess.Popen(
             [sys.executable, "-m", "quanttui", "attach", "--headless", "--db", str(db)],

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from quanttui.analytics.scan import SQRTEPS
+
 
 @dataclass(frozen=True, slots=True)
 class Stationarity:
@@ -98,7 +100,6 @@ def coint_p(y: Sequence[float], x: Sequence[float]) -> float:
     return float(coint(yv, xv, trend="c", autolag="aic")[1])
 
 
-SQRTEPS = math.sqrt(np.finfo(float).eps)
 COLLINEAR_MARGIN = 1e-9
 """How far inside statsmodels' collinearity cut-off (``R^2 >= 1 - 100 sqrt(eps)``) the
 fast path stays; nearer it, statsmodels itself decides."""
