@@ -42,6 +42,7 @@ from quanttui.app.screens.watchlist import (
     listed_monitor,
 )
 from quanttui.config import Config, parse_watchlist_entry
+from quanttui.sched import request_slice
 from quanttui.textsafe import printable
 
 if TYPE_CHECKING:
@@ -218,6 +219,7 @@ class QuantApp(App[int]):
             self.call_after_refresh(self._start_deferred)
         self.set_interval(0.5, self._drain_anyway)
         self.gc_pacer.start(self)
+        self.call_after_refresh(request_slice)
 
     def _start_deferred(self) -> None:
         """After the first frame: import, make and start the engine."""

@@ -19,6 +19,7 @@ from textual.binding import Binding
 from quanttui.app.messages import EngineWoke, stop_engine
 from quanttui.app.screens.basket import BasketScreen, basket_status, basket_title
 from quanttui.config import Config
+from quanttui.sched import request_slice
 from quanttui.textsafe import printable
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class BasketApp(App[int]):
     def on_mount(self) -> None:
         self.call_after_refresh(self._start_engine)
         self.set_interval(0.5, self._drain_anyway)
+        self.call_after_refresh(request_slice)
 
     def _start_engine(self) -> None:
         """After the first frame: import, make and start the engine (numpy, the feed and

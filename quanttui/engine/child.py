@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from quanttui.engine.events import Finished
 from quanttui.engine.process import read_frame, write_frame
 from quanttui.engine.runner import EXIT_MARGIN_S, HARD_EXIT_S
+from quanttui.sched import yield_to_screens
 
 if TYPE_CHECKING:
     from quanttui.engine import EngineThread, Mailbox
@@ -79,19 +80,8 @@ def _deadline(after: float) -> None:
     threading.Thread(target=watch, name="quanttui-child-exit", daemon=True).start()
 
 
-def _yield_to_the_screen() -> None:
-    """Run this process's threads (all started after this) under SCHED_BATCH: the same
-    share of the CPU as any other process (nice is unchanged), but a wake-up of the
-    engine no longer preempts a running task. On two busy cores the screen's event loop
-    was preempted about 100 times a second by the engine's threads, in the middle of a
-    frame or of a collection of a few hundred objects, for up to 35 ms. Linux only; a
-    no-op elsewhere."""
-    with contextlib.suppress(AttributeError, OSError):
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-
-
 def main() -> int:
-    _yield_to_the_screen()
+    yield_to_screens()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     in_fd, out_fd = sys.stdin.fileno(), os.dup(sys.stdout.fileno())

@@ -69,9 +69,13 @@ def serve(
     """Run the server until SIGTERM/SIGINT, with `pairs` and `baskets` (3+ legs each) on
     its engine; with `web`, its browser view too (`quanttui.web`): bound before the engine
     starts, started once the server answers, told to end with the server's stop and ended
-    (with every tab) before this returns."""
+    (with every tab) before this returns. Its threads run under ``SCHED_BATCH``, as the
+    app's engine process does (`quanttui.sched.yield_to_screens`), so that attached
+    screens on the same machine are not preempted mid-frame by its wake-ups."""
+    from quanttui.sched import yield_to_screens
     from quanttui.server.server import Server, log
 
+    yield_to_screens()
     server = Server(load, pairs, rules=rules, watchlist=watchlist, replay=replay, baskets=baskets)
     if web is None:
         return server.run()

@@ -87,11 +87,20 @@ async def test_a_basket_row_beside_a_pair_opens_exports_and_is_removed(tmp_path:
             await pilot.pause(0.6)
             snap = wl.shown[KEY]
             assert isinstance(snap, BasketSnapshot)
-            # the row shows the engine's snapshot, and the database agrees with it
+            # the row shows the engine's snapshot
             assert snap.time_ms <= mon.snapshot.time_ms
             assert cell(wl, KEY, "z") == f"{snap.zscore:+.2f}"
-            # (once the writer has committed the bar's trades: it batches its commits)
-            await until(lambda: db_agrees(db, snap), 30)
+
+            def row_agrees_with_db() -> bool:
+                """The row's current z is the recompute from the database, once the writer
+                has committed that bar's trades (it batches its commits). The row is read
+                again each time: a trade that arrives after its bar closed by the clock
+                is stored, and the recompute that follows it replaces the row."""
+                s = wl.shown[KEY]
+                return cell(wl, KEY, "z") == f"{s.zscore:+.2f}" and db_agrees(db, s)
+
+            await until(row_agrees_with_db, 45)
+            snap = wl.shown[KEY]
             # a basket's own columns; blank where a basket has no such metric
             assert cell(wl, KEY, "corr") == f"r={snap.rank}"
             assert cell(wl, KEY, "adf_p") == f"{snap.trace[0]:.1f}"

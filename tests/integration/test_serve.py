@@ -134,6 +134,10 @@ async def test_views_attach_detach_and_die_while_the_server_stores_every_trade(
                 and os.stat(runtime / "quanttui").st_mode & 0o777 == 0o700
             )
             assert [s.pid for s in list_sessions()] == [server.pid]
+            if sys.platform == "linux":  # its wake-ups do not preempt attached screens
+                tids = [int(t) for t in os.listdir(f"/proc/{server.pid}/task")]
+                policies = {os.sched_getscheduler(t) for t in tids}
+                assert len(tids) > 2 and policies == {os.SCHED_BATCH}
 
             doomed = subprocess.Popen(  # noqa: ASYNC220
                 [sys.executable, "-m", "quanttui", "attach", "--headless", "--db", str(db)],
