@@ -13,8 +13,8 @@ its own slice, 0.1-100 ms, through ``sched_setattr(2)``'s ``sched_runtime`` with
 left ``SCHED_OTHER`` (no privilege needed; it is what the kernel offers latency-sensitive
 tasks instead of a higher priority). The UI thread runs in short bursts (a timer, a
 redraw), so a short slice gets it onto a CPU sooner when it wakes beside busy tasks (the
-server, the feed) and costs it nothing: a burst longer than the slice just runs on
-with a later deadline.
+server, the feed). Its share of the CPU is unchanged: a longer burst gets the same share
+in shorter turns.
 
 Older kernels take the call and ignore the slice, other systems have no such call; both
 leave the thread as it was.
@@ -53,42 +53,42 @@ def yield_to_screens() -> None:
                 os.sched_setscheduler(int(tid), *batch)
 
 
+def _sched_attr_call(offset: int, *args: object) -> bool:
+    """``syscall(sched_setattr + offset, 0, *args) == 0`` (offset 1: ``sched_getattr``),
+    False where there is no such call."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import platform
+
+    nr = _SYS_SCHED_SETATTR.get(platform.machine())
+    if nr is None:
+        return False
+    try:
+        return ctypes.CDLL(None, use_errno=True).syscall(nr + offset, 0, *args) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def request_slice(ns: int = UI_SLICE_NS) -> bool:
     """Ask the scheduler for a slice of `ns` for the calling thread, keeping its policy
-    (``SCHED_OTHER``) and nice value. Returns whether the kernel took the call."""
+    (``SCHED_OTHER``) and nice value; 0 gives it the kernel's default again. Returns
+    whether the kernel took the call."""
     if not sys.platform.startswith("linux"):
         return False
     import ctypes
     import os
-    import platform
 
-    nr = _SYS_SCHED_SETATTR.get(platform.machine())
-    if nr is None:
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        nice = os.getpriority(os.PRIO_PROCESS, 0)
-        attr = ctypes.create_string_buffer(_ATTR.pack(_ATTR.size, 0, 0, nice, 0, ns, 0, 0, 0, 0))
-        return libc.syscall(nr, 0, attr, 0) == 0
-    except (OSError, AttributeError):
-        return False
+    nice = os.getpriority(os.PRIO_PROCESS, 0)
+    attr = ctypes.create_string_buffer(_ATTR.pack(_ATTR.size, 0, 0, nice, 0, ns, 0, 0, 0, 0))
+    return _sched_attr_call(0, attr, 0)
 
 
 def current_slice() -> int | None:
     """The calling thread's slice in ns (``sched_getattr``), or None where unknown."""
-    if not sys.platform.startswith("linux"):
-        return None
     import ctypes
-    import platform
 
-    nr = _SYS_SCHED_SETATTR.get(platform.machine())
-    if nr is None:
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        buf = ctypes.create_string_buffer(_ATTR.size)
-        if libc.syscall(nr + 1, 0, buf, _ATTR.size, 0) != 0:
-            return None
-    except (OSError, AttributeError):
+    buf = ctypes.create_string_buffer(_ATTR.size)
+    if not _sched_attr_call(1, buf, _ATTR.size, 0):
         return None
     return _ATTR.unpack(buf.raw)[5]
