@@ -22,6 +22,7 @@ PURE = (
     "quanttui.scan_report",
     "quanttui.notify",
     "quanttui.web",
+    "quanttui.sched",
 )
 
 
@@ -57,6 +58,7 @@ LAYERS = {
     "textsafe": 0,
     "errors": 0,
     "plausible": 0,
+    "sched": 0,  # scheduling requests of the engine's threads and of the UI's
     "config": 1,
     "feed": 2,
     "store": 2,
