@@ -181,8 +181,100 @@ def _exists(path: str) -> bool:
     return os.path.exists(path)  # a stat: it does not block the loop for long
 
 
-LAST_TICK = [0.0, False]
-"""The ticker's last wake-up and whether it is recording (read by `StallSampler`)."""
+LAST_TICK = [0.0, False, 0.0]
+"""The ticker's last wake-up, whether it is recording (read by `StallSampler`) and when
+it began to (`perf_counter`, for `HandleTimer`)."""
+
+
+class HandleTimer:
+    """With ``QUANTTUI_BENCH_HANDLES=FILE``: every callback the event loop runs is timed
+    (wall and the loop thread's CPU; two clock reads each, unlike `StallSampler`'s
+    stacks, so the run is barely changed), and those longer than `keep` s are kept. At
+    the end, for each of the ticker's worst stalls, the callbacks and collections that
+    overlap it are written to FILE: what the loop did in the stall, and for how long it
+    had the CPU."""
+
+    def __init__(self, out: str, keep: float = 0.0005) -> None:
+        import collections
+
+        self.out, self.keep = out, keep
+        self.slow: collections.deque = collections.deque(maxlen=400_000)
+        self._orig = asyncio.events.Handle._run
+
+    def __enter__(self) -> HandleTimer:
+        import resource
+
+        orig, slow, keep, name = self._orig, self.slow, self.keep, self.name
+        clock, usage, me = time.perf_counter, resource.getrusage, resource.RUSAGE_THREAD
+
+        def _run(handle: asyncio.Handle) -> None:
+            t, u = clock(), usage(me)
+            orig(handle)
+            w = clock() - t
+            if w > keep:
+                v = usage(me)
+                slow.append(
+                    (
+                        t,
+                        w,
+                        v.ru_utime + v.ru_stime - u.ru_utime - u.ru_stime,
+                        v.ru_nvcsw - u.ru_nvcsw,
+                        v.ru_nivcsw - u.ru_nivcsw,
+                        name(handle),
+                    )
+                )
+
+        asyncio.events.Handle._run = _run
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.events.Handle._run = self._orig
+
+    @staticmethod
+    def name(handle: asyncio.Handle) -> str:
+        cb = getattr(handle, "_callback", None)
+        owner = getattr(cb, "__self__", None)
+        if isinstance(owner, asyncio.Task):
+            coro = owner.get_coro()
+            frame = getattr(coro, "cr_frame", None)
+            timer = frame.f_locals.get("self") if frame is not None else None
+            what = getattr(timer, "_callback", None) if timer is not None else None
+            extra = f" {getattr(timer, 'name', '')} {getattr(what, '__qualname__', what)}"
+            return f"task {getattr(coro, '__qualname__', coro)}{extra if timer else ''}"
+        return getattr(cb, "__qualname__", repr(cb))[:120]
+
+    def report(self, worst: list, gc_pauses: list) -> None:
+        t0 = LAST_TICK[2]
+        lines = []
+        for w, at, cpu, pc in sorted(worst, reverse=True):
+            a = t0 + at
+            b = a + w + TICK_S
+            lines.append(
+                f"stall {w * 1000:.1f} ms @ {at:.1f}s (loop CPU {cpu * 1000:.1f}, process "
+                f"{pc * 1000:.1f})"
+            )
+            for t, dw, dc, nv, niv, h in self.slow:
+                if t < b and t + dw > a:
+                    lines.append(
+                        f"  +{(t - a) * 1000:6.1f} ms  wall {dw * 1000:5.1f}  cpu "
+                        f"{dc * 1000:5.1f}  waits {nv} preempted {niv}  {h}"
+                    )
+            for gen, dw, _n, dc, t in gc_pauses:
+                if t < b and t + dw > a:
+                    lines.append(
+                        f"  +{(t - a) * 1000:6.1f} ms  wall {dw * 1000:5.1f}  cpu "
+                        f"{dc * 1000:5.1f}  (gc generation {gen})"
+                    )
+        by: dict[str, list[float]] = {}
+        for _t, _w, dc, _nv, _niv, h in self.slow:
+            by.setdefault(h, []).append(dc)
+        lines.append("callbacks over 0.5 ms, by name: count, median and max CPU (ms)")
+        for h, cpus in sorted(by.items(), key=lambda kv: -sum(kv[1]))[:12]:
+            cpus.sort()
+            lines.append(
+                f"  {len(cpus):6d}  {cpus[len(cpus) // 2] * 1000:5.2f}  {cpus[-1] * 1000:5.2f}  {h}"
+            )
+        Path(self.out).write_text("\n".join(lines) + "\n")
 
 
 class StallSampler:
@@ -247,6 +339,7 @@ async def ticker(ctl: Path, end: asyncio.Event | None = None) -> dict:
             continue
         if not recording and _exists(go):
             recording, t0 = True, time.perf_counter()
+            LAST_TICK[2] = t0
         elif _exists(stop) or (end is not None and end.is_set()):
             break
     return {
@@ -322,6 +415,8 @@ def app_view(db: Path, ctl: Path) -> dict:
         end = asyncio.Event()
         out = os.environ.get("QUANTTUI_BENCH_STALLS")
         sampler = StallSampler(out).start() if out else None
+        handles_out = os.environ.get("QUANTTUI_BENCH_HANDLES")
+        timer = HandleTimer(handles_out).__enter__() if handles_out else None
         probe = asyncio.create_task(ticker(ctl, end))
         rows = asyncio.create_task(watch_rows())
 
@@ -347,7 +442,11 @@ def app_view(db: Path, ctl: Path) -> dict:
         end.set()
         if sampler is not None:
             sampler.stop()
-        return {**await probe, **stats, "gc": gcp.summary()}
+        data = await probe
+        if timer is not None:
+            timer.__exit__()
+            timer.report(data["worst"], gcp.pauses)
+        return {**data, **stats, "gc": gcp.summary()}
 
     return asyncio.run(main())
 

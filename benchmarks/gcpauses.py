@@ -15,7 +15,7 @@ class GcPauses:
     process waiting for a core, not the collector working."""
 
     def __init__(self) -> None:
-        self.pauses: list[tuple[int, float, int, float]] = []
+        self.pauses: list[tuple[int, float, int, float, float]] = []
         self._start: tuple[float, float] | None = None
 
     def __call__(self, phase: str, info: dict) -> None:
@@ -29,6 +29,7 @@ class GcPauses:
                     time.perf_counter() - wall,
                     info["collected"],
                     time.thread_time() - cpu,
+                    wall,
                 )
             )
             self._start = None

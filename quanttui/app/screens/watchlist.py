@@ -11,11 +11,15 @@ ADF p column; the cells of metrics a basket has not (hedge b, coint p, carry) ar
 
 Why it is drawn the way it is:
 
-* **On a timer, by row.** Snapshots only mark a row dirty; every `DRAW_S` the dirty
-  rows' cells are recomputed, and `WatchTable` (line API) redraws only the rows whose
-  cells changed. Twenty pairs on 1 s bars then cost twenty small row renders per redraw
-  and the terminal gets those lines, not a repaint (`DataTable` re-renders every cell of
-  the table on any update).
+* **On a timer, by row.** Snapshots only mark a row dirty; every `DRAW_TICK_S` the rows
+  dirty longest have their cells recomputed, and `WatchTable` (line API) redraws only
+  the rows whose cells changed, so the terminal gets those lines, not a repaint
+  (`DataTable` re-renders every cell of the table on any update).
+* **In slices.** Every pair's bar closes at the same second, so every row turns dirty at
+  once. One tick draws at most `ROWS_PER_DRAW` of them (more when that would leave a row
+  waiting past `DRAW_S`): twenty rows cost three short bursts of the UI loop 0.1 s apart,
+  not one three times as long, which on a busy machine a preemption stretches into a
+  stall the keyboard feels.
 * **Columns by priority.** Pair, z, the z sparkline and the last alert always show; the
   other columns are added in priority order while they fit the width (the sparkline takes
   what is left), so 80 columns never scroll sideways.
@@ -32,7 +36,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import itertools
 import math
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -62,7 +68,12 @@ if TYPE_CHECKING:
 W = TypeVar("W", bound=Widget)
 
 DRAW_S = 0.5
-"""Rows are redrawn at most this often (snapshots in between only mark them dirty)."""
+"""A row is redrawn at most this long after its snapshot arrived (snapshots in between
+only mark it dirty)."""
+DRAW_TICK_S = 0.1
+DRAW_TICKS = round(DRAW_S / DRAW_TICK_S)
+ROWS_PER_DRAW = 8
+"""Rows drawn per tick, unless more are needed to keep within `DRAW_S`."""
 ALERT_LOG_ROWS = 500
 PAIR_ALERTS = 50
 """Standing alerts kept per pair, so that a withdrawn last alert shows the one before."""
@@ -152,7 +163,6 @@ class Row:
     snapshot: Snapshot | BasketSnapshot | None = None
     bars: int | None = None
     alerts: deque[Alert] = field(default_factory=lambda: deque(maxlen=PAIR_ALERTS))
-    dirty: bool = True
 
     @property
     def zscore(self) -> float | None:
@@ -283,6 +293,12 @@ class WatchlistScreen(Screen[None]):
         self.rows: dict[str, Row] = {i.key: Row(i) for i in infos}
         self.shown: dict[str, Snapshot | None] = {}
         """The snapshot each row's cells show (the last one drawn)."""
+        self._tick = 0
+        """Draw ticks so far."""
+        self._dirty: dict[str, int] = dict.fromkeys(self.rows, 0)
+        """Rows whose cells are out of date, the longest-waiting first, with the tick
+        count when they turned so."""
+        self._ordered_at = 0.0
         self.status: Status | None = None
         self.sort_key: str | None = None
         self.descending = False
@@ -302,7 +318,7 @@ class WatchlistScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#wl-table", WatchTable).focus()
         self._draw()
-        self.set_interval(DRAW_S, self._draw)
+        self.draw_timer = self.set_interval(DRAW_TICK_S, self._draw)
 
     def on_resize(self, _event: events.Resize) -> None:
         self._layout_dirty = True
@@ -316,9 +332,11 @@ class WatchlistScreen(Screen[None]):
         for key in [k for k in self.rows if k not in keys]:
             del self.rows[key]
             self.shown.pop(key, None)
+            self._dirty.pop(key, None)
         for info in infos:
             if info.key not in self.rows:
                 self.rows[info.key] = Row(info)
+                self._dirty[info.key] = self._tick
             elif self.rows[info.key].info != info:
                 # a row made from the command line before the engine (or a server with
                 # other parameters) reported it
@@ -336,7 +354,7 @@ class WatchlistScreen(Screen[None]):
             row.snapshot = None
             self._layout_dirty = True
         row.bars = bars
-        row.dirty = True
+        self._dirty.setdefault(key, self._tick)
 
     def show_snapshot(self, key: str, snap: Snapshot | BasketSnapshot) -> None:
         row = self.rows.get(key)
@@ -354,7 +372,7 @@ class WatchlistScreen(Screen[None]):
         elif not describes(info, snap):
             return
         row.snapshot = snap
-        row.dirty = True
+        self._dirty.setdefault(key, self._tick)
 
     def show_delivered(self, a: Alert) -> None:
         """The alert reached every notification destination: its log row says so."""
@@ -374,7 +392,7 @@ class WatchlistScreen(Screen[None]):
                 )
             else:
                 row.alerts.append(a)
-            row.dirty = True
+            self._dirty.setdefault(key, self._tick)
         log = self._part("#wl-log", LogLines) if self.is_mounted else None
         if log is None:
             return
@@ -517,9 +535,8 @@ class WatchlistScreen(Screen[None]):
                 for c in self._columns
             ]
         )
-        for row in self.rows.values():
-            row.dirty = True
-        self._refresh_rows(table)
+        self._dirty = dict.fromkeys(self.rows, self._tick)
+        self._refresh_rows(table, len(self._dirty))
 
     def _label(self, col: Column) -> str:
         label = col.label
@@ -527,16 +544,27 @@ class WatchlistScreen(Screen[None]):
             label = ("|z|" if col.key == "z" else label) + ("▼" if self.descending else "▲")
         return label
 
-    def _refresh_rows(self, table: WatchTable) -> None:
-        for key, row in self.rows.items():
-            if row.dirty:
-                row.dirty = False
-                table.set_cells(key, {c.key: self._cell(row, c) for c in self._columns})
-                self.shown[key] = row.snapshot
-        table.set_order(self._sorted_keys())
+    def _refresh_rows(self, table: WatchTable, limit: int) -> None:
+        """The cells of the `limit` rows dirty longest; the order once every row is
+        drawn (so that no row sorts by a value it does not show yet), or `DRAW_S` after
+        the last."""
+        keys = list(itertools.islice(self._dirty, limit))
+        for key in keys:
+            del self._dirty[key]
+            row = self.rows[key]
+            table.set_cells(key, {c.key: self._cell(row, c) for c in self._columns})
+            self.shown[key] = row.snapshot
+        now = time.monotonic()
+        if not self._dirty or now - self._ordered_at >= DRAW_S:
+            self._ordered_at = now
+            table.set_order(self._sorted_keys())
 
     def _draw(self) -> None:
-        if not self.is_mounted:
+        """One tick: the rows dirty longest. The oldest has `left` ticks (this one
+        included) before it has waited `DRAW_S`; each tick takes a `left`-th of the
+        dirty rows, at least `ROWS_PER_DRAW`, so every row dirty now is drawn in time."""
+        self._tick += 1
+        if not self.is_mounted or not (self._layout_dirty or self._dirty or self._title_dirty):
             return
         table = self.query_one("#wl-table", WatchTable)
         with self.app.batch_update():
@@ -545,8 +573,11 @@ class WatchlistScreen(Screen[None]):
                 self._rebuild(table)
                 self._title_dirty = True
             else:
-                self._refresh_rows(table)
-            self._update_title()
+                oldest = next(iter(self._dirty.values()), self._tick)
+                left = max(1, DRAW_TICKS - (self._tick - 1 - oldest))
+                self._refresh_rows(table, max(ROWS_PER_DRAW, math.ceil(len(self._dirty) / left)))
+            if not self._dirty or self._title_dirty:
+                self._update_title()
 
     def _update_title(self) -> None:
         beyond = sum(

@@ -7,6 +7,11 @@ turned into a `Strip` only when one of its cells changed, and only that row's li
 refreshed, so the terminal gets the changed lines and nothing else. The header stays on
 the first line while the rows scroll under it.
 
+A line is made exactly as wide as the widget, with one segment per run of cells of one
+style, from styles made once per theme (`rich_style` walks every ancestor's CSS, and it
+was a third of a line's cost): the compositor's later passes over a line (filters,
+cuts) cost per segment (`benchmarks/bench_redraw.py`).
+
 Cells are (text, style) pairs the screen has formatted; columns are (key, label, width)
 with one space of padding each side, as `DataTable` draws them.
 """
@@ -78,6 +83,8 @@ class WatchTable(ScrollView, can_focus=True):
         self.cells: dict[str, dict[str, Cell]] = {}
         self._strips: dict[tuple[str, bool], Strip] = {}
         self._header: Strip | None = None
+        self._base: Style | None = None
+        self._styles: dict[tuple[str, bool], Style] = {}
 
     # ----------------------------------------------------------------- content
     def set_columns(self, columns: Sequence[TableColumn]) -> None:
@@ -136,27 +143,63 @@ class WatchTable(ScrollView, can_focus=True):
         self.virtual_size = Size(width, len(self.order) + 1)
 
     # ----------------------------------------------------------------- drawing
-    def _line(self, cells: Sequence[Cell], base: Style, extra: Style | None) -> Strip:
-        segs = []
-        for col, (text, style) in zip(self.columns, cells, strict=True):
-            st = base + Style.parse(style) if style else base
-            if extra is not None:
-                st = st + extra
-            segs.append(Segment(" " + fit(text, col.width) + " ", st))
+    def notify_style_update(self) -> None:
+        """CSS, a pseudo-class or the theme changed: lines drawn in the old style go."""
+        super().notify_style_update()
+        self._base = None
+        self._styles.clear()
+        self._strips.clear()
+        self._header = None
+
+    def _style(self, style: str, on: bool) -> Style:
+        """The widget's style plus a cell's (and the cursor's when `on`), made once: the
+        widget's own (`rich_style`) walks every ancestor's CSS."""
+        st = self._styles.get((style, on))
+        if st is None:
+            if self._base is None:
+                self._base = self.rich_style
+            st = self._base + Style.parse(style) if style else self._base
+            if on:
+                st = st + Style(reverse=True)
+            self._styles[(style, on)] = st
+        return st
+
+    def _line(self, cells: Sequence[Cell], on: bool) -> Strip:
+        """One line exactly as wide as the widget: neighbouring cells of one style share
+        a segment (fewer segments for every later pass of the compositor), the rest is
+        blank in the row's style."""
         width = self.size.width
-        strip = Strip(segs)
-        return strip.crop_extend(0, width, base + extra if extra is not None else base)
+        segs: list[Segment] = []
+        parts: list[str] = []
+        style: str | None = None
+        for col, (text, st) in zip(self.columns, cells, strict=True):
+            if st != style and parts:
+                segs.append(Segment("".join(parts), self._style(style or "", on)))
+                parts = []
+            style = st
+            parts.append(" " + fit(text, col.width) + " ")
+        if parts:
+            segs.append(Segment("".join(parts), self._style(style or "", on)))
+        used = sum(len(s.text) for s in segs)
+        if used < width:
+            segs.append(Segment(" " * (width - used), self._style("", on)))
+        elif used > width:
+            cut, left = [], width
+            for seg in segs:
+                if left > 0:
+                    cut.append(Segment(seg.text[:left], seg.style))
+                left -= len(seg.text)
+            segs = cut
+        return Strip(segs, width)
 
     def render_line(self, y: int) -> Strip:
-        base = self.rich_style
         if y == 0:
             if self._header is None or self._header.cell_length != self.size.width:
-                header = [(c.label, "bold") for c in self.columns]
-                self._header = self._line(header, base, None)
+                self._header = self._line([(c.label, "bold") for c in self.columns], False)
             return self._header
         index = y - 1 + self.scroll_offset.y
         if not 0 <= index < len(self.order):
-            return Strip.blank(self.size.width, base)
+            return Strip.blank(self.size.width, self._style("", False))
         key = self.order[index]
         on = index == self.cursor and self.has_focus
         cached = self._strips.get((key, on))
@@ -164,7 +207,7 @@ class WatchTable(ScrollView, can_focus=True):
             return cached
         row = self.cells.get(key, {})
         cells = [row.get(c.key, ("", "")) for c in self.columns]
-        strip = self._line(cells, base, Style(reverse=True) if on else None)
+        strip = self._line(cells, on)
         self._strips[(key, on)] = strip
         return strip
 
