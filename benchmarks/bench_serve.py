@@ -40,6 +40,12 @@ Figures, each against the issue's target:
    windows of the same length, first before any view attaches, then with the three
    (the ratio should be ~1.0: views cost the engine nothing but their encoding).
 
+To find what a stall was, for the app's view: ``QUANTTUI_BENCH_HANDLES=FILE`` times every
+callback of its loop (wall, CPU, waits and preemptions; cheap enough to leave the run
+as it is) and writes, per worst stall, the callbacks and collections in it;
+``QUANTTUI_BENCH_STALLS=FILE`` samples the loop's stack during stalls (it slows the
+app's collections about threefold: use it for stacks, not for a pass or a fail).
+
 Usage: python benchmarks/bench_serve.py [--minutes 10] [--quick] [--rate 5000]
 """
 
