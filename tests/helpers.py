@@ -94,3 +94,16 @@ def sqlite_locks_held(path: Path) -> list[str]:
     me = str(os.getpid())
     rows = Path("/proc/locks").read_text().splitlines()
     return [r for r in rows if "->" not in r and r.split()[4] == me and r.split()[5] == dev]
+
+
+def thread_policies(pid: int) -> tuple[int, set[int]]:
+    """How many threads process `pid` has, and their scheduling policies (a thread that
+    ends between the listing and the query is left out)."""
+    policies = set()
+    tids = os.listdir(f"/proc/{pid}/task")
+    for tid in tids:
+        try:
+            policies.add(os.sched_getscheduler(int(tid)))
+        except ProcessLookupError:
+            continue
+    return len(tids), policies

@@ -19,6 +19,7 @@ from quanttui.engine.events import AlertEvent, AlertWithdrawn
 from quanttui.feed.replay import ReplaySpec, prepare_source
 from quanttui.model import iso_utc, parse_iso_ms
 from tests.app.conftest import RECORDING, app_config
+from tests.helpers import thread_policies
 
 
 async def until(pred, limit_s: float = 30.0, what: str = "") -> None:
@@ -89,9 +90,8 @@ async def test_headless_and_the_app_give_the_same_alerts_and_final_snapshot(
         )
         await until(lambda: app.snapshot.adf_p is not None, 30, "the last bar's tests")
         if engine_process and sys.platform == "linux":
-            tids = [int(t) for t in os.listdir(f"/proc/{app.runner.pid}/task")]
-            policies = {os.sched_getscheduler(t) for t in tids}
-            assert len(tids) > 2 and policies == {os.SCHED_BATCH}  # it yields to the screen
+            threads, policies = thread_policies(app.runner.pid)
+            assert threads > 2 and policies == {os.SCHED_BATCH}  # it yields to the screen
         await pilot.pause(0.5)
         shown = app.snapshot
         app_alerts = [(iso_utc(a.ts_ms), a.rule, a.value) for a in standing(app)]

@@ -28,7 +28,7 @@ from quanttui.server.server import peer_uid
 from quanttui.server.sessions import list_sessions, socket_path
 from tests.app.test_app import until
 from tests.fakes.exchange import FakeExchange, synthetic_trades, universe_trades
-from tests.helpers import exchange_args
+from tests.helpers import exchange_args, thread_policies
 
 RATE = 400.0
 
@@ -135,9 +135,8 @@ async def test_views_attach_detach_and_die_while_the_server_stores_every_trade(
             )
             assert [s.pid for s in list_sessions()] == [server.pid]
             if sys.platform == "linux":  # its wake-ups do not preempt attached screens
-                tids = [int(t) for t in os.listdir(f"/proc/{server.pid}/task")]
-                policies = {os.sched_getscheduler(t) for t in tids}
-                assert len(tids) > 2 and policies == {os.SCHED_BATCH}
+                threads, policies = thread_policies(server.pid)
+                assert threads > 2 and policies == {os.SCHED_BATCH}
 
             doomed = subprocess.Popen(  # noqa: ASYNC220
                 [sys.executable, "-m", "quanttui", "attach", "--headless", "--db", str(db)],
