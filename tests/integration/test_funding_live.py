@@ -20,10 +20,15 @@ from tests.fakes.exchange import FakeExchange, FakeMark, synthetic_trades
 from tests.helpers import run_cli
 
 EIGHT_H = 8 * 3_600_000
-NEXT_FUNDING = int(time.time() * 1000) // EIGHT_H * EIGHT_H + EIGHT_H
 
 
-def marks(e0: int, n: int) -> list[FakeMark]:
+def next_funding(now_ms: int) -> int:
+    """The next 8-hour settlement at least 10 minutes after `now_ms`, taken when the test
+    runs (taken at import, a run that crossed a settlement saw its countdown at 0)."""
+    return (now_ms + 600_000) // EIGHT_H * EIGHT_H + EIGHT_H
+
+
+def marks(e0: int, n: int, settles: int) -> list[FakeMark]:
     return [
         FakeMark(
             "BTCUSDT" if k % 2 == 0 else "ETHUSDT",
@@ -31,7 +36,7 @@ def marks(e0: int, n: int) -> list[FakeMark]:
             f"{90000.0 + k:.8f}" if k % 2 == 0 else f"{3100.0 + k / 10:.8f}",
             f"{89990.0 + k:.8f}" if k % 2 == 0 else f"{3101.0 + k / 10:.8f}",
             "0.00010000" if k % 2 == 0 else "-0.00002500",
-            NEXT_FUNDING,
+            settles,
         )
         for k in range(n)
     ]
@@ -39,7 +44,8 @@ def marks(e0: int, n: int) -> list[FakeMark]:
 
 async def test_mark_frames_reach_snapshots_the_table_and_snapshot_json(tmp_path: Path) -> None:
     e0 = int(time.time() * 1000) - 1000
-    sent = marks(e0, 40)
+    settles_ms = next_funding(e0)
+    sent = marks(e0, 40, settles_ms)
     trades = synthetic_trades(6000, start_ms=e0)
     db = tmp_path / "f.db"
     async with FakeExchange(trades, rate=250, restamp=True, marks=sent, mark_rate=40) as ex:
@@ -90,10 +96,10 @@ async def test_mark_frames_reach_snapshots_the_table_and_snapshot_json(tmp_path:
     assert (x.mark, x.index, x.rate) == (float(bx.p), float(bx.i), float(bx.r))
     assert (y.mark, y.index, y.rate) == (float(by.p), float(by.i), float(by.r))
     assert x.basis_bps == pytest.approx(1e4 * (float(bx.p) - float(bx.i)) / float(bx.i), rel=1e-12)
-    assert x.next_funding_ms == NEXT_FUNDING and x.interval_h == 8
+    assert x.next_funding_ms == settles_ms and x.interval_h == 8
     # the countdown is measured to the exchange's T when the snapshot was built
-    assert 0 < x.countdown_s <= (NEXT_FUNDING - e0) / 1000
-    assert x.countdown_s == pytest.approx((NEXT_FUNDING - time.time() * 1000) / 1000, abs=15)
+    assert 0 < x.countdown_s <= (settles_ms - e0) / 1000
+    assert x.countdown_s == pytest.approx((settles_ms - time.time() * 1000) / 1000, abs=15)
     metrics = last.metrics()
     assert metrics["funding_x"] == 0.0001 and metrics["funding_y"] == -0.000025
     code, out, err = run_cli(
@@ -103,4 +109,4 @@ async def test_mark_frames_reach_snapshots_the_table_and_snapshot_json(tmp_path:
     data = json.loads(out)
     assert data["funding_x"] == 0.0001 and data["funding_y"] == -0.000025
     assert data["funding"]["x"]["mark"] == float(bx.p)
-    assert data["funding"]["y"]["next_funding"] == iso_utc(NEXT_FUNDING)
+    assert data["funding"]["y"]["next_funding"] == iso_utc(settles_ms)
