@@ -13,6 +13,7 @@ from textual.app import App, ComposeResult
 from quanttui.app.screens.watchlist import (
     DRAW_S,
     DRAW_TICK_S,
+    DRAW_TICKS,
     ROWS_PER_DRAW,
     WatchlistScreen,
 )
@@ -158,3 +159,34 @@ async def test_a_hundred_rows_are_all_drawn_within_draw_s() -> None:
             wl.show_snapshot(info.key, snap(info, 1.0, 1))
         per_tick = await until_drawn(wl, pilot, infos, 1)
         assert per_tick == [20] * 5  # ceil(100 * DRAW_TICK_S / DRAW_S) a tick
+
+
+async def test_rows_that_never_stop_changing_are_put_in_order_every_draw_ticks() -> None:
+    """Every row changes again before its slice comes round, so the dirty rows never run
+    out: the order must still follow the values every `DRAW_TICKS` ticks."""
+    infos = [pair(k) for k in range(100)]
+    app = ListHost(infos)
+    async with app.run_test(size=(120, 40)) as pilot:
+        wl = app.screen
+        wl.draw_timer.pause()
+        table = wl.query_one("#wl-table", WatchTable)
+        wl.action_sort("z")
+        for k, info in enumerate(infos):
+            wl.show_snapshot(info.key, snap(info, 0.01 * k, 1))
+        await until_drawn(wl, pilot, infos, 1)
+        before = [i.key for i in reversed(infos)]
+        assert table.order == before
+        orders = []
+        for bar in range(2, 2 + 2 * DRAW_TICKS):
+            sign = 1 if (bar - 2) // DRAW_TICKS % 2 == 0 else -1
+            for k, info in enumerate(infos):
+                wl.show_snapshot(info.key, snap(info, 3.0 - sign * 0.01 * k, bar))
+            wl._draw()
+            await pilot.pause()
+            assert wl._dirty
+            orders.append(list(table.order))
+        n = DRAW_TICKS
+        assert orders[: n - 1] == [before] * (n - 1)
+        assert orders[n - 1] == [i.key for i in infos]
+        assert orders[n : 2 * n - 1] == [orders[n - 1]] * (n - 1)
+        assert orders[2 * n - 1] == before

@@ -38,7 +38,6 @@ import concurrent.futures
 import functools
 import itertools
 import math
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -298,7 +297,8 @@ class WatchlistScreen(Screen[None]):
         self._dirty: dict[str, int] = dict.fromkeys(self.rows, 0)
         """Rows whose cells are out of date, the longest-waiting first, with the tick
         count when they turned so."""
-        self._ordered_at = 0.0
+        self._ordered_tick = 0
+        """The tick at which the rows were last put in order."""
         self.status: Status | None = None
         self.sort_key: str | None = None
         self.descending = False
@@ -546,17 +546,16 @@ class WatchlistScreen(Screen[None]):
 
     def _refresh_rows(self, table: WatchTable, limit: int) -> None:
         """The cells of the `limit` rows dirty longest; the order once every row is
-        drawn (so that no row sorts by a value it does not show yet), or `DRAW_S` after
-        the last."""
+        drawn (so that no row sorts by a value it does not show yet), or `DRAW_TICKS`
+        after the last."""
         keys = list(itertools.islice(self._dirty, limit))
         for key in keys:
             del self._dirty[key]
             row = self.rows[key]
             table.set_cells(key, {c.key: self._cell(row, c) for c in self._columns})
             self.shown[key] = row.snapshot
-        now = time.monotonic()
-        if not self._dirty or now - self._ordered_at >= DRAW_S:
-            self._ordered_at = now
+        if not self._dirty or self._tick - self._ordered_tick >= DRAW_TICKS:
+            self._ordered_tick = self._tick
             table.set_order(self._sorted_keys())
 
     def _draw(self) -> None:
