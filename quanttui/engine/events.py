@@ -113,8 +113,8 @@ class FeedState:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """The engine's counters, published once a second (and on a feed state change);
-    a view keeps only the latest. `rate` is ticks/s over the last few seconds."""
+    """The engine's counters, published every `STATUS_S` (0.25 s) and on a feed state or
+    database change; a view keeps only the latest. `rate` is ticks/s over the last few seconds."""
 
     state: str
     detail: str

@@ -9,16 +9,18 @@ import math
 from array import array
 
 from textual.app import App, ComposeResult
+from textual.widgets import Static
 
 from quanttui.app.screens.watchlist import (
     DRAW_S,
     DRAW_TICK_S,
     DRAW_TICKS,
     ROWS_PER_DRAW,
+    STATUS_TICKS,
     WatchlistScreen,
 )
 from quanttui.app.widgets.watchtable import TableColumn, WatchTable
-from quanttui.engine.events import PairInfo
+from quanttui.engine.events import PairInfo, Status
 from quanttui.model import Series, Snapshot
 
 COLUMNS = [TableColumn("pair", "pair", 8), TableColumn("z", "z", 6), TableColumn("p", "p", 5)]
@@ -190,3 +192,48 @@ async def test_rows_that_never_stop_changing_are_put_in_order_every_draw_ticks()
         assert orders[n - 1] == [i.key for i in infos]
         assert orders[n : 2 * n - 1] == [orders[n - 1]] * (n - 1)
         assert orders[2 * n - 1] == before
+
+
+def status(rate: float, state: str = "live", ages: float = 0.5) -> Status:
+    symbols = ("S00USDT", "S01USDT")
+    return Status(
+        state=state, detail="", rate=rate, ticks=0, stored=0, inserted=0,
+        leg_age=dict.fromkeys(symbols, ages), symbols=symbols, gaps_open=0, gaps_filled=0,
+        malformed=0, db_bytes=1_500_000,
+    )  # fmt: skip
+
+
+async def test_a_status_is_drawn_with_the_rows_or_within_status_ticks_and_a_warning_at_once() -> (
+    None
+):
+    infos = [pair(0)]
+    app = ListHost(infos)
+    async with app.run_test(size=(120, 40)) as pilot:
+        wl = app.screen
+        wl.draw_timer.pause()
+        line = wl.query_one("#wl-status", Static)
+
+        async def tick() -> str:
+            wl._draw()
+            await pilot.pause()
+            return str(line.render())
+
+        wl.show_status(status(100))
+        assert "100 ticks/s" in await tick()  # the first status: drawn at once
+
+        # a new rate alone waits for rows, at most STATUS_TICKS ticks
+        wl.show_status(status(200))
+        shown = [await tick() for _ in range(STATUS_TICKS)]
+        assert ["200 ticks/s" in s for s in shown] == [False] * (STATUS_TICKS - 1) + [True]
+
+        # ... and is drawn with the rows when they come first
+        wl.show_status(status(300))
+        assert "300 ticks/s" not in await tick()
+        wl.show_snapshot(infos[0].key, snap(infos[0], 1.0, 1))
+        assert "300 ticks/s" in await tick()
+
+        # what it warns of is drawn at the next tick
+        wl.show_status(status(300, "reconnecting"))
+        assert "RECONNECTING" in await tick()
+        wl.show_status(status(300, "reconnecting", ages=90.0))
+        assert "no recent trades: S00 S01" in await tick()
