@@ -207,7 +207,9 @@ class HandleTimer:
 
         self.out, self.keep = out, keep
         self.slow: collections.deque = collections.deque(maxlen=400_000)
+        self.passes: collections.deque = collections.deque(maxlen=400_000)
         self._orig = asyncio.events.Handle._run
+        self._orig_pass = None
 
     def __enter__(self) -> HandleTimer:
         import resource
@@ -233,10 +235,36 @@ class HandleTimer:
                 )
 
         asyncio.events.Handle._run = _run
+        self._time_passes()
         return self
+
+    def _time_passes(self) -> None:
+        """Each compositor pass (`Screen._on_timer_update`): its wall and CPU time, and
+        what asked for it (a layout, a scroll, a repaint, or which widgets were dirty)."""
+        from textual.screen import Screen
+
+        orig = self._orig_pass = Screen._on_timer_update
+        passes, clock, cpu = self.passes, time.perf_counter, time.thread_time
+
+        def _on_timer_update(screen: Screen) -> None:
+            why = (
+                ("layout " if screen._layout_required else "")
+                + ("scroll " if screen._scroll_required else "")
+                + ("repaint " if screen._repaint_required else "")
+                + ",".join(sorted({w.id or type(w).__name__ for w in screen._dirty_widgets}))
+            )
+            t, c = clock(), cpu()
+            orig(screen)
+            passes.append((t, clock() - t, cpu() - c, why))
+
+        Screen._on_timer_update = _on_timer_update
 
     def __exit__(self, *exc: object) -> None:
         asyncio.events.Handle._run = self._orig
+        if self._orig_pass is not None:
+            from textual.screen import Screen
+
+            Screen._on_timer_update = self._orig_pass
 
     @staticmethod
     def name(handle: asyncio.Handle) -> str:
@@ -267,6 +295,12 @@ class HandleTimer:
                         f"  +{(t - a) * 1000:6.1f} ms  wall {dw * 1000:5.1f}  cpu "
                         f"{dc * 1000:5.1f}  waits {nv} preempted {niv}  {h}"
                     )
+            for t, dw, dc, why in self.passes:
+                if t < b and t + dw > a:
+                    lines.append(
+                        f"  +{(t - a) * 1000:6.1f} ms  wall {dw * 1000:5.1f}  cpu "
+                        f"{dc * 1000:5.1f}  (compositor pass: {why})"
+                    )
             for gen, dw, _n, dc, t in gc_pauses:
                 if t < b and t + dw > a:
                     lines.append(
@@ -281,6 +315,17 @@ class HandleTimer:
             cpus.sort()
             lines.append(
                 f"  {len(cpus):6d}  {cpus[len(cpus) // 2] * 1000:5.2f}  {cpus[-1] * 1000:5.2f}  {h}"
+            )
+        why: dict[str, list[float]] = {}
+        for _t, _w, dc, reason in self.passes:
+            why.setdefault(reason, []).append(dc)
+        lines.append("compositor passes, by what asked for them: count, median, p99, max CPU (ms)")
+        for reason, cpus in sorted(why.items(), key=lambda kv: -sum(kv[1]))[:16]:
+            cpus.sort()
+            n = len(cpus)
+            lines.append(
+                f"  {n:6d}  {cpus[n // 2] * 1000:5.2f}  {cpus[min(n - 1, n * 99 // 100)] * 1000:5.2f}"
+                f"  {cpus[-1] * 1000:5.2f}  {reason}"
             )
         Path(self.out).write_text("\n".join(lines) + "\n")
 
@@ -322,6 +367,17 @@ class StallSampler:
         self._stop.set()
         self._thread.join(2)
         lines = [f"{n:6d}  {k}" for k, n in self.counts.most_common(60)]
+        why: dict[str, list[float]] = {}
+        for _t, _w, dc, reason in self.passes:
+            why.setdefault(reason, []).append(dc)
+        lines.append("compositor passes, by what asked for them: count, median, p99, max CPU (ms)")
+        for reason, cpus in sorted(why.items(), key=lambda kv: -sum(kv[1]))[:16]:
+            cpus.sort()
+            n = len(cpus)
+            lines.append(
+                f"  {n:6d}  {cpus[n // 2] * 1000:5.2f}  {cpus[min(n - 1, n * 99 // 100)] * 1000:5.2f}"
+                f"  {cpus[-1] * 1000:5.2f}  {reason}"
+            )
         Path(self.out).write_text("\n".join(lines) + "\n")
 
 
