@@ -566,7 +566,7 @@ def _run_pair(
                 if headless_mode:
                     from quanttui.modes import headless
 
-                    return headless.attach(served)
+                    return headless.attach(served, [*pairs, *(tuple(b) for b in baskets)])
                 return _attach_app(cfg, served, [*pairs, *(tuple(b) for b in baskets)])
         _prepare_db(cfg)
         if headless_mode:
@@ -950,7 +950,7 @@ def _run_attach(args: argparse.Namespace) -> int:
     if args.headless:
         from quanttui.modes import headless
 
-        return headless.attach(path)
+        return headless.attach(path, given)
     return _attach_app(cfg, path, given)
 
 

@@ -5,7 +5,8 @@ One JSON line per alert on stdout (`{"time", "pair", "rule", "metric", "value",
 `{"retract": {...the alert...}, "time_withdrawn": ..., "reason": ...}` line when a
 recompute from the database contradicts an alert already printed. At the end, one
 `{"snapshot": {...}}` line per pair: its last snapshot (`Snapshot.as_json`, with `pair`).
-Status goes to stderr.
+Status goes to stderr. Attached to a server (`attach`), the pairs and baskets named are
+added to it when it lacks them, and only their lines are printed.
 
 The engine runs on its own thread; this view drains its mailbox on the main thread. A
 reader that stops reading stdout (or stderr) blocks only this thread: ingestion goes on,
@@ -19,6 +20,7 @@ terminal) ends the run the same way: nothing more can be delivered.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import sys
@@ -112,10 +114,13 @@ def _run(
     return _view(EngineThread(engine), box, wake, replay, cleanup)
 
 
-def attach(path: Path) -> int:
-    """`quanttui attach --headless`: the same JSON lines, from the server at `path`
-    (`quanttui serve`); the alerts it fired before this view attached are not printed
-    again. Ctrl-C detaches; the server keeps running."""
+def attach(path: Path, entries: Sequence[Sequence[str]] = ()) -> int:
+    """`quanttui attach --headless [PAIRS...]`: the same JSON lines, from the server at
+    `path` (`quanttui serve`); the alerts it fired before this view attached are not
+    printed again. With `entries` (pairs X/Y and baskets A+B+C), the server is asked to
+    add those it lacks, and only their alerts and last snapshots are printed; one it
+    cannot add (an unknown symbol) ends the view with its reason and exit code 2, the
+    server unchanged. Ctrl-C detaches; the server keeps running."""
     from quanttui.server.client import AttachError, RemoteEngine
 
     wake = threading.Event()
@@ -125,7 +130,36 @@ def attach(path: Path) -> int:
     except AttachError as exc:
         raise UserError(str(exc), 1) from None
     with relayed_stderr():
-        return _view(runner, box, wake, None, None)
+        return _view(runner, box, wake, None, None, entries)
+
+
+def _keys(entries: Sequence[Sequence[str]]) -> set[str]:
+    """The names an entry's alerts and snapshots may carry: ``A+B+C`` for a basket, both
+    ``X/Y`` and ``Y/X`` for a pair (an alert names the legs in the engine's order)."""
+    keys = set()
+    for e in entries:
+        if len(e) == 2:
+            keys |= {f"{e[0]}/{e[1]}", f"{e[1]}/{e[0]}"}
+        else:
+            keys.add("+".join(e))
+    return keys
+
+
+def _add_missing(
+    runner: RemoteEngine, entries: Sequence[Sequence[str]]
+) -> dict[str, concurrent.futures.Future]:
+    """Ask the server for each entry it does not run yet (its welcome's ``pairs``); the
+    replies, by entry key."""
+    served = set(runner.welcome.get("pairs", ()))
+    asked = {}
+    for e in entries:
+        if len(e) == 2:
+            key = f"{e[0]}/{e[1]}"
+            if key not in served and f"{e[1]}/{e[0]}" not in served:
+                asked[key] = runner.call_method("add_pair", e[0], e[1])
+        elif (key := "+".join(e)) not in served:
+            asked[key] = runner.call_method("add_basket", list(e))
+    return asked
 
 
 def _view(
@@ -134,8 +168,10 @@ def _view(
     wake: threading.Event,
     replay: ReplaySpec | None,
     cleanup: Callable[[], object] | None,
+    entries: Sequence[Sequence[str]] = (),
 ) -> int:
     recomputes = 0
+    only = _keys(entries) if entries else None
     stop = threading.Event()
 
     def request_exit(code: int) -> None:
@@ -158,6 +194,8 @@ def _view(
 
     guard = ShutdownGuard(runner, request_exit, cleanup=cleanup).install()
     runner.start()
+    asked = _add_missing(runner, entries) if entries else {}
+    refused: str | None = None
     fired = dropped = 0
     last: dict[str, Snapshot | BasketSnapshot] = {}
     finished: Finished | None = None
@@ -182,10 +220,23 @@ def _view(
             if stop.is_set() and not stopping:
                 stopping = True
                 runner.call_soon("stop")
+            for key, fut in list(asked.items()):
+                if fut.done():
+                    del asked[key]
+                    if fut.exception() is not None and refused is None:
+                        refused = f"cannot add {key}: {fut.exception()}"
+                        stop.set()
+                        wake.set()
             events, latest = box.drain()
             for ev in latest:
                 if isinstance(ev, SnapshotEvent | BasketSnapshotEvent):
                     last[ev.pair] = ev.snapshot
+            if only is not None:
+                events = [
+                    ev
+                    for ev in events
+                    if not isinstance(ev, AlertEvent | AlertWithdrawn) or ev.alert.pair in only
+                ]
             if box.dropped > dropped:
                 out({"dropped": box.dropped - dropped})
                 dropped = box.dropped
@@ -243,6 +294,8 @@ def _view(
         guard.uninstall()
     if gone.is_set():
         _silence_stdout()
+    if refused is not None:
+        raise UserError(printable(refused, 1000, one_line=True), 2)
     if finished.error and finished.code == 2:
         raise UserError(finished.error, 2)
     _, latest = box.drain()
@@ -250,6 +303,8 @@ def _view(
         if isinstance(ev, SnapshotEvent | BasketSnapshotEvent):
             last[ev.pair] = ev.snapshot
     for key, snap in last.items():
+        if only is not None and key not in only:
+            continue
         _out({"snapshot": {"pair": key, **snap.as_json()}})
     s = finished.stats
     _err(
