@@ -44,7 +44,9 @@ Figures, each against the issue's target:
 
 To find what a stall was, for the app's view: ``QUANTTUI_BENCH_HANDLES=FILE`` times every
 callback of its loop (wall, CPU, waits and preemptions; cheap enough to leave the run
-as it is) and writes, per worst stall, the callbacks and collections in it;
+as it is) and every compositor pass (with what asked for it: a layout, a repaint, the
+dirty widgets), and writes, per worst stall, the callbacks, passes and collections in it,
+then the passes by cause;
 ``QUANTTUI_BENCH_STALLS=FILE`` samples the loop's stack during stalls (it slows the
 app's collections about threefold: use it for stacks, not for a pass or a fail).
 
