@@ -908,7 +908,12 @@ def _run_serve(args: argparse.Namespace) -> int:
     from quanttui.modes import serve
 
     if args.print_systemd_unit:
-        print(serve.systemd_unit(sys.argv[2:] if len(sys.argv) > 2 else [], entries), end="")
+        unit, note = serve.systemd_unit(
+            args.argv, entries, web=args.web is not None, token=args.web_token
+        )
+        print(unit, end="")
+        if note:
+            print(f"quanttui: note: {note}", file=sys.stderr)
         return 0
     _prepare_db(cfg)
     return serve.serve(
@@ -1224,6 +1229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv and argv[0] in _SUBCOMMANDS:
             make, run = _SUBCOMMANDS[argv[0]]
             args = make().parse_args(argv[1:])
+            args.argv = argv[1:]
         else:
             if argv:
                 _check_command(argv[0])

@@ -27,7 +27,7 @@ After=network-online.target
 Wants=network-online.target
 
 [Service]
-ExecStart={exe} serve {args}
+{environment}ExecStart={exe} serve {args}
 ExecReload=/bin/kill -HUP $MAINPID
 KillSignal=SIGTERM
 TimeoutStopSec=10
@@ -39,20 +39,56 @@ WantedBy=default.target
 """
 
 
-def systemd_unit(argv: Sequence[str], pairs: Sequence[Sequence[str]]) -> str:
+WEB_ENV_FILE = "%h/.config/quanttui/web.env"
+"""Where the unit reads ``QUANTTUI_WEB_TOKEN`` from (``%h``: the user's home, to systemd):
+a token in the unit itself would be readable by every user of the machine, as the unit
+file and the process's command line are."""
+
+
+def systemd_unit(
+    argv: Sequence[str],
+    pairs: Sequence[Sequence[str]],
+    web: bool = False,
+    token: str | None = None,
+) -> tuple[str, str | None]:
     """A systemd user unit that runs this `serve` command line (`pairs`: the pairs and
-    baskets it names, for the description)."""
+    baskets it names, for the description; `web`: whether it has ``--web``; `token`: the
+    ``--web-token`` given, in whatever spelling argparse took), and a note for the user,
+    or None. The token is left out of the unit: with ``--web`` the unit reads
+    $QUANTTUI_WEB_TOKEN from `WEB_ENV_FILE`, and the note says so."""
     import shlex
 
     from quanttui.config import entry_key
 
     exe = shutil.which("quanttui") or f"{sys.executable} -m quanttui"
-    args = [a for a in argv if a != "--print-systemd-unit"]
-    return SYSTEMD_UNIT.format(
+    args: list[str] = []
+    for a in argv:
+        if token is not None and a == token:
+            if args and args[-1].startswith("--"):
+                args.pop()
+        elif not (token is not None and a.startswith("--") and a.endswith(f"={token}")):
+            if a != "--print-systemd-unit":
+                args.append(a)
+    environment = ""
+    if web:
+        environment = (
+            f"# the browser view's token: QUANTTUI_WEB_TOKEN=... in {WEB_ENV_FILE} (chmod 600)\n"
+            f"EnvironmentFile=-{WEB_ENV_FILE}\n"
+        )
+    note = None
+    if token is not None:
+        path = WEB_ENV_FILE.replace("%h", "~")
+        note = (
+            f"the --web-token is left out of the unit: put QUANTTUI_WEB_TOKEN=<token> in {path} "
+            "(chmod 600), which the unit reads"
+        )
+    unit = SYSTEMD_UNIT.format(
         pairs=", ".join(entry_key(p) for p in pairs) or "the saved watchlist",
         exe=exe,
         args=" ".join(shlex.quote(a) for a in args),
+        environment=environment,
     )
+    return unit, note
 
 
 def serve(
