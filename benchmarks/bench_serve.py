@@ -369,17 +369,6 @@ class StallSampler:
         self._stop.set()
         self._thread.join(2)
         lines = [f"{n:6d}  {k}" for k, n in self.counts.most_common(60)]
-        why: dict[str, list[float]] = {}
-        for _t, _w, dc, reason in self.passes:
-            why.setdefault(reason, []).append(dc)
-        lines.append("compositor passes, by what asked for them: count, median, p99, max CPU (ms)")
-        for reason, cpus in sorted(why.items(), key=lambda kv: -sum(kv[1]))[:16]:
-            cpus.sort()
-            n = len(cpus)
-            lines.append(
-                f"  {n:6d}  {cpus[n // 2] * 1000:5.2f}  {cpus[min(n - 1, n * 99 // 100)] * 1000:5.2f}"
-                f"  {cpus[-1] * 1000:5.2f}  {reason}"
-            )
         Path(self.out).write_text("\n".join(lines) + "\n")
 
 

@@ -318,7 +318,6 @@ class WatchlistScreen(Screen[None]):
         self._title_dirty = True
         self._status_due: int | None = None
         """The tick by which the last status must be drawn, None when it is."""
-        self._status_tick = 0
         self._status_key: tuple | None = None
         """What the status on screen warns of (`_warns`)."""
 
@@ -445,7 +444,7 @@ class WatchlistScreen(Screen[None]):
         status = self._part("#wl-status", Static)
         if status is None:
             return
-        self._status_due, self._status_tick = None, self._tick
+        self._status_due = None
         warns = self._status_key = self._warns(st)
         width = self.app.size.width or 80
         line = status_line(st, (), (1, 1), width)
